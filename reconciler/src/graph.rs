@@ -1,0 +1,1 @@
+//! Dependency graph of modules: spawn order, shutdown tiers, cycles (petgraph).

@@ -1,0 +1,24 @@
+//! `pons-reconciler`: the pure core of pons.
+//!
+//! Given the bytes of the three inputs (module manifests, `config.yaml`, `permissions.yaml`) as
+//! read by the shell ([`snapshot::Snapshot`]) and what the supervisor reports
+//! ([`observed::Observed`]), it decides what should run ([`desired::Desired`]) and what to do
+//! about it ([`plan::Plan`]).
+//!
+//! Invariant: this crate does no IO, reads no clock, spawns nothing and has no async runtime.
+//! Everything here is deterministic and tested table-driven from `specs/`.
+
+pub mod config;
+pub mod desired;
+pub mod graph;
+pub mod manifest;
+pub mod observed;
+pub mod permissions;
+pub mod plan;
+pub mod render;
+pub mod snapshot;
+
+pub use desired::{build_desired, Desired, DesiredModule};
+pub use observed::{Observed, ObservedModule, Status};
+pub use plan::{plan, Action, ActionKind, Plan, PlanOptions};
+pub use snapshot::Snapshot;

@@ -1,0 +1,68 @@
+//! What the supervisor reports about the running system: the other input of [`crate::plan`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Status of a module as `pons status` shows it (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Starting,
+    Waiting,
+    Ready,
+    Restarting,
+    Stopping,
+    Stopped,
+    Crashed,
+    Blocked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Waiting => "waiting",
+            Status::Ready => "ready",
+            Status::Restarting => "restarting",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::Crashed => "crashed",
+            Status::Blocked => "blocked",
+        }
+    }
+
+    /// A process exists (or is about to be respawned by the supervisor's backoff).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Status::Starting | Status::Waiting | Status::Ready | Status::Restarting
+        )
+    }
+}
+
+/// The supervisor's view of one module it manages.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedModule {
+    pub status: Option<Status>,
+    /// The spawn fingerprint of the process that runs (or last ran).
+    pub spawn_fingerprint: String,
+    /// The config fingerprint of the section the module was last sent (in `init` or
+    /// `config:update`).
+    pub config_fingerprint: String,
+    /// The canonical text rendering of that section as written (for diffs), per section name.
+    pub config_text: BTreeMap<String, String>,
+    /// Fingerprint of the capabilities the router enforces for it.
+    pub capabilities_fingerprint: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+}
+
+/// Everything the supervisor manages, by module id.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
+    pub kernel_running: bool,
+    pub modules: BTreeMap<String, ObservedModule>,
+}

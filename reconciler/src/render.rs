@@ -1,0 +1,1 @@
+//! Rendering of plans (terraform-style text and the JSON of DESIGN.md §4).

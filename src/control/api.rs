@@ -1,0 +1,122 @@
+//! Types shared by the control server, the kernel and the CLI.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// One request line. `cmd` is one of: `status`, `plan`, `apply`, `stop`, `module.list`,
+/// `module.status`, `module.restart`, `module.install`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub cmd: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink: Option<bool>,
+    /// `apply`: how long to wait for convergence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The final answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    pub fn ok(data: serde_json::Value) -> Response {
+        Response {
+            ok: true,
+            data: Some(data),
+            error: None,
+        }
+    }
+    pub fn ok_empty() -> Response {
+        Response {
+            ok: true,
+            data: None,
+            error: None,
+        }
+    }
+    pub fn err(msg: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            data: None,
+            error: Some(msg.into()),
+        }
+    }
+}
+
+/// A progress line streamed before the final [`Response`] (used by `apply`):
+/// `{"progress":"spawned gateway"}`. Clients print these and keep reading until a line with `ok`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub progress: String,
+}
+
+/// A request handed from the control server to the kernel.
+#[derive(Debug)]
+pub struct ControlCommand {
+    pub request: Request,
+    /// Progress lines for the client (may be ignored).
+    pub progress: mpsc::UnboundedSender<String>,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// `pons status --json` (DESIGN.md §4). Also the `data` of the `status` control command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub kernel: KernelStatus,
+    pub modules: Vec<ModuleStatus>,
+    pub services: Vec<ServiceEntry>,
+    pub converged: bool,
+    /// pons extension: input errors (file + error) and pending changes in manual mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KernelStatus {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub uptime_ms: Option<u64>,
+    pub home: String,
+    /// pons extension: `auto` or `manual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleStatus {
+    pub id: String,
+    /// starting, waiting, ready, restarting, stopping, stopped, crashed, blocked.
+    pub status: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub provides: Vec<String>,
+    pub reason: Option<String>,
+    /// pons extensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    pub service: String,
+    pub module: String,
+}

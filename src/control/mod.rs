@@ -1,0 +1,9 @@
+//! Control socket `run/kernel.sock` (DESIGN.md §3): NDJSON requests `{"cmd":…}` answered by
+//! `{"ok":true,"data":…}` / `{"ok":false,"error":…}`.
+//!
+//! - [`api`]: the request/response types and the stable JSON reports (status, plan).
+//! - `server`: accepts connections (0600, same uid only) and hands each request to the kernel as a
+//!   [`api::ControlCommand`] over an mpsc channel (pueue-style daemon/CLI split).
+//! - `client`: what the CLI uses to talk to a running kernel.
+
+pub mod api;

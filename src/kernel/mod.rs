@@ -1,0 +1,1 @@
+//! Kernel daemon: supervisor, router, reconcile loop.

@@ -1,0 +1,1 @@
+//! Exec trampoline and process hygiene: landlock, rlimits, environment, watchdog.
