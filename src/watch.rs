@@ -1,1 +1,15 @@
-//! TODO
+//! Triggers of reconcile passes: the file watcher (notify + debouncer, ≈100 ms) on the home
+//! directory and the signals SIGHUP, SIGUSR1, SIGUSR2 (plus SIGTERM/SIGINT for shutdown).
+//! Triggers only *request* a pass; the reconcile loop coalesces them.
+
+/// Why a pass was requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Something under the home directory changed.
+    Files,
+    Sighup,
+    Sigusr1,
+    Sigusr2,
+    /// SIGTERM or SIGINT: ordered shutdown.
+    Shutdown,
+}
