@@ -1,6 +1,32 @@
 //! Kernel daemon: boot, the reconcile loop, the supervisor and the router.
+//!
+//! - [`run`] builds the runtime and wires everything: signals and the file watcher request passes
+//!   ([`reconcile`]), the control socket hands commands to [`control`], every module is driven by
+//!   its [`supervisor`] task, and every line a module prints is routed by the [`router`].
+//! - [`Kernel`] is the shared state: the router core behind one mutex, the kernel settings from
+//!   config.yaml, the last desired state and plan.
+
+pub mod calls;
+pub mod control;
+pub mod observe;
+pub mod outbox;
+pub mod reconcile;
+pub mod router;
+pub mod shutdown;
+pub mod stdio;
+pub mod supervisor;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+use pons_reconciler::config::Lifecycle;
+use tokio::sync::{mpsc, Notify};
 
 use crate::home::Home;
+use router::{Core, RouterEvent, Settings};
 
 /// Options of `pons kernel start`.
 #[derive(Debug, Clone)]
@@ -12,9 +38,133 @@ pub struct StartOptions {
     pub manual: bool,
 }
 
+/// Things the main loop does on behalf of other tasks.
+#[derive(Debug)]
+pub enum KernelEvent {
+    /// Persist `firstSpawnAt` for a module that was just sent `install`.
+    FirstSpawn(String),
+    /// Begin the ordered shutdown.
+    Shutdown,
+}
+
+/// The kernel's shared state.
+pub struct Kernel {
+    pub home: Home,
+    pub core: Mutex<Core>,
+    pub changed: Arc<Notify>,
+    lifecycle: RwLock<Lifecycle>,
+    pub events: mpsc::UnboundedSender<KernelEvent>,
+    pub watchdog: Option<crate::sandbox::Watchdog>,
+    pub started: Instant,
+    pub started_wall: std::time::SystemTime,
+    /// Modules sent `install` during this run (until permissions.yaml records it).
+    installed: Mutex<HashSet<String>>,
+    pub state: Mutex<reconcile::State>,
+    pub passes: mpsc::UnboundedSender<reconcile::PassRequest>,
+    pub shutting_down: AtomicBool,
+    pub manual_flag: bool,
+    pub log: Option<crate::logging::LogGuard>,
+    pub forced_log_level: Option<String>,
+}
+
+impl Kernel {
+    pub fn lifecycle(&self) -> Lifecycle {
+        *self.lifecycle.read()
+    }
+
+    pub fn set_lifecycle(&self, lc: Lifecycle) {
+        *self.lifecycle.write() = lc;
+    }
+
+    /// Whether `install` must be sent to a module spawned now (first spawn ever); records it.
+    pub fn first_spawn(&self, id: &str) -> bool {
+        let fresh = self.installed.lock().insert(id.to_string());
+        if fresh {
+            let _ = self.events.send(KernelEvent::FirstSpawn(id.to_string()));
+        }
+        fresh
+    }
+
+    pub fn watchdog_add(&self, pgid: i32) {
+        if let Some(w) = &self.watchdog {
+            w.add(pgid);
+        }
+    }
+
+    pub fn watchdog_remove(&self, pgid: i32) {
+        if let Some(w) = &self.watchdog {
+            w.remove(pgid);
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
 /// Runs the kernel in the foreground until SIGTERM/SIGINT or a `stop` command; builds its own
 /// tokio runtime. Returns after an ordered shutdown.
 pub fn run(opts: StartOptions) -> anyhow::Result<()> {
-    let _ = opts;
-    anyhow::bail!("the kernel is not implemented yet")
+    let home = opts.home.clone();
+    prepare_home(&home)?;
+    if let Some(pid) = running_pid(&home) {
+        anyhow::bail!(
+            "a kernel is already running for {} (pid {pid}); stop it with `pons kernel stop`",
+            home.root.display()
+        );
+    }
+    let level = opts.log_level.clone().unwrap_or_else(|| "info".into());
+    let log = crate::logging::init(Some(&home), &level)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("pons")
+        .build()?;
+    let result = rt.block_on(reconcile::main(opts, log));
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
+}
+
+/// Creates the home's runtime directories (0700).
+fn prepare_home(home: &Home) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !home.root.is_dir() {
+        anyhow::bail!(
+            "home directory {} does not exist; create it (with a modules/ folder) or pass --home",
+            home.root.display()
+        );
+    }
+    for dir in [home.runtime_dir(), home.logs_dir(), home.run_dir()] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The pid in `.runtime/kernel.pid` if that process is alive.
+pub fn running_pid(home: &Home) -> Option<u32> {
+    let text = std::fs::read_to_string(home.pid_file()).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    // Signal 0 probes for existence.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    alive.then_some(pid as u32)
+}
+
+pub(crate) fn new_core(home: &Home, events: mpsc::UnboundedSender<RouterEvent>, changed: Arc<Notify>) -> Core {
+    Core::new(
+        Settings {
+            enforcement: Default::default(),
+            rpc_timeout: std::time::Duration::from_millis(Lifecycle::default().rpc_timeout_ms),
+            home: home.root.to_string_lossy().into_owned(),
+        },
+        events,
+        changed,
+    )
 }

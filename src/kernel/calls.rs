@@ -1,0 +1,244 @@
+//! Kernel calls (module → kernel `call`, compat.md §5): answered with `call:response` carrying
+//! the caller's id. Config access is scoped to the caller's own section; refusals are
+//! `security.violation`s (strict mode: the caller goes through the restart path).
+
+use std::sync::Arc;
+
+use pons_reconciler::config::EnforcementMode;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::reconcile::{request_pass, PassKind};
+use super::Kernel;
+use crate::protocol::outbound;
+
+/// The answer to a call: a result (possibly absent), or an error text (`Error: …`).
+type CallResult = Result<Option<Value>, String>;
+
+pub async fn handle(
+    kernel: Arc<Kernel>,
+    module: Arc<str>,
+    gen: u64,
+    id: String,
+    method: String,
+    params: Option<Box<RawValue>>,
+) {
+    let params: Option<Value> = params.and_then(|p| serde_json::from_str(p.get()).ok());
+    let result = dispatch(&kernel, &module, &method, params.as_ref()).await;
+    let core = kernel.core.lock();
+    if core.modules.get(&module).is_none_or(|e| e.gen != gen) {
+        return;
+    }
+    match result {
+        Ok(v) => {
+            let raw = v.and_then(|v| serde_json::value::to_raw_value(&v).ok());
+            core.send(&module, |b| outbound::call_response_ok(b, &id, raw.as_deref()));
+        }
+        Err(e) => {
+            core.send(&module, |b| outbound::call_response_err(b, &id, &e));
+        }
+    }
+}
+
+async fn dispatch(kernel: &Arc<Kernel>, module: &Arc<str>, method: &str, params: Option<&Value>) -> CallResult {
+    match method {
+        "module.list" => Ok(Some(module_list(kernel))),
+        "module.commands" => {
+            let core = kernel.core.lock();
+            let mut ids: Vec<_> = core.modules.keys().cloned().collect();
+            ids.sort();
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(e) = core.modules.get(&id) {
+                    for c in &e.desired.manifest.commands {
+                        let mut c = c.clone();
+                        if let Some(obj) = c.as_object_mut() {
+                            obj.insert("moduleId".into(), json!(&*id));
+                        }
+                        out.push(c);
+                    }
+                }
+            }
+            Ok(Some(Value::Array(out)))
+        }
+        "service.discover" => Ok(Some(service_list(kernel))),
+        "service.resolve" => {
+            let svc = params
+                .and_then(|p| p.get("service"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let core = kernel.core.lock();
+            match core.registered.get(svc).or_else(|| core.declared.get(svc)) {
+                Some(m) => Ok(Some(json!(&**m))),
+                None => Err(format!("Error: Service not found: {svc}")),
+            }
+        }
+        "monitor.snapshot" => Ok(Some(json!({
+            "modules": module_list(kernel),
+            "services": service_list(kernel),
+            "pending": {},
+            "uptime": kernel.started.elapsed().as_millis() as u64,
+        }))),
+        "config.get" => config_get(kernel, module, params),
+        "config.set" => config_set(kernel, module, params).await,
+        "config.sections" => {
+            let core = kernel.core.lock();
+            let key = core
+                .modules
+                .get(module)
+                .and_then(|e| e.desired.manifest.config_key.clone());
+            Ok(Some(match key {
+                Some(k) => json!([{"key": k, "moduleId": &**module}]),
+                None => json!([]),
+            }))
+        }
+        other => Err(format!("Error: Unknown kernel method: {other}")),
+    }
+}
+
+fn module_list(kernel: &Kernel) -> Value {
+    let core = kernel.core.lock();
+    let mut list: Vec<Value> = core
+        .modules
+        .values()
+        .map(|e| json!({"id": &*e.id, "status": e.status.as_str(), "provides": e.desired.manifest.provides}))
+        .collect();
+    list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    Value::Array(list)
+}
+
+fn service_list(kernel: &Kernel) -> Value {
+    let core = kernel.core.lock();
+    Value::Array(
+        core.registered
+            .iter()
+            .map(|(s, m)| json!({"service": s, "moduleId": &**m}))
+            .collect(),
+    )
+}
+
+/// compat.md §5 `checkConfig`: returns Err(error text) when access is refused.
+fn check_key(kernel: &Kernel, module: &Arc<str>, key: Option<&str>, verb: &str) -> Result<(), String> {
+    let core = kernel.core.lock();
+    let config_key = core
+        .modules
+        .get(module)
+        .and_then(|e| e.desired.manifest.config_key.clone());
+    let bad = match key {
+        None | Some("") | Some(".") | Some("..") => true,
+        Some(k) => {
+            k.split('.')
+                .any(|s| matches!(s, ".." | "__proto__" | "constructor" | "prototype"))
+                || k.split('.').next() != config_key.as_deref()
+        }
+    };
+    if !bad {
+        return Ok(());
+    }
+    let target = key.unwrap_or("");
+    match core.settings.enforcement {
+        EnforcementMode::Strict => {
+            tracing::error!(moduleId = %module, action = "deny", target = %target, "security.violation");
+            core.fail(module, "security-violation");
+            Err(format!(
+                "Error: Security violation: not permitted to {verb} config key \"{target}\""
+            ))
+        }
+        EnforcementMode::Warn => {
+            tracing::warn!(moduleId = %module, action = "warn", target = %target, "security.violation");
+            Ok(())
+        }
+        EnforcementMode::Off => Ok(()),
+    }
+}
+
+fn config_get(kernel: &Kernel, module: &Arc<str>, params: Option<&Value>) -> CallResult {
+    let Some(params) = params else {
+        return Err("TypeError: Cannot read properties of undefined (reading 'key')".into());
+    };
+    let key = params.get("key").and_then(Value::as_str);
+    check_key(kernel, module, key, "read")?;
+    let key = key.unwrap_or_default();
+    let st = kernel.state.lock();
+    let Some(desired) = st.desired.clone() else {
+        return Ok(None);
+    };
+    drop(st);
+    let mut segs = key.split('.');
+    let first = segs.next().unwrap_or_default();
+    // The caller's own section is the interpolated one it was sent; others as written.
+    let own = desired
+        .modules
+        .get(&**module)
+        .filter(|d| d.manifest.config_key.as_deref() == Some(first))
+        .and_then(|d| d.config_section.clone());
+    let mut cur = match own {
+        Some(v) => v,
+        None => match desired.config_raw.get(first) {
+            Some(v) => v.clone(),
+            None => return Ok(None),
+        },
+    };
+    for s in segs {
+        match cur.get(s) {
+            Some(v) => cur = v.clone(),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(cur))
+}
+
+async fn config_set(kernel: &Arc<Kernel>, module: &Arc<str>, params: Option<&Value>) -> CallResult {
+    let Some(params) = params else {
+        return Err("TypeError: Cannot read properties of undefined (reading 'key')".into());
+    };
+    let key = params.get("key").and_then(Value::as_str);
+    if let Some(first) = key.and_then(|k| k.split('.').next()) {
+        if matches!(first, "security" | "kernel" | "lifecycle" | "logging") {
+            let core = kernel.core.lock();
+            tracing::error!(moduleId = %module, action = "deny", target = %key.unwrap_or(""), "security.violation");
+            if core.settings.enforcement == EnforcementMode::Strict {
+                core.fail(module, "security-violation");
+            }
+            return Err(format!(
+                "Error: Security violation: section \"{first}\" is protected and cannot be modified by modules"
+            ));
+        }
+    }
+    check_key(kernel, module, key, "write")?;
+    let key = key.unwrap_or_default().to_string();
+    let value = params.get("value").cloned().unwrap_or(Value::Null);
+    let coerced = pons_reconciler::config::coerce(&value);
+    let home = kernel.home.clone();
+    let to_write = coerced.clone();
+    let k = key.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        crate::store::update_config_text(&home, |text| crate::store::set_config_key(text, &k, &to_write))
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => {
+            let _ = request_pass(kernel, PassKind::Signal, None).await;
+            Ok(Some(json!({"success": true, "coerced": coerced})))
+        }
+        Ok(Err(e)) => Ok(Some(json!({"success": false, "error": e.to_string()}))),
+        Err(e) => Ok(Some(json!({"success": false, "error": e.to_string()}))),
+    }
+}
+
+/// ISO-8601 UTC with milliseconds, as the reference writes timestamps.
+pub fn iso(t: std::time::SystemTime) -> String {
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let odt = time::OffsetDateTime::from_unix_timestamp_nanos(d.as_nanos() as i128)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    odt.format(&fmt).unwrap_or_default()
+}
+
+pub fn now_iso() -> String {
+    iso(std::time::SystemTime::now())
+}

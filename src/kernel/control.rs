@@ -1,0 +1,159 @@
+//! The kernel's side of the control socket: one handler per request (DESIGN.md §3, compat.md §7.3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pons_reconciler::Status;
+use serde_json::json;
+
+use super::reconcile::{request_pass, PassKind};
+use super::supervisor::SupCmd;
+use super::{Kernel, KernelEvent};
+use crate::control::api::{ControlCommand, Response};
+
+pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
+    let ControlCommand {
+        request,
+        progress,
+        reply,
+    } = cmd;
+    let resp = match request.cmd.as_str() {
+        "status" => match serde_json::to_value(super::observe::status_report(&kernel)) {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::err(e.to_string()),
+        },
+        "plan" => plan(&kernel).await,
+        "apply" => apply(&kernel, request.timeout_ms, progress).await,
+        "stop" => {
+            let _ = kernel.events.send(KernelEvent::Shutdown);
+            Response::ok(json!({"stopping": true, "pid": std::process::id()}))
+        }
+        "module.list" => {
+            let core = kernel.core.lock();
+            let mut modules: Vec<_> = core
+                .modules
+                .values()
+                .map(|e| json!({"id": &*e.id, "status": e.status.as_str(), "provides": e.desired.manifest.provides}))
+                .collect();
+            modules.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+            Response::ok(json!({ "modules": modules }))
+        }
+        "module.status" => module_status(&kernel, request.module_id.as_deref()),
+        "module.restart" => module_restart(&kernel, request.module_id.as_deref()).await,
+        "module.install" => Response::err(
+            "module.install over the control socket is not supported yet; use `pons modules install <path>`",
+        ),
+        other => Response::err(format!("Unknown command: {other}")),
+    };
+    let _ = reply.send(resp);
+}
+
+async fn plan(kernel: &Arc<Kernel>) -> Response {
+    let rx = request_pass(kernel, PassKind::PlanOnly, None);
+    match rx.await {
+        Ok(outcome) => Response::ok(json!({
+            "json": pons_reconciler::render::plan_json(&outcome.plan, true),
+            "text": pons_reconciler::render::plan_text(&outcome.plan, &outcome.desired, true),
+            "changes": outcome.plan.has_changes(),
+        })),
+        Err(_) => Response::err("the kernel is shutting down"),
+    }
+}
+
+/// Runs a pass now (crashed modules retried) and waits until every runnable module is ready.
+async fn apply(
+    kernel: &Arc<Kernel>,
+    timeout_ms: Option<u64>,
+    progress: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Response {
+    let timeout = Duration::from_millis(timeout_ms.unwrap_or(60_000));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let rx = request_pass(kernel, PassKind::Apply, Some(progress.clone()));
+    let Ok(outcome) = rx.await else {
+        return Response::err("the kernel is shutting down");
+    };
+    let actions = pons_reconciler::render::plan_json(&outcome.plan, true)["actions"].clone();
+    loop {
+        let notified = kernel.changed.notified();
+        let not_ready = not_converged(kernel, &outcome.desired);
+        if not_ready.is_empty() {
+            let _ = progress.send("converged".into());
+            return Response::ok(json!({"converged": true, "actions": actions, "notConverged": []}));
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let not_ready = not_converged(kernel, &outcome.desired);
+            if not_ready.is_empty() {
+                return Response::ok(json!({"converged": true, "actions": actions, "notConverged": []}));
+            }
+            return Response::ok(json!({"converged": false, "actions": actions, "notConverged": not_ready}));
+        }
+    }
+}
+
+/// Runnable modules that are not ready (with their status).
+fn not_converged(kernel: &Kernel, desired: &pons_reconciler::Desired) -> Vec<String> {
+    let core = kernel.core.lock();
+    desired
+        .modules
+        .keys()
+        .filter(|id| {
+            core.modules
+                .get(id.as_str())
+                .is_none_or(|e| e.status != Status::Ready)
+        })
+        .cloned()
+        .collect()
+}
+
+fn module_status(kernel: &Kernel, id: Option<&str>) -> Response {
+    let Some(id) = id else {
+        return Response::err("moduleId is required");
+    };
+    let core = kernel.core.lock();
+    let Some(e) = core.modules.get(id) else {
+        return Response::err(format!("Module \"{id}\" not found"));
+    };
+    let started_at = e.spawned_at.map(|t| {
+        let wall = std::time::SystemTime::now() - t.elapsed();
+        super::calls::iso(wall)
+    });
+    let mut v = json!({
+        "id": &*e.id,
+        "status": e.status.as_str(),
+        "provides": e.desired.manifest.provides,
+        "restartCount": e.restarts,
+        "startedAt": started_at,
+    });
+    if let Some(pid) = e.pid {
+        v["pid"] = json!(pid);
+    }
+    Response::ok(v)
+}
+
+async fn module_restart(kernel: &Arc<Kernel>, id: Option<&str>) -> Response {
+    let Some(id) = id else {
+        return Response::err("moduleId is required");
+    };
+    let found = {
+        let core = kernel.core.lock();
+        core.modules
+            .get(id)
+            .map(|e| (e.sup.clone(), e.desired.clone()))
+    };
+    let Some((sup, desired)) = found else {
+        return Response::err(format!("Module \"{id}\" not found"));
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if sup
+        .send(SupCmd::Restart {
+            desired,
+            reason: "restart requested".into(),
+            done: Some(tx),
+        })
+        .is_err()
+    {
+        return Response::err(format!("Module \"{id}\" is stopped; run `pons apply`"));
+    }
+    let _ = rx.await;
+    Response::ok_empty()
+}

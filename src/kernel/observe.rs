@@ -1,0 +1,143 @@
+//! What the kernel reports about itself: the observed state handed to the planner, and the
+//! status report of `pons status` (DESIGN.md §4).
+
+use std::sync::Arc;
+
+use pons_reconciler::{Observed, ObservedModule, Status};
+
+use super::Kernel;
+use crate::control::api::{KernelStatus, ModuleStatus, ServiceEntry, StatusReport};
+
+/// The supervisor's view, as the planner's input.
+pub fn observed(kernel: &Kernel) -> Observed {
+    let core = kernel.core.lock();
+    let modules = core
+        .modules
+        .values()
+        .map(|e| {
+            let d = &e.desired;
+            (
+                e.id.to_string(),
+                ObservedModule {
+                    status: Some(e.status),
+                    spawn_fingerprint: d.spawn_fingerprint.clone(),
+                    config_fingerprint: d.config_fingerprint.clone(),
+                    config_text: d.config_text.clone(),
+                    capabilities_fingerprint: d.capabilities_fingerprint.clone(),
+                    pid: e.pid,
+                    restarts: e.restarts,
+                    applied: Some((**d).clone()),
+                },
+            )
+        })
+        .collect();
+    Observed {
+        kernel_running: true,
+        modules,
+    }
+}
+
+/// `pons status --json` of a running kernel.
+pub fn status_report(kernel: &Kernel) -> StatusReport {
+    let st = kernel.state.lock();
+    let desired = st.desired.clone();
+    let pending = st.pending;
+    let plan_changes = st.plan.as_ref().map(|p| p.has_changes()).unwrap_or(true);
+    let mode = st.mode;
+    drop(st);
+    let core = kernel.core.lock();
+    let order: Vec<String> = desired
+        .as_ref()
+        .map(|d| d.order.clone())
+        .unwrap_or_default();
+    let mut ids: Vec<Arc<str>> = core.modules.keys().cloned().collect();
+    let pos = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+    ids.sort_by(|a, b| pos(a).cmp(&pos(b)).then_with(|| a.cmp(b)));
+    let mut modules: Vec<ModuleStatus> = ids
+        .iter()
+        .filter_map(|id| core.modules.get(id))
+        .map(|e| ModuleStatus {
+            id: e.id.to_string(),
+            status: e.status.as_str().to_string(),
+            pid: e.pid,
+            restarts: e.restarts,
+            provides: e.desired.manifest.provides.clone(),
+            reason: if e.status == Status::Ready {
+                None
+            } else {
+                e.reason.clone()
+            },
+            uptime_ms: e.ready_at.map(|t| t.elapsed().as_millis() as u64),
+            dropped: Some(e.dropped()),
+            sandbox: Some(crate::sandbox::module_sandbox_report(
+                &e.desired.spawn.sandbox,
+                &e.desired.spawn.env,
+            )),
+        })
+        .collect();
+    let mut all_ready = core.modules.values().all(|e| e.status == Status::Ready);
+    let mut errors = Vec::new();
+    if let Some(d) = &desired {
+        for b in &d.blocked {
+            if core.modules.contains_key(b.id.as_str()) {
+                continue;
+            }
+            modules.push(ModuleStatus {
+                id: b.id.clone(),
+                status: "blocked".into(),
+                pid: None,
+                restarts: 0,
+                provides: vec![],
+                reason: Some(b.reason.to_string()),
+                uptime_ms: None,
+                dropped: None,
+                sandbox: None,
+            });
+        }
+        errors = d
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.file.display(), e.error))
+            .collect();
+        if d.modules.keys().any(|id| !core.modules.contains_key(id.as_str())) {
+            all_ready = false;
+        }
+    }
+    let services = core
+        .registered
+        .iter()
+        .map(|(s, m)| ServiceEntry {
+            service: s.clone(),
+            module: m.to_string(),
+        })
+        .collect();
+    StatusReport {
+        kernel: KernelStatus {
+            running: true,
+            pid: Some(std::process::id()),
+            uptime_ms: Some(kernel.started.elapsed().as_millis() as u64),
+            home: kernel.home.root.to_string_lossy().into_owned(),
+            mode: Some(
+                match mode {
+                    pons_reconciler::config::ReconcileMode::Auto => "auto",
+                    pons_reconciler::config::ReconcileMode::Manual => "manual",
+                }
+                .into(),
+            ),
+        },
+        modules,
+        services,
+        converged: all_ready && !plan_changes,
+        errors,
+        pending: if pending {
+            kernel
+                .state
+                .lock()
+                .plan
+                .as_ref()
+                .map(|p| p.actions.iter().filter(|a| a.action != pons_reconciler::ActionKind::Blocked).count())
+        } else {
+            None
+        },
+    }
+}

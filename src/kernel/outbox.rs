@@ -1,0 +1,173 @@
+//! Per-module outbound queue and its writer task.
+//!
+//! The router appends encoded lines (one JSON object + `\n` each) to a module's [`Outbox`]; the
+//! writer task swaps the whole buffer out and writes it to the module's stdin in one call, so a
+//! burst of messages becomes a few large writes (batching per module).
+//!
+//! Back-pressure (DESIGN.md §7): an outbox above [`HIGH_WATER`] bytes is *congested*: the reader of
+//! a publisher that filled it waits (up to `slowConsumerMs`) until it drains below [`LOW_WATER`],
+//! so nothing is lost while consumers keep up. Above [`HARD_CAP`] bytes messages are dropped and
+//! counted, so memory per module stays bounded. A consumer that makes no progress for
+//! `slowConsumerMs` while bytes wait is hung; the supervisor restarts it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
+use tokio::sync::Notify;
+
+/// Above this many queued bytes a publisher waits for the consumer.
+pub const HIGH_WATER: usize = 1 << 20;
+/// A waiting publisher resumes once the queue is below this.
+pub const LOW_WATER: usize = 256 << 10;
+/// Above this many queued bytes new messages are dropped (and counted).
+pub const HARD_CAP: usize = 64 << 20;
+
+/// The outbound queue of one module process.
+pub struct Outbox {
+    buf: Mutex<Vec<u8>>,
+    queued: AtomicUsize,
+    closed: AtomicBool,
+    dropped: AtomicU64,
+    /// Milliseconds since `epoch` of the last completed write (or of creation).
+    last_progress_ms: AtomicU64,
+    epoch: Instant,
+    wake_writer: Notify,
+    drained: Notify,
+}
+
+impl Outbox {
+    pub fn new() -> Arc<Outbox> {
+        Arc::new(Outbox {
+            buf: Mutex::new(Vec::with_capacity(8 << 10)),
+            queued: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            last_progress_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            wake_writer: Notify::new(),
+            drained: Notify::new(),
+        })
+    }
+
+    /// Appends one encoded message by letting `encode` write into the queue. Returns false when the
+    /// message was dropped (outbox closed or over the hard cap).
+    #[inline]
+    pub fn push_with(&self, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.queued.load(Ordering::Relaxed) > HARD_CAP {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let added = {
+            let mut buf = self.buf.lock();
+            let before = buf.len();
+            if self.queued.load(Ordering::Acquire) == 0 {
+                // Nothing was waiting: stalls are measured from now, not from the last write.
+                self.touch();
+            }
+            encode(&mut buf);
+            buf.len() - before
+        };
+        let prev = self.queued.fetch_add(added, Ordering::AcqRel);
+        if prev == 0 {
+            self.wake_writer.notify_one();
+        }
+        true
+    }
+
+    /// Bytes waiting to be written (including a batch being written now).
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    pub fn is_congested(&self) -> bool {
+        self.queued() > HIGH_WATER
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How long bytes have been waiting without the consumer reading any (zero when empty).
+    pub fn stalled_for(&self) -> Duration {
+        if self.queued() == 0 {
+            return Duration::ZERO;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)))
+    }
+
+    fn touch(&self) {
+        self.last_progress_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Waits until the queue is below [`LOW_WATER`] or the outbox is closed, at most `max`.
+    /// Returns false on timeout.
+    pub async fn wait_drained(&self, max: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let notified = self.drained.notified();
+            if self.queued() <= LOW_WATER || self.closed.load(Ordering::Acquire) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.queued() <= LOW_WATER;
+            }
+        }
+    }
+
+    /// Closes the outbox: queued and later messages are discarded; the writer task ends.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake_writer.notify_one();
+        self.drained.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Writes everything pushed to `outbox` into the module's stdin until the outbox is closed or
+/// the pipe breaks. Closing stdin at the end lets SDK-based modules notice.
+pub async fn writer_task(outbox: Arc<Outbox>, mut stdin: ChildStdin) {
+    let mut batch: Vec<u8> = Vec::with_capacity(8 << 10);
+    loop {
+        if outbox.is_closed() {
+            break;
+        }
+        let notified = outbox.wake_writer.notified();
+        {
+            let mut buf = outbox.buf.lock();
+            std::mem::swap(&mut *buf, &mut batch);
+        }
+        if batch.is_empty() {
+            notified.await;
+            continue;
+        }
+        let n = batch.len();
+        if stdin.write_all(&batch).await.is_err() {
+            outbox.close();
+            break;
+        }
+        batch.clear();
+        if batch.capacity() > (4 << 20) {
+            batch.shrink_to(64 << 10);
+        }
+        outbox.touch();
+        let left = outbox.queued.fetch_sub(n, Ordering::AcqRel) - n;
+        if left <= LOW_WATER {
+            outbox.drained.notify_waiters();
+        }
+    }
+    let _ = stdin.shutdown().await;
+    drop(stdin);
+    outbox.drained.notify_waiters();
+}

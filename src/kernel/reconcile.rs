@@ -1,0 +1,500 @@
+//! The reconcile loop: every trigger only *requests* a pass; exactly one pass runs at a time and
+//! requests that arrive during a pass coalesce into one more. A pass reads one snapshot of the
+//! home, builds the desired state, plans against what the supervisor observes, and — unless the
+//! kernel is in manual mode and nobody asked — applies the plan.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pons_reconciler::config::ReconcileMode;
+use pons_reconciler::{build_desired, plan, ActionKind, Desired, Plan, PlanOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use super::router::{Entry, RouterEvent};
+use super::supervisor::{SupCmd, Supervisor};
+use super::{Kernel, KernelEvent, StartOptions};
+use crate::watch::Trigger;
+
+/// What the loop remembers between passes.
+#[derive(Default)]
+pub struct State {
+    pub desired: Option<Arc<Desired>>,
+    /// The plan of the last pass (pending when it was not applied).
+    pub plan: Option<Plan>,
+    /// Whether `plan` still waits for `pons apply` (manual mode).
+    pub pending: bool,
+    pub mode: ReconcileMode,
+    /// Input errors already logged (so a broken file is reported once, not every pass).
+    logged_errors: Vec<String>,
+}
+
+/// How a pass was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    /// Watcher or periodic resync: applied in auto mode, only detected in manual mode.
+    Auto,
+    /// A signal: applied in both modes.
+    Signal,
+    /// `pons apply`: applied, crashed modules retried.
+    Apply,
+    /// `pons plan`: computed, never applied.
+    PlanOnly,
+    /// The first pass at boot.
+    Boot,
+}
+
+pub struct PassRequest {
+    pub kind: PassKind,
+    pub progress: Option<mpsc::UnboundedSender<String>>,
+    pub reply: Option<oneshot::Sender<PassOutcome>>,
+}
+
+/// What a pass did.
+#[derive(Clone)]
+pub struct PassOutcome {
+    pub desired: Arc<Desired>,
+    pub plan: Plan,
+    pub applied: bool,
+}
+
+/// Boots the kernel and runs until shutdown.
+pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::Result<()> {
+    let home = opts.home.clone();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<KernelEvent>();
+    let (router_tx, router_rx) = mpsc::unbounded_channel::<RouterEvent>();
+    let (pass_tx, pass_rx) = mpsc::unbounded_channel::<PassRequest>();
+    let (trigger_tx, mut trigger_rx) = mpsc::unbounded_channel::<Trigger>();
+    let (ctl_tx, mut ctl_rx) = mpsc::channel(64);
+    let changed = Arc::new(tokio::sync::Notify::new());
+
+    let watchdog = match crate::sandbox::Watchdog::start() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "watchdog unavailable — module process groups are not cleaned up if the kernel is killed");
+            None
+        }
+    };
+    let kernel = Arc::new(Kernel {
+        home: home.clone(),
+        core: parking_lot::Mutex::new(super::new_core(&home, router_tx, changed.clone())),
+        changed,
+        lifecycle: parking_lot::RwLock::new(Default::default()),
+        events: events_tx,
+        watchdog,
+        started: Instant::now(),
+        started_wall: std::time::SystemTime::now(),
+        installed: Default::default(),
+        state: parking_lot::Mutex::new(State {
+            mode: if opts.manual {
+                ReconcileMode::Manual
+            } else {
+                ReconcileMode::Auto
+            },
+            ..Default::default()
+        }),
+        passes: pass_tx,
+        shutting_down: Default::default(),
+        manual_flag: opts.manual,
+        log: Some(log),
+        forced_log_level: opts.log_level.clone(),
+    });
+
+    crate::watch::spawn_signals(trigger_tx.clone())?;
+    let _watcher = match crate::watch::spawn_watcher(&home, trigger_tx.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "file watcher unavailable — use `pons apply` or SIGHUP after edits");
+            None
+        }
+    };
+    let server = crate::control::server::serve(home.socket(), ctl_tx).await?;
+    write_pid_file(&home)?;
+
+    tokio::spawn(router_events(kernel.clone(), router_rx));
+    tokio::spawn(rpc_timeouts(kernel.clone()));
+    tokio::spawn(pass_loop(kernel.clone(), pass_rx));
+    tokio::spawn(resync(kernel.clone()));
+
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        home = %home.root.display(),
+        pid = std::process::id(),
+        "kernel.boot"
+    );
+    let _ = request_pass(&kernel, PassKind::Boot, None);
+
+    loop {
+        tokio::select! {
+            t = trigger_rx.recv() => match t {
+                Some(Trigger::Shutdown) | None => break,
+                Some(Trigger::Files) => { let _ = request_pass(&kernel, PassKind::Auto, None); }
+                Some(Trigger::Sighup | Trigger::Sigusr1 | Trigger::Sigusr2) => {
+                    tracing::info!(signal = ?t, "signal received — reconciling");
+                    let _ = request_pass(&kernel, PassKind::Signal, None);
+                }
+            },
+            cmd = ctl_rx.recv() => if let Some(cmd) = cmd {
+                tokio::spawn(super::control::handle(kernel.clone(), cmd));
+            },
+            ev = events_rx.recv() => match ev {
+                Some(KernelEvent::Shutdown) | None => break,
+                Some(KernelEvent::FirstSpawn(id)) => {
+                    let home = kernel.home.clone();
+                    tokio::task::spawn_blocking(move || persist_first_spawn(&home, &id));
+                }
+            },
+        }
+    }
+    kernel.shutting_down.store(true, Ordering::Release);
+    tracing::info!(reason = "signal", uptime = kernel.started.elapsed().as_millis() as u64, "kernel.shutdown");
+    server.shutdown();
+    super::shutdown::stop_all(&kernel).await;
+    if let Some(w) = &kernel.watchdog {
+        w.disarm();
+    }
+    let _ = std::fs::remove_file(home.pid_file());
+    tracing::info!("kernel stopped");
+    Ok(())
+}
+
+fn write_pid_file(home: &crate::home::Home) -> anyhow::Result<()> {
+    crate::store::write_atomic(&home.pid_file(), std::process::id().to_string().as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", home.pid_file().display()))
+}
+
+fn persist_first_spawn(home: &crate::home::Home, id: &str) {
+    let now = crate::kernel::calls::now_iso();
+    let res = crate::store::update_permissions(home, |file| {
+        Ok(pons_reconciler::permissions::set_first_spawn(file, id, &now))
+    });
+    if let Err(e) = res {
+        tracing::warn!(moduleId = %id, error = %e, "could not record firstSpawnAt in permissions.yaml");
+    }
+}
+
+/// Asks for a pass; the returned receiver yields its outcome.
+pub fn request_pass(
+    kernel: &Kernel,
+    kind: PassKind,
+    progress: Option<mpsc::UnboundedSender<String>>,
+) -> oneshot::Receiver<PassOutcome> {
+    let (tx, rx) = oneshot::channel();
+    let _ = kernel.passes.send(PassRequest {
+        kind,
+        progress,
+        reply: Some(tx),
+    });
+    rx
+}
+
+/// Runs passes one at a time, coalescing the requests queued during a pass into the next one.
+async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequest>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(r) = rx.try_recv() {
+            batch.push(r);
+        }
+        if kernel.is_shutting_down() {
+            return;
+        }
+        // `pons plan` requests are answered by a planning-only pass of their own.
+        let (plans, applies): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|r| r.kind == PassKind::PlanOnly);
+        if !plans.is_empty() {
+            let outcome = pass(&kernel, false, true, None).await;
+            for r in plans {
+                if let Some(reply) = r.reply {
+                    let _ = reply.send(outcome.clone());
+                }
+            }
+        }
+        if applies.is_empty() {
+            continue;
+        }
+        let manual = kernel.state.lock().mode == ReconcileMode::Manual;
+        let apply = applies
+            .iter()
+            .any(|r| r.kind != PassKind::Auto || !manual);
+        let retry = applies.iter().any(|r| r.kind == PassKind::Apply);
+        let progress = applies.iter().find_map(|r| r.progress.clone());
+        let outcome = pass(&kernel, apply, retry, progress).await;
+        for r in applies {
+            if let Some(reply) = r.reply {
+                let _ = reply.send(outcome.clone());
+            }
+        }
+    }
+}
+
+/// One pass: snapshot → desired → plan → (apply).
+pub async fn pass(
+    kernel: &Arc<Kernel>,
+    apply: bool,
+    retry_crashed: bool,
+    progress: Option<mpsc::UnboundedSender<String>>,
+) -> PassOutcome {
+    let home = kernel.home.clone();
+    let snapshot = tokio::task::spawn_blocking(move || {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        crate::snapshot_io::read_snapshot(&home, &env)
+    })
+    .await
+    .unwrap_or_default();
+    let previous = kernel.state.lock().desired.clone();
+    let desired = Arc::new(build_desired(&snapshot, previous.as_deref()));
+    apply_settings(kernel, &desired);
+    let observed = super::observe::observed(kernel);
+    let plan = plan(
+        &desired,
+        &observed,
+        PlanOptions {
+            retry_crashed,
+        },
+    );
+    let changes = plan.has_changes();
+    {
+        let mut st = kernel.state.lock();
+        let errors: Vec<String> = desired
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.file.display(), e.error))
+            .collect();
+        for e in &errors {
+            if !st.logged_errors.contains(e) {
+                tracing::error!(error = %e, "invalid input — keeping the last good value");
+            }
+        }
+        st.logged_errors = errors;
+        st.desired = Some(desired.clone());
+        if apply || !st.pending || changes {
+            st.plan = Some(plan.clone());
+            st.pending = changes && !apply;
+        }
+    }
+    if apply && changes {
+        apply_plan(kernel, &desired, &plan, progress.as_ref()).await;
+    } else if apply {
+        sync_in_place(kernel, &desired, &plan);
+    }
+    kernel.changed.notify_waiters();
+    PassOutcome {
+        desired,
+        plan,
+        applied: apply,
+    }
+}
+
+/// Kernel settings from config.yaml take effect at once.
+fn apply_settings(kernel: &Kernel, desired: &Desired) {
+    let cfg = &desired.kernel;
+    kernel.set_lifecycle(cfg.lifecycle);
+    {
+        let mut core = kernel.core.lock();
+        core.settings.enforcement = cfg.enforcement_mode;
+        core.settings.rpc_timeout = Duration::from_millis(cfg.lifecycle.rpc_timeout_ms);
+    }
+    {
+        let mut st = kernel.state.lock();
+        st.mode = if kernel.manual_flag {
+            ReconcileMode::Manual
+        } else {
+            cfg.reconcile
+        };
+    }
+    if let Some(log) = &kernel.log {
+        let level = kernel
+            .forced_log_level
+            .clone()
+            .unwrap_or_else(|| cfg.logging.level.clone());
+        log.set_levels(&level, &cfg.logging.levels);
+    }
+}
+
+/// Updates what needs no action: the service directory's declared providers, and capabilities
+/// and desired state of modules the plan leaves alone.
+fn sync_in_place(kernel: &Kernel, desired: &Desired, plan: &Plan) {
+    let mut core = kernel.core.lock();
+    core.declared = desired
+        .modules
+        .values()
+        .flat_map(|m| {
+            m.manifest
+                .provides
+                .iter()
+                .map(move |s| (s.clone(), Arc::<str>::from(m.id.as_str())))
+        })
+        .collect();
+    let touched: std::collections::HashSet<&str> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a.action, ActionKind::Restart | ActionKind::Stop | ActionKind::Spawn))
+        .map(|a| a.module.as_str())
+        .collect();
+    for (id, d) in &desired.modules {
+        if touched.contains(id.as_str()) {
+            continue;
+        }
+        if let Some(e) = core.modules.get_mut(id.as_str()) {
+            if e.desired.capabilities != d.capabilities {
+                tracing::info!(moduleId = %id, "capabilities updated in place");
+            }
+            e.set_capabilities(d);
+            if e.desired.spawn_fingerprint == d.spawn_fingerprint {
+                e.desired = Arc::new(d.clone());
+            }
+        }
+    }
+}
+
+async fn apply_plan(
+    kernel: &Arc<Kernel>,
+    desired: &Arc<Desired>,
+    plan: &Plan,
+    progress: Option<&mpsc::UnboundedSender<String>>,
+) {
+    let say = |msg: String| {
+        tracing::info!("{msg}");
+        if let Some(p) = progress {
+            let _ = p.send(msg);
+        }
+    };
+    sync_in_place(kernel, desired, plan);
+    for action in &plan.actions {
+        let id = action.module.as_str();
+        match action.action {
+            ActionKind::Stop => {
+                let sup = kernel.core.lock().modules.get(id).map(|e| e.sup.clone());
+                if let Some(sup) = sup {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = sup.send(SupCmd::Stop {
+                        reason: action.reason.clone(),
+                        tier: 0,
+                        done: Some(tx),
+                    });
+                    let _ = rx.await;
+                }
+                kernel.core.lock().modules.remove(id);
+                say(format!("- {id}: stopped ({})", action.reason));
+            }
+            ActionKind::Restart | ActionKind::Spawn => {
+                let Some(d) = desired.modules.get(id) else {
+                    continue;
+                };
+                let d = Arc::new(d.clone());
+                let sup = kernel.core.lock().modules.get(id).map(|e| e.sup.clone());
+                match sup {
+                    Some(sup) if !sup.is_closed() => {
+                        let (tx, rx) = oneshot::channel();
+                        let _ = sup.send(SupCmd::Restart {
+                            desired: d.clone(),
+                            reason: action.reason.clone(),
+                            done: Some(tx),
+                        });
+                        let _ = rx.await;
+                        if let Some(e) = kernel.core.lock().modules.get_mut(id) {
+                            e.desired = d;
+                        }
+                        say(format!("~ {id}: restarted ({})", action.reason));
+                    }
+                    _ => {
+                        spawn_module(kernel, d);
+                        say(format!("+ {id}: spawned ({})", action.reason));
+                    }
+                }
+            }
+            ActionKind::Config => {
+                let Some(d) = desired.modules.get(id) else {
+                    continue;
+                };
+                let d = Arc::new(d.clone());
+                let sections = action.sections.clone().unwrap_or_default();
+                let config = super::supervisor::init_config(&d);
+                let mut core = kernel.core.lock();
+                let sent = core.send(id, |b| {
+                    crate::protocol::outbound::config_update(b, &config, &sections)
+                });
+                if let Some(e) = core.modules.get_mut(id) {
+                    e.desired = d;
+                }
+                drop(core);
+                tracing::info!(changedSections = ?sections, affectedModules = ?[id], delivered = sent, "config.reload");
+                say(format!("~ {id}: config updated ({})", sections.join(", ")));
+            }
+            ActionKind::Blocked => {}
+        }
+    }
+}
+
+/// Creates the router entry and the supervisor task of a module.
+pub fn spawn_module(kernel: &Arc<Kernel>, desired: Arc<pons_reconciler::DesiredModule>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    {
+        let mut core = kernel.core.lock();
+        core.modules
+            .insert(Arc::from(desired.id.as_str()), Entry::new(desired.clone(), tx));
+    }
+    let sup = Supervisor::new(kernel.clone(), desired, rx);
+    tokio::spawn(sup.run());
+}
+
+/// Forwards router requests: failures to the supervisors, kernel calls to their handler.
+async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<RouterEvent>) {
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            RouterEvent::Fail {
+                module,
+                gen,
+                reason,
+            } => {
+                let sup = kernel.core.lock().modules.get(&module).map(|e| e.sup.clone());
+                if let Some(sup) = sup {
+                    let _ = sup.send(SupCmd::Fail { gen, reason });
+                }
+            }
+            RouterEvent::Call {
+                module,
+                gen,
+                id,
+                method,
+                params,
+            } => {
+                tokio::spawn(super::calls::handle(
+                    kernel.clone(),
+                    module,
+                    gen,
+                    id,
+                    method,
+                    params,
+                ));
+            }
+        }
+    }
+}
+
+/// Answers timed-out RPCs.
+async fn rpc_timeouts(kernel: Arc<Kernel>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let mut core = kernel.core.lock();
+        if !core.rpcs.is_empty() {
+            core.expire_rpcs(Instant::now());
+        }
+    }
+}
+
+/// A periodic resync pass catches anything the watcher missed.
+async fn resync(kernel: Arc<Kernel>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if kernel.is_shutting_down() {
+            return;
+        }
+        let _ = request_pass(&kernel, PassKind::Auto, None);
+    }
+}

@@ -1,0 +1,77 @@
+//! One module as the router sees it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pons_reconciler::{DesiredModule, Status};
+use tokio::sync::mpsc;
+
+use super::topics::PatternSet;
+use crate::kernel::outbox::Outbox;
+use crate::kernel::supervisor::SupCmd;
+
+pub struct Entry {
+    pub id: Arc<str>,
+    /// What was last applied to this module (spawned, or pushed as config).
+    pub desired: Arc<DesiredModule>,
+    pub status: Status,
+    /// Generation of the current process; lines of older processes are ignored.
+    pub gen: u64,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub outbox: Option<Arc<Outbox>>,
+    /// Topic capabilities (publish and subscribe).
+    pub topics: PatternSet,
+    /// Service capabilities (RPC).
+    pub services: std::collections::HashSet<String>,
+    pub spawned_at: Option<Instant>,
+    pub ready_at: Option<Instant>,
+    pub waiting_since: Option<Instant>,
+    /// Why it is not running (crashed, stopped, …).
+    pub reason: Option<String>,
+    pub pongs: u64,
+    pub acks: u64,
+    pub nacks: u64,
+    pub invalid_lines: u64,
+    /// Messages dropped by outboxes of earlier processes.
+    pub dropped_before: u64,
+    pub sup: mpsc::UnboundedSender<SupCmd>,
+}
+
+impl Entry {
+    pub fn new(desired: Arc<DesiredModule>, sup: mpsc::UnboundedSender<SupCmd>) -> Entry {
+        let mut e = Entry {
+            id: Arc::from(desired.id.as_str()),
+            desired: desired.clone(),
+            status: Status::Starting,
+            gen: 0,
+            pid: None,
+            restarts: 0,
+            outbox: None,
+            topics: PatternSet::default(),
+            services: Default::default(),
+            spawned_at: None,
+            ready_at: None,
+            waiting_since: None,
+            reason: None,
+            pongs: 0,
+            acks: 0,
+            nacks: 0,
+            invalid_lines: 0,
+            dropped_before: 0,
+            sup,
+        };
+        e.set_capabilities(&desired);
+        e
+    }
+
+    /// Applies the approved capabilities (in place, no restart).
+    pub fn set_capabilities(&mut self, d: &DesiredModule) {
+        self.topics = PatternSet::new(d.capabilities.topics.iter());
+        self.services = d.capabilities.services.iter().cloned().collect();
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped_before + self.outbox.as_ref().map_or(0, |o| o.dropped())
+    }
+}

@@ -1,0 +1,305 @@
+//! The router: the in-memory state every module message is routed against.
+//!
+//! [`Core`] holds the module entries (status, capabilities, outbox of the current process), the
+//! bus, the service directory and the RPCs in flight. It lives behind one mutex in
+//! [`crate::kernel::Kernel`]; each module's stdout reader routes its lines under that lock, so a
+//! publish or an RPC costs one envelope parse, a hash lookup and an append to the target's outbox.
+//! Nothing here blocks or awaits.
+
+pub mod bus;
+pub mod entry;
+pub mod lifecycle;
+pub mod rpc;
+pub mod topics;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use pons_reconciler::config::EnforcementMode;
+use pons_reconciler::Status;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use crate::kernel::outbox::Outbox;
+use crate::protocol::inbound::{decode, DecodeError, Inbound};
+use crate::protocol::outbound;
+
+pub use entry::Entry;
+pub use rpc::PendingRpcs;
+
+/// Settings the router needs, taken from config.yaml on every pass.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub enforcement: EnforcementMode,
+    pub rpc_timeout: std::time::Duration,
+    /// `PONS_HOME`, sent in `init`.
+    pub home: String,
+}
+
+/// A request the router cannot answer itself (it needs files or the reconcile loop).
+#[derive(Debug)]
+pub enum RouterEvent {
+    /// A module→kernel `call`.
+    Call {
+        module: Arc<str>,
+        gen: u64,
+        id: String,
+        method: String,
+        params: Option<Box<RawValue>>,
+    },
+    /// The module must go through the restart path (strict-mode violation, …).
+    Fail {
+        module: Arc<str>,
+        gen: u64,
+        reason: String,
+    },
+}
+
+/// Router state. See the module docs.
+pub struct Core {
+    pub modules: HashMap<Arc<str>, Entry>,
+    pub bus: bus::Bus,
+    /// service → the runnable module that declares it (from the desired state).
+    pub declared: HashMap<String, Arc<str>>,
+    /// service → provider, for providers that are ready (the service directory).
+    pub registered: BTreeMap<String, Arc<str>>,
+    pub rpcs: PendingRpcs,
+    pub settings: Settings,
+    pub events: mpsc::UnboundedSender<RouterEvent>,
+    /// Bumped on every status change (apply waits on it).
+    pub changed: Arc<tokio::sync::Notify>,
+}
+
+impl Core {
+    pub fn new(
+        settings: Settings,
+        events: mpsc::UnboundedSender<RouterEvent>,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> Core {
+        Core {
+            modules: HashMap::new(),
+            bus: bus::Bus::default(),
+            declared: HashMap::new(),
+            registered: BTreeMap::new(),
+            rpcs: PendingRpcs::default(),
+            settings,
+            events,
+            changed,
+        }
+    }
+
+    /// Routes one line read from a module's stdout. Outboxes that became congested are pushed to
+    /// `congested` so the caller can wait for them outside the lock.
+    pub fn handle_line(
+        &mut self,
+        module: &Arc<str>,
+        gen: u64,
+        line: &[u8],
+        congested: &mut Vec<Arc<Outbox>>,
+    ) {
+        match self.modules.get(module) {
+            Some(e) if e.gen == gen && e.status.is_live() => {}
+            _ => return,
+        }
+        let msg = match decode(line) {
+            Ok(m) => m,
+            Err(DecodeError::InvalidJson(_)) => {
+                let text = String::from_utf8_lossy(line);
+                let cut: String = text.chars().take(512).collect();
+                tracing::warn!(module = %module, source = "stdout", "{cut}");
+                self.count_invalid(module);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(module = %module, reason = %e, "Invalid IPC message — ignoring");
+                self.count_invalid(module);
+                return;
+            }
+        };
+        match msg {
+            Inbound::Publish { topic, payload } => self.publish(module, &topic, payload, congested),
+            Inbound::RpcRequest {
+                id,
+                service,
+                method,
+                params,
+            } => self.rpc_request(module, &id, &service, &method, params, congested),
+            Inbound::RpcResponse { id, result, error } => {
+                self.rpc_response(module, &id, result, error, congested)
+            }
+            Inbound::Ready => self.on_ready(module),
+            Inbound::Pong => {
+                if let Some(e) = self.modules.get_mut(module) {
+                    e.pongs += 1;
+                }
+            }
+            Inbound::Ack { .. } => {
+                if let Some(e) = self.modules.get_mut(module) {
+                    e.acks += 1;
+                }
+            }
+            Inbound::Nack { .. } => {
+                if let Some(e) = self.modules.get_mut(module) {
+                    e.nacks += 1;
+                }
+            }
+            Inbound::Call { id, method, params } => {
+                let _ = self.events.send(RouterEvent::Call {
+                    module: module.clone(),
+                    gen,
+                    id: id.into_owned(),
+                    method: method.into_owned(),
+                    params: params.map(|p| p.to_owned()),
+                });
+            }
+            Inbound::CallResponse { .. } => {
+                tracing::debug!(module = %module, "call:response without a pending kernel call — ignoring");
+            }
+            Inbound::Log {
+                level,
+                msg,
+                data,
+                topic,
+            } => {
+                let data = data.and_then(|d| serde_json::from_str(d.get()).ok());
+                crate::logging::log_module_line(
+                    module,
+                    level.as_deref().unwrap_or("info"),
+                    msg.as_deref().unwrap_or(""),
+                    data.as_ref(),
+                    topic.as_deref(),
+                );
+            }
+            Inbound::LogGroup {
+                level,
+                msg,
+                data: _,
+                items,
+            } => {
+                let items = items
+                    .and_then(|d| serde_json::from_str(d.get()).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                crate::logging::log_module_group(
+                    module,
+                    level.as_deref().unwrap_or("info"),
+                    msg.as_deref().unwrap_or(""),
+                    &items,
+                );
+            }
+        }
+    }
+
+    fn count_invalid(&mut self, module: &str) {
+        if let Some(e) = self.modules.get_mut(module) {
+            e.invalid_lines += 1;
+        }
+    }
+
+    /// Logs a refused action and tells whether to go on with it (warn / off mode).
+    fn violation(&self, module: &Arc<str>, target: &str) -> bool {
+        match self.settings.enforcement {
+            EnforcementMode::Strict => {
+                tracing::error!(moduleId = %module, action = "deny", target = %target, "security.violation");
+                false
+            }
+            EnforcementMode::Warn => {
+                tracing::warn!(moduleId = %module, action = "warn", target = %target, "security.violation");
+                true
+            }
+            EnforcementMode::Off => true,
+        }
+    }
+
+    /// Sends `module` through the restart path.
+    pub fn fail(&self, module: &Arc<str>, reason: &str) {
+        if let Some(e) = self.modules.get(module) {
+            let _ = self.events.send(RouterEvent::Fail {
+                module: module.clone(),
+                gen: e.gen,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    fn publish(
+        &mut self,
+        module: &Arc<str>,
+        topic: &str,
+        payload: Option<&RawValue>,
+        congested: &mut Vec<Arc<Outbox>>,
+    ) {
+        let Some(sender) = self.modules.get(module) else {
+            return;
+        };
+        if sender.status != Status::Ready {
+            tracing::warn!(module = %module, topic = %topic, "Rejected message from module not in ready state");
+            return;
+        }
+        if self.settings.enforcement != EnforcementMode::Off && !sender.topics.matches(topic) {
+            let target = format!("publish:{topic}");
+            if !self.violation(module, &target) {
+                self.fail(module, "security-violation");
+                return;
+            }
+        }
+        let modules = &self.modules;
+        self.bus.for_each_subscriber(topic, |sub| {
+            if sub == module {
+                return;
+            }
+            if let Some(e) = modules.get(sub) {
+                if e.status == Status::Ready {
+                    if let Some(ob) = &e.outbox {
+                        let id = uuid::Uuid::new_v4();
+                        let mut idbuf = [0u8; 36];
+                        let id = id.hyphenated().encode_lower(&mut idbuf);
+                        ob.push_with(|b| outbound::deliver(b, id, topic, payload));
+                        if ob.is_congested() && !congested.iter().any(|c| Arc::ptr_eq(c, ob)) {
+                            congested.push(ob.clone());
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Delivers a kernel event to every ready subscriber whose capabilities allow the topic
+    /// (lifecycle events, `system:rpc`, `kernel.permissions.pending`). The source is not excluded.
+    pub fn emit(&self, topic: &str, payload: &serde_json::Value) {
+        let raw = match serde_json::value::to_raw_value(payload) {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        let modules = &self.modules;
+        let check = self.settings.enforcement != EnforcementMode::Off;
+        self.bus.for_each_subscriber(topic, |sub| {
+            if let Some(e) = modules.get(sub) {
+                if e.status == Status::Ready && (!check || e.topics.matches(topic)) {
+                    if let Some(ob) = &e.outbox {
+                        let id = uuid::Uuid::new_v4();
+                        let mut idbuf = [0u8; 36];
+                        let id = id.hyphenated().encode_lower(&mut idbuf);
+                        ob.push_with(|b| outbound::deliver(b, id, topic, Some(&raw)));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Appends a message to one module's current process, if it has one.
+    pub fn send(&self, module: &str, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        match self.modules.get(module).and_then(|e| e.outbox.as_ref()) {
+            Some(ob) => ob.push_with(encode),
+            None => false,
+        }
+    }
+
+    pub fn set_status(&mut self, module: &str, status: Status) {
+        if let Some(e) = self.modules.get_mut(module) {
+            if e.status != status {
+                e.status = status;
+                self.changed.notify_waiters();
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Ordered shutdown (compat.md §4.8): tiers in reverse dependency order — a module is stopped
+//! before the providers it requires — each tier in parallel, each module through its supervisor
+//! (`shutdown` message → grace → SIGTERM to its group → SIGKILL).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::supervisor::SupCmd;
+use super::Kernel;
+
+/// Shutdown tiers: tier 0 holds the modules nobody depends on.
+pub fn tiers(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    let mut remaining: BTreeSet<String> = deps.keys().cloned().collect();
+    let mut out = Vec::new();
+    while !remaining.is_empty() {
+        let tier: Vec<String> = remaining
+            .iter()
+            .filter(|m| {
+                !remaining
+                    .iter()
+                    .any(|o| o != *m && deps.get(o).is_some_and(|d| d.contains(*m)))
+            })
+            .cloned()
+            .collect();
+        let tier = if tier.is_empty() {
+            remaining.iter().cloned().collect()
+        } else {
+            tier
+        };
+        for m in &tier {
+            remaining.remove(m);
+        }
+        out.push(tier);
+    }
+    out
+}
+
+/// Stops every module, tier by tier.
+pub async fn stop_all(kernel: &Arc<Kernel>) {
+    let (deps, sups) = {
+        let core = kernel.core.lock();
+        let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut sups = BTreeMap::new();
+        for e in core.modules.values() {
+            let providers = e
+                .desired
+                .manifest
+                .requires
+                .iter()
+                .filter_map(|s| core.declared.get(s))
+                .filter(|p| **p != e.id)
+                .map(|p| p.to_string())
+                .collect();
+            deps.insert(e.id.to_string(), providers);
+            sups.insert(e.id.to_string(), e.sup.clone());
+        }
+        (deps, sups)
+    };
+    for (tier, ids) in tiers(&deps).into_iter().enumerate() {
+        let mut waits = Vec::new();
+        for id in ids {
+            if let Some(sup) = sups.get(&id) {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if sup
+                    .send(SupCmd::Stop {
+                        reason: "shutdown".into(),
+                        tier,
+                        done: Some(tx),
+                    })
+                    .is_ok()
+                {
+                    waits.push(rx);
+                }
+            }
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependents_first() {
+        let mut deps = BTreeMap::new();
+        deps.insert("gateway".to_string(), BTreeSet::from(["agent".to_string()]));
+        deps.insert("agent".to_string(), BTreeSet::from(["llm".to_string()]));
+        deps.insert("llm".to_string(), BTreeSet::new());
+        deps.insert("solo".to_string(), BTreeSet::new());
+        assert_eq!(
+            tiers(&deps),
+            vec![
+                vec!["gateway".to_string(), "solo".to_string()],
+                vec!["agent".to_string()],
+                vec!["llm".to_string()]
+            ]
+        );
+    }
+}

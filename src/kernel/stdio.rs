@@ -1,0 +1,80 @@
+//! The tasks that read a module's stdout (routing every line under the router lock, then waiting
+//! for congested consumers outside it) and its stderr (logged, last line kept for crash reports).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::process::{ChildStderr, ChildStdout};
+
+use crate::kernel::supervisor::SupCmd;
+use crate::kernel::Kernel;
+use crate::protocol::framing::LineReader;
+
+/// Reads and routes stdout of process `gen` of `module` until end of file.
+pub async fn stdout_task(
+    kernel: Arc<Kernel>,
+    module: Arc<str>,
+    gen: u64,
+    stdout: ChildStdout,
+    max_line: usize,
+) {
+    let mut reader = LineReader::new(stdout, max_line.max(1024));
+    let mut congested = Vec::new();
+    let mut dropped_seen = 0;
+    loop {
+        let more = reader
+            .read_batch(|line| {
+                kernel
+                    .core
+                    .lock()
+                    .handle_line(&module, gen, line, &mut congested);
+            })
+            .await;
+        let dropped = reader.oversize_dropped();
+        if dropped > dropped_seen {
+            tracing::warn!(module = %module, dropped = dropped - dropped_seen, maxBytes = max_line, "oversize line dropped");
+            if let Some(e) = kernel.core.lock().modules.get_mut(&module) {
+                e.invalid_lines += dropped - dropped_seen;
+            }
+            dropped_seen = dropped;
+        }
+        if !congested.is_empty() {
+            // Back-pressure: stop reading this publisher until its consumers caught up. A hung
+            // consumer is restarted by its supervisor after `slowConsumerMs`, which closes its
+            // outbox and releases us.
+            let wait = Duration::from_millis(kernel.lifecycle().slow_consumer_ms + 1000);
+            for ob in congested.drain(..) {
+                ob.wait_drained(wait).await;
+            }
+        }
+        match more {
+            Ok(true) => continue,
+            Ok(false) | Err(_) => break,
+        }
+    }
+    let sup = kernel.core.lock().modules.get(&module).map(|e| e.sup.clone());
+    if let Some(sup) = sup {
+        let _ = sup.send(SupCmd::StdoutClosed { gen });
+    }
+}
+
+/// Logs every stderr line of `module` and keeps the last one.
+pub async fn stderr_task(
+    module: Arc<str>,
+    stderr: ChildStderr,
+    last: Arc<parking_lot::Mutex<Option<String>>>,
+) {
+    let mut reader = LineReader::new(stderr, 64 << 10);
+    loop {
+        let more = reader
+            .read_batch(|line| {
+                let text = String::from_utf8_lossy(line);
+                tracing::warn!(module = %module, source = "stderr", "{text}");
+                *last.lock() = Some(text.into_owned());
+            })
+            .await;
+        if !matches!(more, Ok(true)) {
+            break;
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! One task per module: spawn the process, feed it `install`/`init`, watch readiness, health and
+//! back-pressure, and take every failure (unexpected exit, ready timeout, failed health checks,
+//! hung consumer, strict-mode violation) through the one restart path: exponential backoff
+//! (1 s base, doubling, `maxRestartBackoffMs` cap, jittered), `crashed` after `maxRestarts`
+//! consecutive failures, the counter reset after 60 s ready.
+
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pons_reconciler::{DesiredModule, Status};
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::kernel::outbox::{self, Outbox};
+use crate::kernel::{stdio, Kernel, KernelEvent};
+use crate::protocol::outbound;
+
+/// Commands to a module's supervisor task.
+#[derive(Debug)]
+pub enum SupCmd {
+    /// Stop for good (module removed, blocked, kernel shutdown); the task ends.
+    Stop {
+        reason: String,
+        tier: usize,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// Stop the current process and start a new one from `desired` (fresh restart count).
+    Restart {
+        desired: Arc<DesiredModule>,
+        reason: String,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// Go through the restart path (if `gen` is still the current process).
+    Fail { gen: u64, reason: String },
+    /// The stdout of process `gen` reached end of file.
+    StdoutClosed { gen: u64 },
+}
+
+/// How one process ended, from the supervisor's point of view.
+enum Ended {
+    /// Stopped on request; the task is finished.
+    Stopped,
+    /// Replaced on request by a new desired state.
+    Replaced(Arc<DesiredModule>, Option<oneshot::Sender<()>>),
+    /// A failure: restart path.
+    Failed { ready_for: Duration },
+}
+
+const RESET_AFTER: Duration = Duration::from_secs(60);
+const BASE_BACKOFF_MS: u64 = 1000;
+/// Between SIGTERM to the process group and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Supervisor {
+    kernel: Arc<Kernel>,
+    id: Arc<str>,
+    desired: Arc<DesiredModule>,
+    rx: mpsc::UnboundedReceiver<SupCmd>,
+    gen: u64,
+}
+
+impl Supervisor {
+    pub fn new(
+        kernel: Arc<Kernel>,
+        desired: Arc<DesiredModule>,
+        rx: mpsc::UnboundedReceiver<SupCmd>,
+    ) -> Supervisor {
+        Supervisor {
+            kernel,
+            id: Arc::from(desired.id.as_str()),
+            desired,
+            rx,
+            gen: 0,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut next_spawn = Some(tokio::time::Instant::now());
+        loop {
+            // Waiting for the next spawn (backoff), or crashed (no spawn until asked).
+            let deadline = next_spawn;
+            let cmd = match deadline {
+                Some(at) => tokio::select! {
+                    _ = tokio::time::sleep_until(at) => None,
+                    cmd = self.rx.recv() => Some(cmd),
+                },
+                None => Some(self.rx.recv().await),
+            };
+            match cmd {
+                None => {}
+                Some(None) => return,
+                Some(Some(SupCmd::Stop { reason, done, .. })) => {
+                    self.finish_stopped(&reason);
+                    if let Some(d) = done {
+                        let _ = d.send(());
+                    }
+                    return;
+                }
+                Some(Some(SupCmd::Restart { desired, done, .. })) => {
+                    self.replace_desired(desired);
+                    self.set_restarts(0);
+                    if let Some(d) = done {
+                        let _ = d.send(());
+                    }
+                    next_spawn = Some(tokio::time::Instant::now());
+                    continue;
+                }
+                Some(Some(SupCmd::Fail { .. } | SupCmd::StdoutClosed { .. })) => continue,
+            }
+            next_spawn = None;
+            match self.run_process().await {
+                Ended::Stopped => return,
+                Ended::Replaced(desired, done) => {
+                    self.replace_desired(desired);
+                    self.set_restarts(0);
+                    if let Some(d) = done {
+                        let _ = d.send(());
+                    }
+                    next_spawn = Some(tokio::time::Instant::now());
+                }
+                Ended::Failed { ready_for } => {
+                    next_spawn = self.after_failure(ready_for);
+                }
+            }
+        }
+    }
+
+    /// The router entry holds the desired state a respawn uses (config pushes update it too).
+    fn replace_desired(&mut self, desired: Arc<DesiredModule>) {
+        if let Some(e) = self.kernel.core.lock().modules.get_mut(&self.id) {
+            e.desired = desired.clone();
+        }
+        self.desired = desired;
+    }
+
+    fn current_desired(&self) -> Arc<DesiredModule> {
+        self.kernel
+            .core
+            .lock()
+            .modules
+            .get(&self.id)
+            .map_or_else(|| self.desired.clone(), |e| e.desired.clone())
+    }
+
+    fn set_restarts(&self, n: u32) {
+        let mut core = self.kernel.core.lock();
+        if let Some(e) = core.modules.get_mut(&self.id) {
+            e.restarts = n;
+            e.reason = None;
+        }
+    }
+
+    /// Counts a failure; returns when to respawn, or `None` when the module is now crashed.
+    fn after_failure(&mut self, ready_for: Duration) -> Option<tokio::time::Instant> {
+        let lc = self.kernel.lifecycle();
+        let mut core = self.kernel.core.lock();
+        let Some(e) = core.modules.get_mut(&self.id) else {
+            return None;
+        };
+        if ready_for >= RESET_AFTER {
+            e.restarts = 0;
+        }
+        e.restarts += 1;
+        let n = e.restarts;
+        if n >= lc.max_restarts {
+            e.reason = Some(format!(
+                "crashed after {} consecutive failures; `pons apply` or `pons modules restart {}` retries it",
+                n, self.id
+            ));
+            core.set_status(&self.id, Status::Crashed);
+            tracing::error!(moduleId = %self.id, restartCount = n, "Module crashed — max restarts reached");
+            core.emit(
+                "system:module:crashed",
+                &serde_json::json!({"moduleId": &*self.id, "restartCount": n}),
+            );
+            return None;
+        }
+        let exp = BASE_BACKOFF_MS.saturating_mul(1u64 << (n - 1).min(30));
+        let delay = exp.min(lc.max_restart_backoff_ms);
+        // ±10 % jitter so modules that failed together do not restart in lockstep.
+        let jitter = (delay / 10) as i64;
+        let offset = if jitter > 0 {
+            (fastrand_u64() % (2 * jitter as u64 + 1)) as i64 - jitter
+        } else {
+            0
+        };
+        let delay = Duration::from_millis((delay as i64 + offset).max(0) as u64);
+        tracing::info!(moduleId = %self.id, restartCount = n, delayMs = delay.as_millis() as u64, "module.restart scheduled");
+        core.set_status(&self.id, Status::Restarting);
+        Some(tokio::time::Instant::now() + delay)
+    }
+
+    fn finish_stopped(&self, reason: &str) {
+        let mut core = self.kernel.core.lock();
+        core.on_leave(&self.id);
+        core.set_status(&self.id, Status::Stopped);
+        if let Some(e) = core.modules.get_mut(&self.id) {
+            e.reason = Some(reason.to_string());
+        }
+    }
+
+    /// Runs one process from spawn to its end.
+    async fn run_process(&mut self) -> Ended {
+        let lc = self.kernel.lifecycle();
+        let desired = self.current_desired();
+        self.desired = desired.clone();
+        let mut child = match crate::sandbox::command(&desired.spawn).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(moduleId = %self.id, program = %desired.spawn.program.display(), error = %e, "module.spawn failed");
+                return Ended::Failed {
+                    ready_for: Duration::ZERO,
+                };
+            }
+        };
+        self.gen += 1;
+        let gen = self.gen;
+        let pid = child.id();
+        let pgid = pid.map(|p| p as i32);
+        if let Some(pg) = pgid {
+            self.kernel.watchdog_add(pg);
+        }
+        tracing::info!(moduleId = %self.id, pid = pid, runtime = %desired.spawn.runtime, "module.spawn");
+        let spawned = Instant::now();
+
+        let outbox = Outbox::new();
+        if let Some(stdin) = child.stdin.take() {
+            tokio::spawn(outbox::writer_task(outbox.clone(), stdin));
+        }
+        let last_stderr = Arc::new(parking_lot::Mutex::new(None::<String>));
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(stdio::stderr_task(self.id.clone(), stderr, last_stderr.clone()));
+        }
+        {
+            let mut core = self.kernel.core.lock();
+            if let Some(e) = core.modules.get_mut(&self.id) {
+                e.gen = gen;
+                e.pid = pid;
+                e.outbox = Some(outbox.clone());
+                e.spawned_at = Some(spawned);
+                e.ready_at = None;
+                e.waiting_since = None;
+                e.pongs = 0;
+                e.desired = desired.clone();
+                e.set_capabilities(&desired);
+            }
+            core.set_status(&self.id, Status::Starting);
+            if !desired.installed && self.kernel.first_spawn(&self.id) {
+                outbox.push_with(outbound::install);
+            }
+            let config = init_config(&desired);
+            let home = core.settings.home.clone();
+            outbox.push_with(|b| outbound::init(b, &config, &home));
+        }
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(stdio::stdout_task(
+                self.kernel.clone(),
+                self.id.clone(),
+                gen,
+                stdout,
+                lc.max_message_bytes as usize,
+            ));
+        }
+
+        let mut health = Health::default();
+        loop {
+            let now = tokio::time::Instant::now();
+            let tick = now + self.tick_interval(&health);
+            tokio::select! {
+                status = child.wait() => {
+                    return self.exited(status.ok(), &last_stderr, spawned, pgid).await;
+                }
+                cmd = self.rx.recv() => match cmd {
+                    None => {
+                        self.terminate(&mut child, pgid, "shutdown", 0).await;
+                        return Ended::Stopped;
+                    }
+                    Some(SupCmd::Stop { reason, tier, done }) => {
+                        self.terminate(&mut child, pgid, &reason, tier).await;
+                        self.finish_stopped(&reason);
+                        if let Some(d) = done { let _ = d.send(()); }
+                        return Ended::Stopped;
+                    }
+                    Some(SupCmd::Restart { desired, reason, done }) => {
+                        self.terminate(&mut child, pgid, &reason, 0).await;
+                        return Ended::Replaced(desired, done);
+                    }
+                    Some(SupCmd::Fail { gen: g, reason }) if g == gen => {
+                        tracing::warn!(moduleId = %self.id, reason = %reason, "module failed — restarting");
+                        let ready_for = self.ready_for();
+                        self.terminate(&mut child, pgid, &reason, 0).await;
+                        self.set_reason(&reason);
+                        return Ended::Failed { ready_for };
+                    }
+                    Some(SupCmd::StdoutClosed { gen: g }) if g == gen => {
+                        // Usually the process is exiting; give it a moment to report how.
+                        if let Ok(status) = tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
+                            return self.exited(status.ok(), &last_stderr, spawned, pgid).await;
+                        }
+                        let ready_for = self.ready_for();
+                        self.terminate(&mut child, pgid, "stdout-closed", 0).await;
+                        self.set_reason("stdout closed");
+                        return Ended::Failed { ready_for };
+                    }
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep_until(tick) => {
+                    if let Some(reason) = self.check(&mut health, &outbox) {
+                        tracing::warn!(moduleId = %self.id, reason = %reason, "module failed — restarting");
+                        let ready_for = self.ready_for();
+                        self.terminate(&mut child, pgid, &reason, 0).await;
+                        self.set_reason(&reason);
+                        return Ended::Failed { ready_for };
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick_interval(&self, health: &Health) -> Duration {
+        let status = self
+            .kernel
+            .core
+            .lock()
+            .modules
+            .get(&self.id)
+            .map(|e| e.status);
+        match status {
+            Some(Status::Ready) => {
+                let lc = self.kernel.lifecycle();
+                let step = Duration::from_millis(lc.ping_timeout_ms.min(lc.health_interval_ms));
+                let _ = health;
+                step.clamp(Duration::from_millis(100), Duration::from_secs(1))
+            }
+            _ => Duration::from_millis(100),
+        }
+    }
+
+    fn ready_for(&self) -> Duration {
+        self.kernel
+            .core
+            .lock()
+            .modules
+            .get(&self.id)
+            .and_then(|e| e.ready_at)
+            .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    fn set_reason(&self, reason: &str) {
+        if let Some(e) = self.kernel.core.lock().modules.get_mut(&self.id) {
+            e.reason = Some(reason.to_string());
+        }
+    }
+
+    /// Periodic checks: ready timeout, requires timeout, health, hung consumer, counter reset.
+    fn check(&self, health: &mut Health, outbox: &Outbox) -> Option<String> {
+        let lc = self.kernel.lifecycle();
+        let mut core = self.kernel.core.lock();
+        let e = core.modules.get_mut(&self.id)?;
+        let now = Instant::now();
+        match e.status {
+            Status::Starting | Status::Restarting => {
+                let since = e.spawned_at.map_or(Duration::ZERO, |t| t.elapsed());
+                if since >= Duration::from_millis(lc.ready_timeout_ms) {
+                    return Some(format!(
+                        "ready-timeout: no `ready` within {} ms",
+                        lc.ready_timeout_ms
+                    ));
+                }
+            }
+            Status::Waiting => {
+                let since = e.waiting_since.map_or(Duration::ZERO, |t| t.elapsed());
+                if since >= Duration::from_millis(lc.requires_timeout_ms) {
+                    let missing = core.missing_requires(&self.desired.manifest.requires);
+                    return Some(format!(
+                        "requires-timeout: required services {} not ready within {} ms",
+                        missing.join(", "),
+                        lc.requires_timeout_ms
+                    ));
+                }
+            }
+            Status::Ready => {
+                if e.restarts > 0 && e.ready_at.is_some_and(|t| t.elapsed() >= RESET_AFTER) {
+                    tracing::debug!(moduleId = %self.id, "restart counter reset");
+                    e.restarts = 0;
+                    e.reason = None;
+                }
+                let ready_at = e.ready_at.unwrap_or(now);
+                // Health: one ping per interval; a ping unanswered within the timeout is a failure.
+                if let Some((sent, pongs_then)) = health.outstanding {
+                    if e.pongs > pongs_then {
+                        health.outstanding = None;
+                        health.failures = 0;
+                    } else if sent.elapsed() >= Duration::from_millis(lc.ping_timeout_ms) {
+                        health.outstanding = None;
+                        health.failures += 1;
+                        tracing::debug!(moduleId = %self.id, failures = health.failures, "Health check failed — retrying");
+                        if health.failures >= lc.health_max_failures {
+                            return Some(format!(
+                                "health-check-failed: {} pings unanswered",
+                                health.failures
+                            ));
+                        }
+                    }
+                }
+                let last = health.last_ping.unwrap_or(ready_at);
+                if health.outstanding.is_none()
+                    && last.elapsed() >= Duration::from_millis(lc.health_interval_ms)
+                {
+                    health.last_ping = Some(now);
+                    health.outstanding = Some((now, e.pongs));
+                    outbox.push_with(outbound::ping);
+                }
+                let stalled = outbox.stalled_for();
+                if stalled >= Duration::from_millis(lc.slow_consumer_ms) {
+                    return Some(format!(
+                        "slow-consumer: {} bytes unread for {} ms",
+                        outbox.queued(),
+                        stalled.as_millis()
+                    ));
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// The process exited by itself: log it and take the restart path.
+    async fn exited(
+        &mut self,
+        status: Option<ExitStatus>,
+        last_stderr: &parking_lot::Mutex<Option<String>>,
+        spawned: Instant,
+        pgid: Option<i32>,
+    ) -> Ended {
+        let ready_for = self.ready_for();
+        if let Some(pg) = pgid {
+            crate::sandbox::kill_group(pg, true);
+            self.kernel.watchdog_remove(pg);
+        }
+        // Give the stderr reader a moment to deliver the last line.
+        tokio::task::yield_now().await;
+        let alive = spawned.elapsed();
+        let code = status.and_then(|s| s.code());
+        let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+        let stderr = last_stderr.lock().clone();
+        let detail = match (&stderr, alive < Duration::from_secs(1)) {
+            (Some(line), _) => line.clone(),
+            (None, true) => format!(
+                "exited after {}ms with no output — check the module entry point (runner) and its dependencies",
+                alive.as_millis()
+            ),
+            (None, false) => match (code, signal) {
+                (Some(c), _) => format!("exit code {c}"),
+                (_, Some(s)) => format!("killed by signal {s}"),
+                _ => "exited".into(),
+            },
+        };
+        let restarts = {
+            let mut core = self.kernel.core.lock();
+            core.on_leave(&self.id);
+            core.modules.get(&self.id).map_or(0, |e| e.restarts) + 1
+        };
+        if alive < Duration::from_secs(1) {
+            tracing::warn!(moduleId = %self.id, exitCode = code, signal = signal, restartCount = restarts, aliveMs = alive.as_millis() as u64, stderr = stderr.as_deref(), "Module exited unexpectedly — {detail}");
+        } else {
+            tracing::error!(moduleId = %self.id, exitCode = code, signal = signal, restartCount = restarts, aliveMs = alive.as_millis() as u64, stderr = stderr.as_deref(), "Module exited unexpectedly — {detail}");
+        }
+        self.set_reason(&format!("exited unexpectedly: {detail}"));
+        Ended::Failed { ready_for }
+    }
+
+    /// Stops the current process: `system:module:stopping`, `shutdown`, grace, SIGTERM to the
+    /// group, SIGKILL; then the module's routing state is cleaned up.
+    async fn terminate(&mut self, child: &mut Child, pgid: Option<i32>, reason: &str, tier: usize) {
+        let grace = Duration::from_millis(self.kernel.lifecycle().shutdown_grace_ms);
+        {
+            let mut core = self.kernel.core.lock();
+            core.emit(
+                "system:module:stopping",
+                &serde_json::json!({"moduleId": &*self.id, "tier": tier}),
+            );
+            core.set_status(&self.id, Status::Stopping);
+            core.send(&self.id, outbound::shutdown);
+        }
+        let exited = tokio::time::timeout(grace, child.wait()).await.is_ok();
+        if !exited {
+            if let Some(pg) = pgid {
+                crate::sandbox::kill_group(pg, false);
+            }
+            if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+                if let Some(pg) = pgid {
+                    crate::sandbox::kill_group(pg, true);
+                }
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+        if let Some(pg) = pgid {
+            // Grandchildren left in the group go too.
+            crate::sandbox::kill_group(pg, true);
+            self.kernel.watchdog_remove(pg);
+        }
+        let mut core = self.kernel.core.lock();
+        core.on_leave(&self.id);
+        core.emit(
+            "system:module:stopped",
+            &serde_json::json!({"moduleId": &*self.id, "reason": reason}),
+        );
+        tracing::info!(moduleId = %self.id, reason = %reason, "module.killed");
+    }
+}
+
+#[derive(Default)]
+struct Health {
+    last_ping: Option<Instant>,
+    /// When the outstanding ping was sent and the pong count at that time.
+    outstanding: Option<(Instant, u64)>,
+    failures: u32,
+}
+
+/// `init.config`: `{"<configKey>": section}` or `{}`.
+pub fn init_config(d: &DesiredModule) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    if let (Some(key), Some(section)) = (&d.manifest.config_key, &d.config_section) {
+        map.insert(key.clone(), section.clone());
+    }
+    serde_json::Value::Object(map)
+}
+
+/// A small non-cryptographic random number for jitter.
+fn fastrand_u64() -> u64 {
+    let b = uuid::Uuid::new_v4();
+    let bytes = b.as_bytes();
+    u64::from_le_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
+}
+
+impl Kernel {
+    /// Sends a [`KernelEvent`] to the main loop.
+    pub fn event(&self, ev: KernelEvent) {
+        let _ = self.events.send(ev);
+    }
+}
