@@ -1,0 +1,160 @@
+//! Newline framing of a module's stdout (and stderr): [`LineReader`] splits a byte stream into
+//! lines with a bounded buffer.
+//!
+//! Each [`LineReader::read_batch`] does one read of up to 64 KiB and hands every complete line
+//! to a callback, trimmed of surrounding ASCII whitespace (so a `\r` goes), skipping empty
+//! ones. An unterminated tail waits for the next read; at end of stream it is emitted as a final
+//! line (compat.md §1.1). A line longer than the limit is dropped and counted: once the buffered
+//! tail passes the limit it is thrown away and everything up to the next `\n` is skipped as it
+//! arrives, so memory stays bounded by the limit plus one read.
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Bytes asked for per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Capacity kept after a long line has been handled; more is given back.
+const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
+
+/// Splits an [`AsyncRead`] into trimmed, non-empty lines of at most `max_line` bytes.
+pub struct LineReader<R> {
+    inner: R,
+    max_line: usize,
+    /// Unterminated tail of the stream (no `\n` in it), then freshly read bytes.
+    buf: Vec<u8>,
+    /// Skipping the rest of an oversize line until its `\n`.
+    discarding: bool,
+    eof: bool,
+    dropped: u64,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// A reader that drops lines longer than `max_line` bytes (newline excluded).
+    pub fn new(inner: R, max_line: usize) -> Self {
+        LineReader {
+            inner,
+            max_line,
+            buf: Vec::with_capacity(READ_CHUNK),
+            discarding: false,
+            eof: false,
+            dropped: 0,
+        }
+    }
+
+    /// Changes the line limit; applies to data read from now on.
+    pub fn set_max_line(&mut self, n: usize) {
+        self.max_line = n;
+    }
+
+    /// Number of lines dropped for being longer than the limit.
+    pub fn oversize_dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Bytes of buffer currently allocated (bounded by the line limit plus one read).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Does one read and calls `on_line` for every complete line it finishes. Returns
+    /// `Ok(false)` at end of stream (after emitting a final unterminated line), `Ok(true)`
+    /// otherwise. Read errors other than `Interrupted` are returned as is.
+    pub async fn read_batch(&mut self, mut on_line: impl FnMut(&[u8])) -> std::io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let scanned = self.buf.len();
+        if self.buf.capacity() - scanned < READ_CHUNK {
+            // Grow by doubling (amortised copies for long lines) but never past what the
+            // longest acceptable line plus one read needs.
+            let cap = self.buf.capacity();
+            let target = (cap * 2)
+                .min(self.max_line.saturating_add(READ_CHUNK))
+                .max(scanned + READ_CHUNK);
+            self.buf.reserve_exact(target - scanned);
+        }
+        let n = loop {
+            let mut limited = (&mut self.inner).take(READ_CHUNK as u64);
+            match limited.read_buf(&mut self.buf).await {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            self.eof = true;
+            if self.discarding {
+                // The oversize line was already counted.
+            } else if self.buf.len() > self.max_line {
+                self.dropped += 1;
+            } else {
+                emit(&self.buf, &mut on_line);
+            }
+            self.buf.clear();
+            self.shrink();
+            return Ok(false);
+        }
+        self.split(scanned, &mut on_line);
+        Ok(true)
+    }
+
+    /// Emits the complete lines in `buf` (the first `scanned` bytes hold no `\n`) and keeps the
+    /// tail.
+    fn split(&mut self, scanned: usize, on_line: &mut impl FnMut(&[u8])) {
+        let mut start = 0;
+        let mut search = scanned;
+        if self.discarding {
+            match memchr::memchr(b'\n', &self.buf[search..]) {
+                Some(i) => {
+                    self.discarding = false;
+                    start = search + i + 1;
+                    search = start;
+                }
+                None => {
+                    self.buf.clear();
+                    return;
+                }
+            }
+        }
+        for i in memchr::memchr_iter(b'\n', &self.buf[search..]) {
+            let end = search + i;
+            let line = &self.buf[start..end];
+            if line.len() > self.max_line {
+                self.dropped += 1;
+            } else {
+                emit(line, on_line);
+            }
+            start = end + 1;
+        }
+        let tail = self.buf.len() - start;
+        if tail > self.max_line {
+            self.dropped += 1;
+            self.discarding = true;
+            self.buf.clear();
+            self.shrink();
+        } else if start > 0 {
+            self.buf.copy_within(start.., 0);
+            self.buf.truncate(tail);
+            if tail == 0 {
+                self.shrink();
+            }
+        }
+    }
+
+    fn shrink(&mut self) {
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf.shrink_to(READ_CHUNK);
+        }
+    }
+}
+
+fn emit(line: &[u8], on_line: &mut impl FnMut(&[u8])) {
+    let line = line.trim_ascii();
+    if !line.is_empty() {
+        on_line(line);
+    }
+}
