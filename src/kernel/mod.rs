@@ -54,7 +54,7 @@ pub struct Kernel {
     pub changed: Arc<Notify>,
     lifecycle: RwLock<Lifecycle>,
     pub events: mpsc::UnboundedSender<KernelEvent>,
-    pub watchdog: Option<crate::sandbox::Watchdog>,
+    pub watchdog: Mutex<Option<crate::sandbox::Watchdog>>,
     pub started: Instant,
     pub started_wall: std::time::SystemTime,
     /// Modules sent `install` during this run (until permissions.yaml records it).
@@ -86,13 +86,13 @@ impl Kernel {
     }
 
     pub fn watchdog_add(&self, pgid: i32) {
-        if let Some(w) = &self.watchdog {
+        if let Some(w) = &*self.watchdog.lock() {
             w.add(pgid);
         }
     }
 
     pub fn watchdog_remove(&self, pgid: i32) {
-        if let Some(w) = &self.watchdog {
+        if let Some(w) = &*self.watchdog.lock() {
             w.remove(pgid);
         }
     }

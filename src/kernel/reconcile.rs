@@ -82,7 +82,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         changed,
         lifecycle: parking_lot::RwLock::new(Default::default()),
         events: events_tx,
-        watchdog,
+        watchdog: parking_lot::Mutex::new(watchdog),
         started: Instant::now(),
         started_wall: std::time::SystemTime::now(),
         installed: Default::default(),
@@ -151,7 +151,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
     tracing::info!(reason = "signal", uptime = kernel.started.elapsed().as_millis() as u64, "kernel.shutdown");
     server.shutdown();
     super::shutdown::stop_all(&kernel).await;
-    if let Some(w) = &kernel.watchdog {
+    if let Some(w) = kernel.watchdog.lock().take() {
         w.disarm();
     }
     let _ = std::fs::remove_file(home.pid_file());

@@ -436,7 +436,7 @@ impl Supervisor {
     ) -> Ended {
         let ready_for = self.ready_for();
         if let Some(pg) = pgid {
-            crate::sandbox::kill_group(pg, true);
+            let _ = crate::sandbox::kill::kill_group(pg);
             self.kernel.watchdog_remove(pg);
         }
         // Give the stderr reader a moment to deliver the last line.
@@ -487,11 +487,11 @@ impl Supervisor {
         let exited = tokio::time::timeout(grace, child.wait()).await.is_ok();
         if !exited {
             if let Some(pg) = pgid {
-                crate::sandbox::kill_group(pg, false);
+                let _ = crate::sandbox::kill::terminate_group(pg);
             }
             if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
                 if let Some(pg) = pgid {
-                    crate::sandbox::kill_group(pg, true);
+                    let _ = crate::sandbox::kill::kill_group(pg);
                 }
                 let _ = child.start_kill();
                 let _ = child.wait().await;
@@ -499,7 +499,7 @@ impl Supervisor {
         }
         if let Some(pg) = pgid {
             // Grandchildren left in the group go too.
-            crate::sandbox::kill_group(pg, true);
+            let _ = crate::sandbox::kill::kill_group(pg);
             self.kernel.watchdog_remove(pg);
         }
         let mut core = self.kernel.core.lock();

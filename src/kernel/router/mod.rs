@@ -103,7 +103,7 @@ impl Core {
         }
         let msg = match decode(line) {
             Ok(m) => m,
-            Err(DecodeError::InvalidJson(_)) => {
+            Err(DecodeError::InvalidJson { .. }) => {
                 let text = String::from_utf8_lossy(line);
                 let cut: String = text.chars().take(512).collect();
                 tracing::warn!(module = %module, source = "stdout", "{cut}");
