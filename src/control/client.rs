@@ -51,7 +51,9 @@ pub fn request(
     let mut stream = connect(socket, CONNECT_TIMEOUT).map_err(io_err)?;
     let wait = REPLY_TIMEOUT + Duration::from_millis(req.timeout_ms.unwrap_or(0));
     stream.set_read_timeout(Some(wait)).map_err(io_err)?;
-    stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io_err)?;
+    stream
+        .set_write_timeout(Some(REPLY_TIMEOUT))
+        .map_err(io_err)?;
     let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Protocol {
         path: socket.into(),
         detail: e.to_string(),

@@ -9,3 +9,6 @@
 pub mod api;
 pub mod client;
 pub mod server;
+
+#[cfg(test)]
+mod tests;
