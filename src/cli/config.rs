@@ -208,6 +208,9 @@ mod tests {
             "duplicate keys rejected"
         );
         assert_eq!(offline::parse_config_text("").unwrap(), json!({}));
+        let tricky = json!({"s":"true","n":"42","z":"007","e":"","c":"a: b","h":"#x","m":"l1\nl2","f":1.5,"u":null});
+        let text = offline::render_yaml(&tricky).unwrap();
+        assert_eq!(offline::parse_config_text(&text).unwrap(), tricky, "{text}");
         assert_eq!(
             offline::parse_config_text("# only a comment\n").unwrap(),
             json!({})

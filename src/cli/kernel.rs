@@ -262,3 +262,94 @@ pub fn status(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::api::{ControlCommand, Response};
+    use crate::control::server;
+
+    /// A stand-in kernel process (`sleep`), its pid written to the pid file.
+    fn fake_kernel_process(home: &Home) -> std::process::Child {
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        std::fs::create_dir_all(home.runtime_dir()).unwrap();
+        std::fs::write(home.pid_file(), child.id().to_string()).unwrap();
+        child
+    }
+
+    /// A control server whose `stop` answers and then terminates `pid` after a short drain.
+    fn serve_fake(rt: &tokio::runtime::Runtime, home: &Home, pid: i32) -> server::ServerHandle {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ControlCommand>(4);
+        rt.spawn(async move {
+            while let Some(cmd) = rx.recv().await {
+                match cmd.request.cmd.as_str() {
+                    "stop" => {
+                        let _ = cmd
+                            .reply
+                            .send(Response::ok(serde_json::json!({ "pid": pid })));
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let _ = pidfile::signal(pid, Signal::TERM);
+                    }
+                    "status" => {
+                        let _ = cmd.reply.send(Response::ok(serde_json::json!({
+                            "kernel": {"running": true, "pid": pid, "uptimeMs": 5, "home": "/h"},
+                            "modules": [], "services": [], "converged": true
+                        })));
+                    }
+                    _ => {
+                        let _ = cmd.reply.send(Response::err("unexpected"));
+                    }
+                }
+            }
+        });
+        rt.block_on(server::serve(home.socket(), tx)).unwrap()
+    }
+
+    #[test]
+    fn stop_through_the_control_socket_waits_for_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut child = fake_kernel_process(&home);
+        let pid = child.id() as i32;
+        let _server = serve_fake(&rt, &home, pid);
+        assert_eq!(running_kernel(&home).unwrap(), Some(pid));
+        let refused = start(
+            &home,
+            &StartArgs {
+                detach: false,
+                log_level: None,
+                manual: false,
+                force: false,
+            },
+        );
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("already running (PID"));
+        assert!(stop_running(&home).unwrap());
+        assert!(!pidfile::is_alive(pid));
+        assert!(!home.pid_file().exists());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn stop_falls_back_to_sigterm_and_reports_nothing_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        assert!(!stop_running(&home).unwrap());
+        let mut child = fake_kernel_process(&home);
+        let pid = child.id() as i32;
+        assert!(stop_running(&home).unwrap());
+        assert!(!pidfile::is_alive(pid));
+        child.wait().unwrap();
+        assert!(!stop_running(&home).unwrap(), "nothing left to stop");
+    }
+}

@@ -55,6 +55,18 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(cli.home.as_deref());
+    let runs_kernel = matches!(
+        cli.command,
+        Command::Kernel(KernelCmd::Start(_) | KernelCmd::Restart(_))
+    );
+    if !runs_kernel {
+        // Short-lived commands die quietly on a closed pipe (`pons status | head`) instead of
+        // panicking in println!. The kernel keeps Rust's default (ignored, EPIPE as an error).
+        // SAFETY: called before this command starts any thread; SIG_DFL is a valid action.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Kernel(k) => match k {
             KernelCmd::Start(a) => kernel::start(&home, &a),

@@ -284,14 +284,7 @@ fn install(
     let target = home.modules_dir().join(&id);
     let mut created = false;
     match std::fs::symlink_metadata(&target) {
-        Ok(_) if std::fs::canonicalize(&target).ok().as_deref() == Some(src.as_path()) => {
-            if !json {
-                println!(
-                    "Module `{id}` is already installed at {}.",
-                    target.display()
-                );
-            }
-        }
+        Ok(_) if std::fs::canonicalize(&target).ok().as_deref() == Some(src.as_path()) => {}
         Ok(_) => anyhow::bail!(
             "{} already exists; uninstall it first with `pons modules uninstall {id}`",
             target.display()
@@ -317,12 +310,15 @@ fn install(
     let caps = offline::default_capabilities(&manifest);
     let hash = offline::manifest_hash(&bytes);
     if !json {
-        println!(
-            "{} module `{id}` at {} ({}).",
-            if created { "Installed" } else { "Found" },
-            target.display(),
-            if copy { "copied" } else { "linked" }
-        );
+        if created {
+            let how = if copy { "copied" } else { "linked" };
+            println!("Installed module `{id}` at {} ({how}).", target.display());
+        } else {
+            println!(
+                "Module `{id}` is already installed at {}.",
+                target.display()
+            );
+        }
         print!("{}", audit::render(&audit));
         print!("{}", describe_request(&manifest.permissions, &caps));
     }
@@ -542,14 +538,12 @@ fn uninstall(home: &Home, key: &str, json: bool) -> anyhow::Result<ExitCode> {
             dependents.join(", ")
         );
     }
-    remove_installed(&found.path)?;
+    // Revoke first: a module left on disk without approval is merely blocked.
     let revoked = crate::store::update_permissions(home, |pf| Ok(offline::revoke(pf, &id)))
         .map_err(|e| {
-            anyhow::anyhow!(
-                "removed {} but could not revoke the permissions of `{id}`: {e:#}; run `pons permissions revoke {id}`",
-                found.path.display()
-            )
+            anyhow::anyhow!("cannot revoke the permissions of `{id}` ({e:#}); nothing was removed")
         })?;
+    remove_installed(&found.path)?;
     if json {
         output::print_json(&json!({"module": id, "uninstalled": true, "revoked": revoked}))?;
     } else {
