@@ -59,16 +59,25 @@ pub fn request(
         detail: e.to_string(),
     })?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(io_err)?;
+    // A server that refuses us (another uid) answers and closes at once: keep the write error
+    // and read the refusal first.
+    let mut write_err = stream.write_all(&line).err();
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
         buf.clear();
         let n = (&mut reader)
             .take(MAX_REPLY_BYTES)
-            .read_until(b'\n', &mut buf)
-            .map_err(io_err)?;
+            .read_until(b'\n', &mut buf);
+        let n = match (n, &write_err) {
+            (Ok(n), _) => n,
+            (Err(_), Some(_)) => 0,
+            (Err(e), None) => return Err(io_err(e)),
+        };
         if n == 0 {
+            if let Some(e) = write_err.take() {
+                return Err(io_err(e));
+            }
             return Err(ClientError::Protocol {
                 path: socket.into(),
                 detail: "the connection closed before the answer".into(),
