@@ -63,14 +63,21 @@ fn running_kernel(home: &Home) -> anyhow::Result<Option<i32>> {
     if let Some(pid) = pidfile::live_pid(home) {
         return Ok(Some(pid));
     }
-    Ok(
-        remote::call(home, &remote::cmd("status"), |_| {})?.map(|data| {
-            data.pointer("/kernel/pid")
-                .and_then(|p| p.as_i64())
-                .and_then(|p| i32::try_from(p).ok())
-                .unwrap_or(0)
-        }),
-    )
+    let answer = match remote::call(home, &remote::cmd("status"), |_| {}) {
+        Ok(answer) => answer,
+        Err(e) => {
+            // A socket that is there but does not answer properly: a new kernel refuses to bind
+            // over a live one anyway, so go on.
+            eprintln!("warning: {e:#}");
+            None
+        }
+    };
+    Ok(answer.map(|data| {
+        data.pointer("/kernel/pid")
+            .and_then(|p| p.as_i64())
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or(0)
+    }))
 }
 
 /// Stops the running kernel and waits until it is gone. False when none was running.
