@@ -7,6 +7,7 @@
 pub mod args;
 
 mod apply;
+mod approve;
 mod audit;
 mod config;
 mod kernel;
