@@ -129,6 +129,7 @@ pub enum ModulesCmd {
         /// Approve its permissions without asking.
         #[arg(short, long)]
         yes: bool,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
@@ -138,18 +139,21 @@ pub enum ModulesCmd {
         /// Approve without asking.
         #[arg(short, long)]
         yes: bool,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
     /// Remove a module from modules/ and revoke its permissions.
     Uninstall {
         id: String,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
     /// Restart a module in the running kernel (also retries a crashed one).
     Restart {
         id: String,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
@@ -160,6 +164,7 @@ pub enum PermissionsCmd {
     /// Base, effective permissions and pending requests of every module (or one).
     List {
         module: Option<String>,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
@@ -169,6 +174,7 @@ pub enum PermissionsCmd {
     Grant {
         module: String,
         request: Option<String>,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
@@ -176,6 +182,7 @@ pub enum PermissionsCmd {
     Deny {
         module: String,
         request: Option<String>,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
@@ -188,6 +195,7 @@ pub enum PermissionsCmd {
         /// Only this value of --type.
         #[arg(long, value_name = "V", requires = "kind")]
         value: Option<String>,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
@@ -198,6 +206,7 @@ pub enum ConfigCmd {
     /// Print the value at a dotted key path.
     Get {
         key: String,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
@@ -205,6 +214,7 @@ pub enum ConfigCmd {
     Set {
         key: String,
         value: String,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
@@ -212,6 +222,7 @@ pub enum ConfigCmd {
     List {
         #[arg(long, value_name = "KEY")]
         section: Option<String>,
+        /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
