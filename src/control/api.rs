@@ -120,3 +120,40 @@ pub struct ServiceEntry {
     pub service: String,
     pub module: String,
 }
+
+/// Every command the control server accepts; anything else is answered
+/// `{"ok":false,"error":"Unknown command: <cmd>"}` by the server without bothering the kernel.
+pub const COMMANDS: &[&str] = &[
+    "status",
+    "plan",
+    "apply",
+    "stop",
+    "module.list",
+    "module.status",
+    "module.restart",
+    "module.install",
+];
+
+/// `data` of the `plan` control command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanReply {
+    /// The plan JSON of DESIGN.md §4 (`render::plan_json`).
+    pub json: serde_json::Value,
+    /// The terraform-style rendering (`render::plan_text`).
+    pub text: String,
+    /// Whether the plan has anything to do (any action other than `blocked`).
+    pub changes: bool,
+}
+
+/// `data` of the `apply` control command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyReport {
+    pub converged: bool,
+    /// The actions the pass took, each in the plan JSON action shape
+    /// (`{"action","module","reason","sections"?,"diff"?}`).
+    pub actions: Vec<serde_json::Value>,
+    /// Ids of the runnable modules that were not ready (or not in their desired state) when the
+    /// pass ended or timed out.
+    pub not_converged: Vec<String>,
+}

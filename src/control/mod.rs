@@ -7,3 +7,8 @@
 //! - `client`: what the CLI uses to talk to a running kernel.
 
 pub mod api;
+pub mod client;
+pub mod server;
+
+#[cfg(test)]
+mod tests;

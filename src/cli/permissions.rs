@@ -1,0 +1,360 @@
+//! `pons permissions list | pending | grant | deny | revoke`: permissions.yaml through the locked
+//! read-modify-write of `store`; a running kernel sees the change through its watcher.
+
+use std::process::ExitCode;
+
+use pons_reconciler::permissions::{ModuleEntry, PendingRequest, PermissionSet, PermissionsFile};
+use serde_json::{json, Value};
+
+use super::args::PermissionsCmd;
+use super::{offline, output};
+use crate::home::Home;
+
+pub fn run(home: &Home, cmd: PermissionsCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PermissionsCmd::List { module, json } => list(home, module.as_deref(), json),
+        PermissionsCmd::Pending(f) => pending(home, f.json),
+        PermissionsCmd::Grant {
+            module,
+            request,
+            json,
+        } => decide(home, &module, request.as_deref(), Decision::Grant, json),
+        PermissionsCmd::Deny {
+            module,
+            request,
+            json,
+        } => decide(home, &module, request.as_deref(), Decision::Deny, json),
+        PermissionsCmd::Revoke {
+            module,
+            kind,
+            value,
+            json,
+        } => revoke(home, &module, kind.as_deref(), value.as_deref(), json),
+    }
+}
+
+fn entry<'a>(file: &'a PermissionsFile, home: &Home, id: &str) -> anyhow::Result<&'a ModuleEntry> {
+    file.modules.get(id).ok_or_else(|| {
+        anyhow::anyhow!(
+            "module `{id}` has no entry in {}; approve it with `pons modules approve {id}`",
+            home.permissions_yaml().display()
+        )
+    })
+}
+
+fn list(home: &Home, module: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let file = offline::read_permissions(home)?;
+    if let Some(id) = module {
+        let e = entry(&file, home, id)?;
+        let effective = offline::effective(e);
+        if json {
+            output::print_json(&json!({
+                "moduleId": id, "base": e.base, "effective": effective, "pending": e.pending,
+            }))?;
+        } else {
+            println!("Module `{id}`\n\nBase (approved with the manifest):");
+            print!("{}", perm_lines(&e.base));
+            println!("\nEffective (base + granted requests):");
+            print!("{}", perm_lines(&effective));
+            println!();
+            print!("{}", pending_table(&e.pending));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if json {
+        let modules: serde_json::Map<String, Value> = file
+            .modules
+            .iter()
+            .map(|(id, e)| {
+                (
+                    id.clone(),
+                    json!({"base": e.base, "effective": offline::effective(e), "pending": e.pending}),
+                )
+            })
+            .collect();
+        output::print_json(&json!({ "modules": modules }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if file.modules.is_empty() {
+        println!(
+            "No module permissions in {}.",
+            home.permissions_yaml().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = file
+        .modules
+        .iter()
+        .map(|(id, e)| {
+            let p = offline::effective(e);
+            let mut row = vec![id.clone()];
+            row.extend(
+                [&p.net, &p.read, &p.write, &p.env, &p.run, &p.sys]
+                    .map(|v| output::list_or_dash(v)),
+            );
+            row.push(e.pending.len().to_string());
+            row
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &["MODULE", "NET", "READ", "WRITE", "ENV", "RUN", "SYS", "PENDING"],
+            &rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn perm_lines(p: &PermissionSet) -> String {
+    let fields = [
+        ("net", &p.net),
+        ("read", &p.read),
+        ("write", &p.write),
+        ("env", &p.env),
+        ("run", &p.run),
+        ("sys", &p.sys),
+    ];
+    let mut out = String::new();
+    for (name, v) in fields.iter().filter(|(_, v)| !v.is_empty()) {
+        out.push_str(&format!("    {name:<6} {}\n", v.join(", ")));
+    }
+    if out.is_empty() {
+        out.push_str("    none\n");
+    }
+    out
+}
+
+/// Compact `net: a, b; env: X` rendering of a permission set.
+fn perm_summary(p: &PermissionSet) -> String {
+    let fields = [
+        ("net", &p.net),
+        ("read", &p.read),
+        ("write", &p.write),
+        ("env", &p.env),
+        ("run", &p.run),
+        ("sys", &p.sys),
+    ];
+    let parts: Vec<String> = fields
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(n, v)| format!("{n}: {}", v.join(", ")))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn pending_table(pending: &[PendingRequest]) -> String {
+    if pending.is_empty() {
+        return "No pending requests.\n".into();
+    }
+    let rows: Vec<Vec<String>> = pending
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.chars().take(8).collect(),
+                perm_summary(&p.permissions),
+                p.reason.clone().unwrap_or_else(|| "-".into()),
+                p.requested_at.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "PERMISSIONS", "REASON", "REQUESTED"], &rows)
+}
+
+fn pending(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
+    let file = offline::read_permissions(home)?;
+    let with: Vec<(&String, &ModuleEntry)> = file
+        .modules
+        .iter()
+        .filter(|(_, e)| !e.pending.is_empty())
+        .collect();
+    if json {
+        let modules: serde_json::Map<String, Value> = with
+            .iter()
+            .map(|(id, e)| ((*id).clone(), json!(e.pending)))
+            .collect();
+        output::print_json(&json!({ "modules": modules }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if with.is_empty() {
+        println!("No pending permission requests.");
+    }
+    for (i, (id, e)) in with.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("Module `{id}`:");
+        print!("{}", pending_table(&e.pending));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Grant,
+    Deny,
+}
+
+/// The full ids of the pending requests of `entry` chosen by `prefix` (all when `None`).
+fn select_requests(
+    entry: &ModuleEntry,
+    id: &str,
+    prefix: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let Some(prefix) = prefix else {
+        return Ok(entry.pending.iter().map(|p| p.id.clone()).collect());
+    };
+    let matches: Vec<String> = entry
+        .pending
+        .iter()
+        .filter(|p| p.id.starts_with(prefix))
+        .map(|p| p.id.clone())
+        .collect();
+    match matches.len() {
+        0 => anyhow::bail!(
+            "module `{id}` has no pending request whose id starts with `{prefix}`; see `pons permissions pending`"
+        ),
+        1 => Ok(matches),
+        n => anyhow::bail!(
+            "`{prefix}` matches {n} pending requests of module `{id}`; give more characters of the request id"
+        ),
+    }
+}
+
+fn decide(
+    home: &Home,
+    id: &str,
+    prefix: Option<&str>,
+    d: Decision,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let now = offline::now_iso();
+    let done = crate::store::update_permissions(home, |file| {
+        let chosen = select_requests(entry(file, home, id)?, id, prefix)?;
+        for req in &chosen {
+            match d {
+                Decision::Grant => offline::grant(file, id, req, &now),
+                Decision::Deny => offline::deny(file, id, req, &now),
+            };
+        }
+        Ok(chosen)
+    })?;
+    let verb = if d == Decision::Grant {
+        "grant"
+    } else {
+        "deny"
+    };
+    if json {
+        output::print_json(&json!({"module": id, "decision": verb, "requests": done}))?;
+    } else if done.is_empty() {
+        println!("No pending requests for module `{id}`.");
+    } else {
+        let past = if d == Decision::Grant {
+            "Granted"
+        } else {
+            "Denied"
+        };
+        for r in &done {
+            println!(
+                "{past} request {} for module `{id}`.",
+                r.chars().take(8).collect::<String>()
+            );
+        }
+        if d == Decision::Grant {
+            println!("A running kernel restarts `{id}` with the new permissions by itself.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn revoke(
+    home: &Home,
+    id: &str,
+    kind: Option<&str>,
+    value: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    crate::store::update_permissions(home, |file| {
+        entry(file, home, id)?;
+        match kind {
+            None => {
+                offline::revoke(file, id);
+            }
+            Some(k) => {
+                if !offline::revoke_kind(file, id, k, value) {
+                    anyhow::bail!(
+                        "unknown permission type `{k}`; use one of net, read, write, env, run, sys"
+                    );
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let what = match (kind, value) {
+        (Some(k), Some(v)) => format!("{k}:{v}"),
+        (Some(k), None) => k.to_string(),
+        _ => "all permissions".into(),
+    };
+    if json {
+        output::print_json(&json!({"module": id, "revoked": what}))?;
+    } else {
+        println!("Revoked {what} for module `{id}`.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_with(ids: &[&str]) -> ModuleEntry {
+        ModuleEntry {
+            pending: ids
+                .iter()
+                .map(|i| PendingRequest {
+                    id: i.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn request_prefixes() {
+        let e = entry_with(&["0b9d2c4e-1", "0b9d2c4e-2", "abcd"]);
+        assert_eq!(select_requests(&e, "m", Some("ab")).unwrap(), vec!["abcd"]);
+        assert_eq!(select_requests(&e, "m", None).unwrap().len(), 3);
+        let err = select_requests(&e, "m", Some("0b9d"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("matches 2 pending requests"), "{err}");
+        assert!(select_requests(&e, "m", Some("zz")).is_err());
+        assert_eq!(
+            select_requests(&e, "m", Some("0b9d2c4e-2")).unwrap(),
+            vec!["0b9d2c4e-2"]
+        );
+    }
+
+    #[test]
+    fn renderings() {
+        let p = PermissionSet {
+            net: vec!["a".into(), "b".into()],
+            env: vec!["X".into()],
+            ..Default::default()
+        };
+        assert_eq!(perm_summary(&p), "net: a, b; env: X");
+        assert_eq!(perm_lines(&PermissionSet::default()), "    none\n");
+        let t = pending_table(&[PendingRequest {
+            id: "0123456789".into(),
+            permissions: p,
+            reason: Some("why".into()),
+            requested_at: None,
+        }]);
+        assert!(t.contains("01234567  net: a, b; env: X  why     -"), "{t}");
+    }
+}

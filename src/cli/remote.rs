@@ -1,0 +1,47 @@
+//! Talking to the running kernel from a command: one control request, kernel errors turned into
+//! CLI errors, "not running" as `None`.
+
+use crate::control::api::Request;
+use crate::control::client::{self, ClientError};
+use crate::home::Home;
+
+/// A request with only `cmd` set.
+pub fn cmd(name: &str) -> Request {
+    Request {
+        cmd: name.to_string(),
+        ..Request::default()
+    }
+}
+
+/// Sends `req` to the kernel of `home`. `Ok(None)`: no kernel runs. `Ok(Some(data))`: the answer's
+/// data (`null` when it had none). A refusal by the kernel is an error carrying its message.
+pub fn call(
+    home: &Home,
+    req: &Request,
+    on_progress: impl FnMut(&str),
+) -> anyhow::Result<Option<serde_json::Value>> {
+    match client::request(&home.socket(), req, on_progress) {
+        Ok(resp) if resp.ok => Ok(Some(resp.data.unwrap_or(serde_json::Value::Null))),
+        Ok(resp) => Err(anyhow::anyhow!(
+            "the kernel refused `{}`: {}",
+            req.cmd,
+            resp.error.unwrap_or_else(|| "no reason given".into())
+        )),
+        Err(ClientError::NotRunning(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Like [`call`], but a missing kernel is an error telling how to start it.
+pub fn call_running(
+    home: &Home,
+    req: &Request,
+    on_progress: impl FnMut(&str),
+) -> anyhow::Result<serde_json::Value> {
+    call(home, req, on_progress)?.ok_or_else(not_running)
+}
+
+/// The error for commands that need a running kernel.
+pub fn not_running() -> anyhow::Error {
+    anyhow::anyhow!("the kernel is not running; start it with `pons kernel start`")
+}
