@@ -288,6 +288,43 @@ mod tests {
         assert_eq!(json[1]["k"], "v");
     }
 
+    /// The only test that installs the global subscriber (once per test process).
+    #[test]
+    fn init_writes_the_daily_json_file_and_levels_change_live() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::new(tmp.path());
+        let guard = init(Some(&home), "info").unwrap();
+        tracing::info!(module = "initmod", n = 1, "init.one");
+        tracing::debug!(module = "initmod", "init.hidden");
+        guard.set_levels(
+            "warn",
+            &BTreeMap::from([("initmod".to_string(), "debug".to_string())]),
+        );
+        tracing::debug!(module = "initmod", "init.two");
+        tracing::info!(module = "othermod", "init.hidden2");
+        drop(guard); // flushes the file writer
+        let file = DailyFile::path_for(&home.logs_dir(), &LocalTime::now().date());
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mine: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("init."))
+            })
+            .collect();
+        let msgs: Vec<&str> = mine
+            .iter()
+            .map(|v| v["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(msgs, ["init.one", "init.two"], "{text}");
+        assert_eq!(mine[0]["n"], 1);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
     #[test]
     fn level_names() {
         assert_eq!(parse_level_filter("fatal"), Some(LevelFilter::ERROR));
