@@ -2,6 +2,12 @@
 //! directory and the signals SIGHUP, SIGUSR1, SIGUSR2 (plus SIGTERM/SIGINT for shutdown).
 //! Triggers only *request* a pass; the reconcile loop coalesces them.
 
+mod files;
+mod signals;
+
+pub use files::{spawn_watcher, spawn_watcher_with, WatchGuard, WatchOptions};
+pub use signals::spawn_signals;
+
 /// Why a pass was requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
