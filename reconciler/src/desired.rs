@@ -20,19 +20,51 @@ use crate::snapshot::Snapshot;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum BlockReason {
-    InvalidManifest { file: PathBuf, error: String },
-    NotApproved { id: String },
-    HashMismatch { id: String },
-    ProtocolVersion { id: String, version: String },
-    EntryEscapes { entry: String },
-    EntryNotFound { entry: String },
-    DuplicateId { id: String, other_dir: String },
-    DuplicateProvider { service: String, other: String },
-    DependencyCycle { path: Vec<String> },
-    MissingProvider { services: Vec<String> },
-    InvalidConfig { section: String, errors: Vec<String> },
-    RuntimeNotFound { runtime: String, program: String },
-    SandboxRequired { reason: String },
+    InvalidManifest {
+        file: PathBuf,
+        error: String,
+    },
+    NotApproved {
+        id: String,
+    },
+    HashMismatch {
+        id: String,
+    },
+    ProtocolVersion {
+        id: String,
+        version: String,
+    },
+    EntryEscapes {
+        entry: String,
+    },
+    EntryNotFound {
+        entry: String,
+    },
+    DuplicateId {
+        id: String,
+        other_dir: String,
+    },
+    DuplicateProvider {
+        service: String,
+        other: String,
+    },
+    DependencyCycle {
+        path: Vec<String>,
+    },
+    MissingProvider {
+        services: Vec<String>,
+    },
+    InvalidConfig {
+        section: String,
+        errors: Vec<String>,
+    },
+    RuntimeNotFound {
+        runtime: String,
+        program: String,
+    },
+    SandboxRequired {
+        reason: String,
+    },
 }
 
 /// One module that can run.

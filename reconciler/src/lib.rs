@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod desired;
+pub mod digest;
 pub mod graph;
 pub mod manifest;
 pub mod observed;
@@ -17,6 +18,7 @@ pub mod permissions;
 pub mod plan;
 pub mod render;
 pub mod snapshot;
+pub mod yaml;
 
 pub use desired::{build_desired, Desired, DesiredModule};
 pub use observed::{Observed, ObservedModule, Status};
