@@ -160,7 +160,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
             Some(Value::Object(m)) => Some(m.clone()),
             Some(other) => {
                 errors.push(format!(
-                    "config.yaml: `{name}` must be a mapping, found {}",
+                    "`{name}` must be a mapping, found {}",
                     describe(other)
                 ));
                 None
@@ -177,7 +177,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                 .map(|(_, m)| *m)
             else {
                 errors.push(format!(
-                    "config.yaml: `lifecycle.{key}` is not a known key (known: {})",
+                    "`lifecycle.{key}` is not a known key (known: {})",
                     LIFECYCLE_KEYS.map(|(k, _)| k).join(", ")
                 ));
                 continue;
@@ -193,7 +193,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                 Some(n) => n,
                 None => {
                     errors.push(format!(
-                        "config.yaml: `lifecycle.{key}` must be an integer of at least {min}, found {}; keeping {prev_value}",
+                        "`lifecycle.{key}` must be an integer of at least {min}, found {}; keeping {prev_value}",
                         describe(v)
                     ));
                     prev_value
@@ -216,7 +216,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                 Some("off") => out.enforcement_mode = EnforcementMode::Off,
                 _ => {
                     errors.push(format!(
-                        "config.yaml: `security.enforcementMode` must be strict, warn or off, found {}; keeping {}",
+                        "`security.enforcementMode` must be strict, warn or off, found {}; keeping {}",
                         describe(v),
                         mode_name(previous.enforcement_mode)
                     ));
@@ -235,7 +235,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                     Some("manual") => out.reconcile = ReconcileMode::Manual,
                     _ => {
                         errors.push(format!(
-                            "config.yaml: `kernel.reconcile` must be auto or manual, found {}",
+                            "`kernel.reconcile` must be auto or manual, found {}",
                             describe(v)
                         ));
                         out.reconcile = previous.reconcile;
@@ -248,7 +248,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                                 Some(p) if !p.is_empty() => {
                                     if !crate::manifest::RUNTIMES.contains(&name.as_str()) {
                                         errors.push(format!(
-                                            "config.yaml: `kernel.runtimes.{name}` names an unknown runtime (known: {})",
+                                            "`kernel.runtimes.{name}` names an unknown runtime (known: {})",
                                             crate::manifest::RUNTIMES.join(", ")
                                         ));
                                     }
@@ -256,7 +256,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                                 }
                                 _ => {
                                     errors.push(format!(
-                                        "config.yaml: `kernel.runtimes.{name}` must be the path of an interpreter, found {}",
+                                        "`kernel.runtimes.{name}` must be the path of an interpreter, found {}",
                                         describe(path)
                                     ));
                                     if let Some(p) = previous.runtimes.get(name) {
@@ -269,14 +269,14 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                     Value::Null => {}
                     other => {
                         errors.push(format!(
-                            "config.yaml: `kernel.runtimes` must be a mapping of runtime to path, found {}",
+                            "`kernel.runtimes` must be a mapping of runtime to path, found {}",
                             describe(other)
                         ));
                         out.runtimes = previous.runtimes.clone();
                     }
                 },
                 _ => errors.push(format!(
-                    "config.yaml: `kernel.{key}` is not a known key (known: reconcile, runtimes)"
+                    "`kernel.{key}` is not a known key (known: reconcile, runtimes)"
                 )),
             }
         }
@@ -289,7 +289,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                 Some(l) if LOG_LEVELS.contains(&l) => out.logging.level = l.to_string(),
                 _ => {
                     errors.push(format!(
-                        "config.yaml: `logging.level` must be one of {}, found {}; keeping {}",
+                        "`logging.level` must be one of {}, found {}; keeping {}",
                         LOG_LEVELS.join(", "),
                         describe(v),
                         previous.logging.level
@@ -307,7 +307,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                             out.logging.levels.insert(module.clone(), l.to_string());
                         }
                         _ => errors.push(format!(
-                            "config.yaml: `logging.levels.{module}` must be one of {}, found {}",
+                            "`logging.levels.{module}` must be one of {}, found {}",
                             LOG_LEVELS.join(", "),
                             describe(v)
                         )),
@@ -315,7 +315,7 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                 }
             }
             Some(other) => errors.push(format!(
-                "config.yaml: `logging.levels` must be a mapping of module id to level, found {}",
+                "`logging.levels` must be a mapping of module id to level, found {}",
                 describe(other)
             )),
         }

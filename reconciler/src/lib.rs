@@ -8,6 +8,7 @@
 //! Invariant: this crate does no IO, reads no clock, spawns nothing and has no async runtime.
 //! Everything here is deterministic and tested table-driven from `specs/`.
 
+pub mod build;
 pub mod config;
 pub mod desired;
 pub mod digest;
@@ -18,6 +19,7 @@ pub mod permissions;
 pub mod plan;
 pub mod render;
 pub mod snapshot;
+pub mod spawn;
 pub mod yaml;
 
 pub use desired::{build_desired, Desired, DesiredModule};
