@@ -14,7 +14,6 @@ use serde::Serialize;
 use crate::config::KernelConfig;
 use crate::manifest::Manifest;
 use crate::permissions::{Capabilities, PermissionSet, PermissionsFile};
-use crate::snapshot::Snapshot;
 
 /// Why a module does not run. Rendered as one plain sentence by `Display`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,11 +23,14 @@ pub enum BlockReason {
         file: PathBuf,
         error: String,
     },
+    /// `dir` is the directory name the approve command takes.
     NotApproved {
         id: String,
+        dir: String,
     },
     HashMismatch {
         id: String,
+        dir: String,
     },
     ProtocolVersion {
         id: String,
@@ -65,6 +67,72 @@ pub enum BlockReason {
     SandboxRequired {
         reason: String,
     },
+    /// The module's entry in permissions.yaml has neither layout (or does not fit it).
+    UnreadableApproval {
+        id: String,
+        dir: String,
+        error: String,
+    },
+}
+
+impl std::fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlockReason::InvalidManifest { error, .. } => f.write_str(error),
+            BlockReason::NotApproved { dir, .. } => {
+                write!(f, "not approved: run `pons modules approve {dir}`")
+            }
+            BlockReason::HashMismatch { dir, .. } => write!(
+                f,
+                "manifest hash mismatch (module.json changed after approval): approve again with `pons modules approve {dir}`"
+            ),
+            BlockReason::ProtocolVersion { version, .. } => write!(
+                f,
+                "needs protocol version {version}, but this kernel speaks 1.0"
+            ),
+            BlockReason::EntryEscapes { entry } => {
+                write!(f, "entry point `{entry}` escapes the module directory")
+            }
+            BlockReason::EntryNotFound { entry } => {
+                write!(f, "entry point `{entry}` not found in the module directory")
+            }
+            BlockReason::DuplicateId { id, other_dir } => write!(
+                f,
+                "module id `{id}` is already used by directory `{other_dir}`: give one of them another id"
+            ),
+            BlockReason::DuplicateProvider { service, other } => write!(
+                f,
+                "service `{service}` is already provided by module `{other}`"
+            ),
+            BlockReason::DependencyCycle { path } => {
+                write!(f, "dependency cycle: {}", path.join(" -> "))
+            }
+            BlockReason::MissingProvider { services } => {
+                let list: Vec<String> = services.iter().map(|s| format!("`{s}`")).collect();
+                write!(
+                    f,
+                    "required service {} has no provider; blocked until one appears",
+                    list.join(", ")
+                )
+            }
+            BlockReason::InvalidConfig { section, errors } => write!(
+                f,
+                "config section `{section}` is invalid: {}",
+                errors.join("; ")
+            ),
+            BlockReason::RuntimeNotFound { runtime, program } => write!(
+                f,
+                "runtime `{runtime}` needs `{program}`, which is not on PATH: install it or set `kernel.runtimes.{runtime}` in config.yaml"
+            ),
+            BlockReason::SandboxRequired { reason } => {
+                write!(f, "the manifest requires a sandbox, but {reason}")
+            }
+            BlockReason::UnreadableApproval { dir, error, .. } => write!(
+                f,
+                "its entry in permissions.yaml cannot be read ({error}): approve it again with `pons modules approve {dir}`"
+            ),
+        }
+    }
 }
 
 /// One module that can run.
@@ -95,6 +163,12 @@ pub struct DesiredModule {
     pub effective_permissions: PermissionSet,
     /// `permissions.yaml` has a `firstSpawnAt` for it (no `install` message needed).
     pub installed: bool,
+    /// [`crate::manifest::hash`] of the manifest bytes.
+    pub manifest_hash: String,
+    /// SHA-256 of the module's `deno.json`, when it has one (part of the spawn fingerprint).
+    pub deno_json_hash: Option<String>,
+    /// Warnings that do not block the module (unknown runtime, unsupported schema, …).
+    pub notes: Vec<String>,
 }
 
 /// The resolved way to start a module's process.
@@ -117,6 +191,14 @@ pub struct SpawnSpec {
 }
 
 /// Filesystem and resource policy applied by the exec trampoline.
+///
+/// `read` holds the resolved `read` permissions, the module's real directory, the program (and
+/// its install prefix when it lives in a `bin/` directory), deno's `--config` file, and the
+/// system paths every runtime needs: /usr, /lib, /lib32, /lib64, /bin, /sbin, /etc, /dev,
+/// /proc, /sys/fs/cgroup, /sys/devices/system/cpu. `write` holds the resolved `write`
+/// permissions, `/dev/null`, and for deno its cache directory (`DENO_DIR`, else
+/// `$XDG_CACHE_HOME/deno`, else `$HOME/.cache/deno`). `exec` holds the program, the entry and
+/// the resolved `run` names.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxPolicy {
@@ -164,6 +246,8 @@ pub struct InputError {
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Desired {
+    /// The home directory the snapshot was read from.
+    pub home: PathBuf,
     /// Runnable modules by id.
     pub modules: BTreeMap<String, DesiredModule>,
     /// Blocked modules, sorted by id.
@@ -179,9 +263,4 @@ pub struct Desired {
     pub errors: Vec<InputError>,
 }
 
-/// Builds the desired state from one snapshot; `previous` supplies the last good values of inputs
-/// that fail to parse.
-pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired {
-    let _ = (snapshot, previous);
-    todo!("implemented by the reconciler work")
-}
+pub use crate::build::build_desired;

@@ -8,8 +8,10 @@
 //! Invariant: this crate does no IO, reads no clock, spawns nothing and has no async runtime.
 //! Everything here is deterministic and tested table-driven from `specs/`.
 
+pub mod build;
 pub mod config;
 pub mod desired;
+pub mod digest;
 pub mod graph;
 pub mod manifest;
 pub mod observed;
@@ -17,6 +19,8 @@ pub mod permissions;
 pub mod plan;
 pub mod render;
 pub mod snapshot;
+pub mod spawn;
+pub mod yaml;
 
 pub use desired::{build_desired, Desired, DesiredModule};
 pub use observed::{Observed, ObservedModule, Status};

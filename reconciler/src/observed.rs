@@ -42,7 +42,7 @@ impl Status {
 }
 
 /// The supervisor's view of one module it manages.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservedModule {
     pub status: Option<Status>,
@@ -57,10 +57,30 @@ pub struct ObservedModule {
     pub capabilities_fingerprint: String,
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// What the supervisor last applied to this module (spawned with, or pushed config from):
+    /// lets the plan say *what* changed. `None` gives generic reasons.
+    #[serde(skip)]
+    pub applied: Option<crate::desired::DesiredModule>,
+}
+
+impl ObservedModule {
+    /// The observed state of a module the supervisor has just applied `m` to.
+    pub fn applied(m: &crate::desired::DesiredModule, status: Status) -> ObservedModule {
+        ObservedModule {
+            status: Some(status),
+            spawn_fingerprint: m.spawn_fingerprint.clone(),
+            config_fingerprint: m.config_fingerprint.clone(),
+            config_text: m.config_text.clone(),
+            capabilities_fingerprint: m.capabilities_fingerprint.clone(),
+            pid: None,
+            restarts: 0,
+            applied: Some(m.clone()),
+        }
+    }
 }
 
 /// Everything the supervisor manages, by module id.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Observed {
     pub kernel_running: bool,

@@ -1,1 +1,136 @@
 //! Rendering of plans (terraform-style text and the JSON of DESIGN.md §4).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::desired::Desired;
+use crate::plan::{ActionKind, Plan};
+
+fn sign(kind: ActionKind) -> char {
+    match kind {
+        ActionKind::Spawn => '+',
+        ActionKind::Stop => '-',
+        ActionKind::Restart | ActionKind::Config => '~',
+        ActionKind::Blocked => '!',
+    }
+}
+
+/// `path` relative to `home` when it lies inside it.
+fn show_path(path: &Path, home: &Path) -> String {
+    match path.strip_prefix(home) {
+        Ok(rel) if !home.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+        _ => path.to_string_lossy().into_owned(),
+    }
+}
+
+/// The plan as text, in the style of `terraform plan`: one line per action with a sign (`+`
+/// spawn, `-` stop, `~` restart/config, `!` blocked), the reason, indented diffs, then input
+/// errors, module warnings and a summary line.
+pub fn plan_text(plan: &Plan, desired: &Desired, kernel_running: bool) -> String {
+    let mut out = String::new();
+    if !kernel_running {
+        out.push_str("The kernel is not running: this is what `pons kernel start` would do.\n\n");
+    }
+    let width = plan
+        .actions
+        .iter()
+        .map(|a| a.module.chars().count())
+        .max()
+        .unwrap_or(0);
+    for a in &plan.actions {
+        let _ = writeln!(
+            out,
+            "  {} {:<width$}  {:<7}  {}",
+            sign(a.action),
+            a.module,
+            a.action.as_str(),
+            a.reason,
+        );
+        if let Some(diff) = &a.diff {
+            for line in diff.lines() {
+                let _ = writeln!(out, "        {line}");
+            }
+        }
+    }
+    if !plan.actions.is_empty() {
+        out.push('\n');
+    }
+    if !plan.errors.is_empty() {
+        out.push_str("Errors (the last good value is kept):\n");
+        for e in &plan.errors {
+            let _ = writeln!(out, "  {}: {}", show_path(&e.file, &desired.home), e.error);
+        }
+        out.push('\n');
+    }
+    let notes: Vec<(&String, &String)> = desired
+        .order
+        .iter()
+        .filter_map(|id| desired.modules.get(id))
+        .flat_map(|m| m.notes.iter().map(move |n| (&m.id, n)))
+        .collect();
+    if !notes.is_empty() {
+        out.push_str("Warnings:\n");
+        for (id, n) in notes {
+            let _ = writeln!(out, "  {id}: {n}");
+        }
+        out.push('\n');
+    }
+    let s = plan.summary();
+    if plan.has_changes() {
+        let _ = writeln!(
+            out,
+            "Plan: {} to spawn, {} to stop, {} to restart, {} to update config, {} blocked.",
+            s.spawn, s.stop, s.restart, s.config, s.blocked
+        );
+    } else if s.blocked > 0 {
+        let _ = writeln!(
+            out,
+            "No changes: the running modules match the files ({} blocked).",
+            s.blocked
+        );
+    } else {
+        out.push_str("No changes: the running modules match the files.\n");
+    }
+    out
+}
+
+/// The plan as the JSON of DESIGN.md §4, plus `errors` (`[{file, error}]`, always present).
+pub fn plan_json(plan: &Plan, kernel_running: bool) -> Value {
+    let actions: Vec<Value> = plan
+        .actions
+        .iter()
+        .map(|a| {
+            let mut o = serde_json::Map::new();
+            o.insert("action".into(), a.action.as_str().into());
+            o.insert("module".into(), a.module.clone().into());
+            o.insert("reason".into(), a.reason.clone().into());
+            if let Some(s) = &a.sections {
+                o.insert("sections".into(), json!(s));
+            }
+            if let Some(d) = &a.diff {
+                o.insert("diff".into(), d.clone().into());
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let s = plan.summary();
+    let errors: Vec<Value> = plan
+        .errors
+        .iter()
+        .map(|e| json!({"file": e.file.to_string_lossy(), "error": e.error}))
+        .collect();
+    json!({
+        "kernelRunning": kernel_running,
+        "actions": actions,
+        "summary": {
+            "spawn": s.spawn,
+            "stop": s.stop,
+            "restart": s.restart,
+            "config": s.config,
+            "blocked": s.blocked,
+        },
+        "errors": errors,
+    })
+}

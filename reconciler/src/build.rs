@@ -1,0 +1,613 @@
+//! `build_desired`: one [`Snapshot`] (plus the previous desired state) → [`Desired`].
+//!
+//! Steps: parse permissions.yaml and config.yaml (keeping the previous value of a file that
+//! fails to parse), discover modules (compat.md §2.2, every problem blocks only that module),
+//! resolve each runnable module (approval, hash, entry, runtime, environment, sandbox,
+//! capabilities, config section, fingerprints), then check the service graph across the
+//! runnable modules (duplicate providers, cycles, missing providers) and order them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::config;
+use crate::desired::{BlockReason, BlockedModule, Desired, DesiredModule, InputError};
+use crate::digest::{sha256_hex, Hasher};
+use crate::graph::{self, Node};
+use crate::manifest::{self, Manifest, ManifestError};
+use crate::permissions::{self, PermissionsFile};
+use crate::snapshot::{FileRead, ModuleDir, Snapshot};
+use crate::spawn::{self, normalize, SpawnInputs};
+
+/// Builds the desired state from one snapshot; `previous` supplies the last good values of inputs
+/// that fail to parse (see the module docs of [`crate::desired`]).
+pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired {
+    let mut d = Desired {
+        home: snapshot.home.clone(),
+        ..Desired::default()
+    };
+    d.permissions = load_permissions(snapshot, previous, &mut d.errors);
+    d.config_raw = load_config(snapshot, previous, &mut d.errors);
+    let prev_kernel = previous.map(|p| p.kernel.clone()).unwrap_or_default();
+    let (kernel, kerrs) = config::kernel_config(&d.config_raw, &prev_kernel);
+    d.kernel = kernel;
+    let config_file = snapshot.home.join("config.yaml");
+    for e in kerrs {
+        d.errors.push(InputError {
+            file: config_file.clone(),
+            error: e,
+        });
+    }
+
+    let mut runnable: Vec<DesiredModule> = Vec::new();
+    let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    let mut dirs: Vec<&ModuleDir> = snapshot.modules.iter().collect();
+    dirs.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
+    for md in dirs {
+        if !md.is_dir || md.dir_name.starts_with('.') {
+            continue;
+        }
+        match discover(snapshot, md, &d, previous) {
+            Found::Runnable(m) => {
+                if let Some(other) = claimed.get(&m.id) {
+                    d.blocked.push(duplicate(&m.id, md, other));
+                } else {
+                    claimed.insert(m.id.clone(), md.dir_name.clone());
+                    runnable.push(*m);
+                }
+            }
+            Found::Kept(m, err) => {
+                d.errors.push(err);
+                if let Some(other) = claimed.get(&m.id) {
+                    d.blocked.push(duplicate(&m.id, md, other));
+                } else {
+                    claimed.insert(m.id.clone(), md.dir_name.clone());
+                    runnable.push(*m);
+                }
+            }
+            Found::Blocked(b, has_id) => {
+                if has_id {
+                    if let Some(other) = claimed.get(&b.id) {
+                        d.blocked.push(duplicate(&b.id, md, other));
+                        continue;
+                    }
+                    claimed.insert(b.id.clone(), md.dir_name.clone());
+                }
+                d.blocked.push(b);
+            }
+        }
+    }
+
+    let (kept, blocked) = check_graph(runnable);
+    d.blocked.extend(blocked);
+    let nodes: Vec<Node> = kept
+        .iter()
+        .map(|m| Node::from_manifest(&m.manifest))
+        .collect();
+    d.order = graph::order(&nodes);
+    d.modules = kept.into_iter().map(|m| (m.id.clone(), m)).collect();
+    d.blocked
+        .sort_by(|a, b| a.id.cmp(&b.id).then(a.dir_name.cmp(&b.dir_name)));
+    d
+}
+
+fn duplicate(id: &str, md: &ModuleDir, other: &str) -> BlockedModule {
+    BlockedModule {
+        id: id.to_string(),
+        dir_name: md.dir_name.clone(),
+        reason: BlockReason::DuplicateId {
+            id: id.to_string(),
+            other_dir: other.to_string(),
+        },
+    }
+}
+
+fn load_permissions(
+    snapshot: &Snapshot,
+    previous: Option<&Desired>,
+    errors: &mut Vec<InputError>,
+) -> PermissionsFile {
+    let file = snapshot.home.join("permissions.yaml");
+    let fallback = || previous.map(|p| p.permissions.clone()).unwrap_or_default();
+    match &snapshot.permissions_yaml {
+        FileRead::Missing => PermissionsFile::default(),
+        FileRead::Bytes(b) => match permissions::parse(b) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(InputError {
+                    file,
+                    error: format!("{e}; the last good permissions are kept"),
+                });
+                fallback()
+            }
+        },
+        FileRead::Error(e) => {
+            errors.push(InputError {
+                file,
+                error: format!("cannot be read ({e}); the last good permissions are kept"),
+            });
+            fallback()
+        }
+    }
+}
+
+fn load_config(
+    snapshot: &Snapshot,
+    previous: Option<&Desired>,
+    errors: &mut Vec<InputError>,
+) -> Value {
+    let file = snapshot.home.join("config.yaml");
+    let fallback = || {
+        previous
+            .map(|p| p.config_raw.clone())
+            .unwrap_or_else(|| Value::Object(Default::default()))
+    };
+    match &snapshot.config_yaml {
+        FileRead::Missing => Value::Object(Default::default()),
+        FileRead::Bytes(b) => match config::parse(b) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(InputError {
+                    file,
+                    error: format!("{e}; the last good config is kept"),
+                });
+                fallback()
+            }
+        },
+        FileRead::Error(e) => {
+            errors.push(InputError {
+                file,
+                error: format!("cannot be read ({e}); the last good config is kept"),
+            });
+            fallback()
+        }
+    }
+}
+
+enum Found {
+    Runnable(Box<DesiredModule>),
+    /// The manifest broke, the previous module is kept (with the error to report).
+    Kept(Box<DesiredModule>, InputError),
+    /// Blocked; the bool says whether the manifest's id is known (for duplicate detection).
+    Blocked(BlockedModule, bool),
+}
+
+fn blocked(id: &str, md: &ModuleDir, reason: BlockReason, has_id: bool) -> Found {
+    Found::Blocked(
+        BlockedModule {
+            id: id.to_string(),
+            dir_name: md.dir_name.clone(),
+            reason,
+        },
+        has_id,
+    )
+}
+
+fn discover(snapshot: &Snapshot, md: &ModuleDir, d: &Desired, previous: Option<&Desired>) -> Found {
+    let file = md.path.join("module.json");
+    let prev_module = previous.and_then(|p| p.modules.values().find(|m| m.dir_name == md.dir_name));
+    let broken = |error: String| -> Found {
+        match prev_module {
+            Some(m) => Found::Kept(
+                Box::new(m.clone()),
+                InputError {
+                    file: file.clone(),
+                    error: format!("{error}; the running module `{}` is kept as it was", m.id),
+                },
+            ),
+            None => blocked(
+                &md.dir_name,
+                md,
+                BlockReason::InvalidManifest {
+                    file: file.clone(),
+                    error,
+                },
+                false,
+            ),
+        }
+    };
+    let bytes = match &md.manifest {
+        FileRead::Missing => {
+            return blocked(
+                &md.dir_name,
+                md,
+                BlockReason::InvalidManifest {
+                    file: file.clone(),
+                    error: "module.json not found in the module directory".into(),
+                },
+                false,
+            )
+        }
+        FileRead::Error(e) => return broken(format!("module.json cannot be read: {e}")),
+        FileRead::Bytes(b) => b,
+    };
+    let m = match manifest::parse(bytes) {
+        Ok(m) => m,
+        Err(ManifestError::ProtocolVersion { id, version }) => {
+            return blocked(
+                &id.clone(),
+                md,
+                BlockReason::ProtocolVersion { id, version },
+                true,
+            )
+        }
+        Err(e) => return broken(e.to_string()),
+    };
+    let id = m.id.clone();
+    let hash = manifest::hash(bytes);
+
+    // Approval and tamper check.
+    let Some(entry) = d.permissions.modules.get(&id) else {
+        let reason = match d.permissions.unrecognized.get(&id) {
+            Some(raw) => BlockReason::UnreadableApproval {
+                id: id.clone(),
+                dir: md.dir_name.clone(),
+                error: permissions::unrecognized_reason(raw),
+            },
+            None => BlockReason::NotApproved {
+                id: id.clone(),
+                dir: md.dir_name.clone(),
+            },
+        };
+        return blocked(&id, md, reason, true);
+    };
+    if !entry.base_manifest_hash.is_empty() && entry.base_manifest_hash != hash {
+        return blocked(
+            &id,
+            md,
+            BlockReason::HashMismatch {
+                id: id.clone(),
+                dir: md.dir_name.clone(),
+            },
+            true,
+        );
+    }
+
+    // Entry point.
+    let module_real = md.real_path.clone().unwrap_or_else(|| md.path.clone());
+    let entry_path = match resolve_entry(&m, md, &module_real) {
+        Ok(p) => p,
+        Err(r) => return blocked(&id, md, r, true),
+    };
+
+    let effective = d.permissions.effective(&id).unwrap_or_default();
+    let module_deno_json = matches!(md.deno_json, FileRead::Bytes(_));
+    let inputs = SpawnInputs {
+        home: &snapshot.home,
+        env: &snapshot.env,
+        which: &snapshot.which,
+        kernel: &d.kernel,
+        module_real: &module_real,
+        entry: &entry_path,
+        module_deno_json,
+        home_deno_json: snapshot.home_deno_json,
+        effective: &effective,
+    };
+    let (spec, mut notes) = match spawn::spawn_spec(&m, &inputs) {
+        Ok(x) => x,
+        Err(r) => return blocked(&id, md, r, true),
+    };
+
+    let capabilities = d
+        .permissions
+        .stored_capabilities(&id)
+        .cloned()
+        .or_else(|| m.capabilities.clone())
+        .unwrap_or_else(|| manifest::derived_capabilities(&m));
+
+    // Config section.
+    let prev_same = prev_module.filter(|p| p.id == id && p.manifest.config_key == m.config_key);
+    let section = match config_section(snapshot, md, &m, &module_real, &d.config_raw, &mut notes) {
+        Ok(s) => s,
+        Err((section, errors)) => match prev_same {
+            Some(p) => {
+                // keep the last good section; the problem is reported as an input error
+                let mut kept = p.clone();
+                return Found::Kept(
+                    Box::new({
+                        kept.notes = notes;
+                        kept
+                    }),
+                    InputError {
+                        file: snapshot.home.join("config.yaml"),
+                        error: format!(
+                            "config section `{section}` of module `{id}` is invalid: {}; the module keeps its last good section",
+                            errors.join("; ")
+                        ),
+                    },
+                );
+            }
+            None => {
+                return blocked(
+                    &id,
+                    md,
+                    BlockReason::InvalidConfig { section, errors },
+                    true,
+                )
+            }
+        },
+    };
+
+    let mut config_text = BTreeMap::new();
+    if let Some(k) = &m.config_key {
+        config_text.insert(k.clone(), text_of(d.config_raw.get(k)));
+    }
+    for dep in &m.config_dependencies {
+        config_text.insert(dep.clone(), text_of(d.config_raw.get(dep)));
+    }
+
+    let deno_json_hash = match &md.deno_json {
+        FileRead::Bytes(b) => Some(sha256_hex(b)),
+        _ => None,
+    };
+    let version = match &md.deno_json {
+        FileRead::Bytes(b) => manifest::deno_json_version(b).or_else(|| m.version.clone()),
+        _ => m.version.clone(),
+    };
+
+    // Fingerprints.
+    let mut h = Hasher::new();
+    h.part("manifest", bytes);
+    h.part("permissions", &json_bytes(&effective));
+    h.part("program", spec.program.to_string_lossy().as_bytes());
+    h.part("args", &json_bytes(&spec.args));
+    h.part("env", &json_bytes(&spec.env));
+    h.part("cwd", spec.cwd.to_string_lossy().as_bytes());
+    h.part("sandbox", &json_bytes(&spec.sandbox));
+    h.part(
+        "deno.json",
+        deno_json_hash.as_deref().unwrap_or("").as_bytes(),
+    );
+    for dep in &m.config_dependencies {
+        let raw = d.config_raw.get(dep).cloned().unwrap_or(Value::Null);
+        let value = config::interpolate(&raw, &snapshot.env).unwrap_or(raw);
+        h.part(dep, &json_bytes(&config::canonical(&value)));
+    }
+    let spawn_fingerprint = h.finish();
+    let config_fingerprint = fingerprint_section(section.as_ref());
+    let capabilities_fingerprint = sha256_hex(&json_bytes(&capabilities));
+
+    Found::Runnable(Box::new(DesiredModule {
+        id: id.clone(),
+        dir_name: md.dir_name.clone(),
+        module_dir: md.path.clone(),
+        version,
+        spawn: spec,
+        spawn_fingerprint,
+        config_section: section,
+        config_text,
+        config_fingerprint,
+        capabilities,
+        capabilities_fingerprint,
+        effective_permissions: effective,
+        installed: entry.first_spawn_at.is_some(),
+        manifest_hash: hash,
+        deno_json_hash,
+        notes,
+        manifest: m,
+    }))
+}
+
+/// Fingerprint of the config a module is sent (canonical JSON, `null` when none).
+pub fn fingerprint_section(section: Option<&Value>) -> String {
+    let v = section.map(config::canonical).unwrap_or(Value::Null);
+    sha256_hex(&json_bytes(&v))
+}
+
+fn text_of(v: Option<&Value>) -> String {
+    match v {
+        Some(v) => config::section_text(v),
+        None => String::new(),
+    }
+}
+
+fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Entry containment and the `.js` sibling preference (compat.md §2.2 steps 11–12).
+fn resolve_entry(m: &Manifest, md: &ModuleDir, module_real: &Path) -> Result<PathBuf, BlockReason> {
+    let requested = manifest::entry_request(m);
+    let probe = md.entry.clone().unwrap_or_default();
+    let unresolved = normalize(&module_real.join(&requested));
+    let ts = probe.real.clone().unwrap_or(unresolved);
+    let inside = |p: &Path| p.starts_with(module_real) && p != module_real;
+    if !inside(&ts) {
+        return Err(BlockReason::EntryEscapes { entry: requested });
+    }
+    if requested.ends_with(".ts") {
+        if let Some(js) = &probe.js_sibling {
+            if !inside(js) {
+                return Err(BlockReason::EntryEscapes {
+                    entry: format!("{}.js", requested.trim_end_matches(".ts")),
+                });
+            }
+            return Ok(js.clone());
+        }
+    }
+    probe
+        .real
+        .ok_or(BlockReason::EntryNotFound { entry: requested })
+}
+
+/// The section a module is sent: interpolated, then validated with its JSON Schema (defaults
+/// filled in). Err: (section name, errors).
+fn config_section(
+    snapshot: &Snapshot,
+    md: &ModuleDir,
+    m: &Manifest,
+    module_real: &Path,
+    config_raw: &Value,
+    notes: &mut Vec<String>,
+) -> Result<Option<Value>, (String, Vec<String>)> {
+    let Some(key) = &m.config_key else {
+        if m.config_schema.is_some() {
+            notes.push("`configSchema` is ignored without `configKey`".into());
+        }
+        return Ok(None);
+    };
+    if config::KERNEL_SECTIONS.contains(&key.as_str()) {
+        return Err((
+            key.clone(),
+            vec![format!(
+                "`{key}` is a kernel section; a module's `configKey` must name a section of its own"
+            )],
+        ));
+    }
+    let raw = config_raw.get(key).cloned();
+    let interpolated = match &raw {
+        Some(v) => Some(config::interpolate(v, &snapshot.env).map_err(|e| (key.clone(), e))?),
+        None => None,
+    };
+    let Some(schema) = load_module_schema(md, m, module_real, notes) else {
+        return Ok(interpolated);
+    };
+    let input = interpolated.unwrap_or_else(|| Value::Object(Default::default()));
+    schema.apply(&input).map(Some).map_err(|e| (key.clone(), e))
+}
+
+fn load_module_schema(
+    md: &ModuleDir,
+    m: &Manifest,
+    module_real: &Path,
+    notes: &mut Vec<String>,
+) -> Option<config::Schema> {
+    let requested = m.config_schema.as_ref()?;
+    let probe = md.schema.as_ref()?;
+    let Some(real) = &probe.real else {
+        notes.push(format!(
+            "config schema `{requested}` not found; the section is not validated"
+        ));
+        return None;
+    };
+    if !real.starts_with(module_real) {
+        notes.push(format!(
+            "config schema `{requested}` escapes the module directory; the section is not validated"
+        ));
+        return None;
+    }
+    let ext = real.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext != "json" {
+        notes.push(format!(
+            "config schema `{requested}` is not a .json JSON Schema (.ts/.js schemas are unsupported); the section is not validated"
+        ));
+        return None;
+    }
+    match &probe.bytes {
+        FileRead::Bytes(b) => match config::load_schema(b) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                notes.push(format!(
+                    "config schema `{requested}`: {e}; the section is not validated"
+                ));
+                None
+            }
+        },
+        FileRead::Error(e) => {
+            notes.push(format!(
+                "config schema `{requested}` cannot be read ({e}); the section is not validated"
+            ));
+            None
+        }
+        FileRead::Missing => {
+            notes.push(format!(
+                "config schema `{requested}` not found; the section is not validated"
+            ));
+            None
+        }
+    }
+}
+
+/// Service-graph checks across the runnable modules: duplicate providers, dependency cycles,
+/// missing required providers (to a fixpoint). Returns (still runnable, blocked).
+fn check_graph(mut mods: Vec<DesiredModule>) -> (Vec<DesiredModule>, Vec<BlockedModule>) {
+    let mut blocked = Vec::new();
+    mods.sort_by(|a, b| {
+        a.manifest
+            .priority()
+            .total_cmp(&b.manifest.priority())
+            .then(a.id.cmp(&b.id))
+    });
+    let block = |m: &DesiredModule, reason: BlockReason| BlockedModule {
+        id: m.id.clone(),
+        dir_name: m.dir_name.clone(),
+        reason,
+    };
+
+    // Duplicate providers: the first by (priority, id) keeps the service.
+    let mut provided: BTreeMap<String, String> = BTreeMap::new();
+    let mut keep = Vec::new();
+    for m in mods {
+        let dup = m
+            .manifest
+            .provides
+            .iter()
+            .find_map(|s| provided.get(s).map(|o| (s.clone(), o.clone())));
+        match dup {
+            Some((service, other)) => {
+                blocked.push(block(&m, BlockReason::DuplicateProvider { service, other }))
+            }
+            None => {
+                for s in &m.manifest.provides {
+                    provided.insert(s.clone(), m.id.clone());
+                }
+                keep.push(m);
+            }
+        }
+    }
+
+    // Cycles.
+    let nodes: Vec<Node> = keep
+        .iter()
+        .map(|m| Node::from_manifest(&m.manifest))
+        .collect();
+    let mut on_cycle: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (members, path) in graph::cycles(&nodes) {
+        for id in members {
+            on_cycle.insert(id, path.clone());
+        }
+    }
+    let mut rest = Vec::new();
+    for m in keep {
+        match on_cycle.get(&m.id) {
+            Some(path) => blocked.push(block(
+                &m,
+                BlockReason::DependencyCycle { path: path.clone() },
+            )),
+            None => rest.push(m),
+        }
+    }
+
+    // Missing providers, to a fixpoint.
+    loop {
+        let provided: BTreeSet<&str> = rest
+            .iter()
+            .flat_map(|m| m.manifest.provides.iter().map(String::as_str))
+            .collect();
+        let mut missing_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in &rest {
+            let missing = manifest::dedup(
+                m.manifest
+                    .requires
+                    .iter()
+                    .filter(|s| !provided.contains(s.as_str())),
+            );
+            if !missing.is_empty() {
+                missing_by.insert(m.id.clone(), missing);
+            }
+        }
+        if missing_by.is_empty() {
+            break;
+        }
+        let (gone, stay): (Vec<_>, Vec<_>) = rest
+            .into_iter()
+            .partition(|m| missing_by.contains_key(&m.id));
+        for m in gone {
+            let services = missing_by.remove(&m.id).unwrap_or_default();
+            blocked.push(block(&m, BlockReason::MissingProvider { services }));
+        }
+        rest = stay;
+    }
+    (rest, blocked)
+}

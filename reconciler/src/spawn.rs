@@ -1,0 +1,426 @@
+//! How a module is started: the command line per runtime (compat.md §2.5 variant A), deno's
+//! permission flags (compat.md §2.4), the child environment and the sandbox policy.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::KernelConfig;
+use crate::desired::{BlockReason, SandboxPolicy, SpawnSpec};
+use crate::manifest::{Manifest, RUNTIMES};
+use crate::permissions::PermissionSet;
+
+/// Environment variables passed through from the kernel (when set), besides the module's
+/// approved `env` names and `PONS_HOME`.
+pub const ENV_ALLOWLIST: [&str; 15] = [
+    "PATH",
+    "HOME",
+    "TERM",
+    "LANG",
+    "SHELL",
+    "USER",
+    "TMPDIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "DENO_DIR",
+    "DEBUG",
+    "USERPROFILE",
+    "NODE_ENV",
+    "TZ",
+];
+
+/// deno's `--allow-env` base list (compat.md §2.4).
+pub const DENO_ENV_ALLOWLIST: [&str; 8] = [
+    "DEBUG",
+    "HOME",
+    "USERPROFILE",
+    "PONS_HOME",
+    "NODE_ENV",
+    "LANG",
+    "TERM",
+    "TZ",
+];
+
+/// Read-only system paths of every sandbox (see [`SandboxPolicy`]).
+pub const SYSTEM_READ: [&str; 11] = [
+    "/usr",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/dev",
+    "/proc",
+    "/sys/fs/cgroup",
+    "/sys/devices/system/cpu",
+];
+
+/// Everything [`spawn_spec`] needs besides the manifest.
+pub struct SpawnInputs<'a> {
+    pub home: &'a Path,
+    pub env: &'a BTreeMap<String, String>,
+    pub which: &'a BTreeMap<String, Option<PathBuf>>,
+    pub kernel: &'a KernelConfig,
+    /// The module's real directory.
+    pub module_real: &'a Path,
+    /// Real path of the entry file.
+    pub entry: &'a Path,
+    /// The module directory has a `deno.json`.
+    pub module_deno_json: bool,
+    /// `<home>/deno.json` exists.
+    pub home_deno_json: bool,
+    pub effective: &'a PermissionSet,
+}
+
+/// `$HOME`, else `$USERPROFILE`, else empty (compat.md §2.4).
+pub fn user_home(env: &BTreeMap<String, String>) -> String {
+    env.get("HOME")
+        .or_else(|| env.get("USERPROFILE"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Lexical normalisation: `.` removed, `..` pops a component, a trailing slash kept.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() && !path.is_absolute() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// compat.md §2.4 path rule: `~/x` → `<home>/x`; absolute → verbatim; else joined to `base`
+/// and normalised (trailing slash kept). Relative paths are not confined to `base`.
+pub fn resolve_perm_path(value: &str, user_home: &str, base: &Path) -> String {
+    let v = match value.strip_prefix("~/") {
+        Some(rest) => format!("{}/{rest}", user_home.trim_end_matches('/')),
+        None => value.to_string(),
+    };
+    if v.starts_with('/') {
+        return v;
+    }
+    let mut joined = normalize(&base.join(&v)).to_string_lossy().into_owned();
+    if v.ends_with('/') && !joined.ends_with('/') {
+        joined.push('/');
+    }
+    joined
+}
+
+/// deno permission flags from the effective permissions, in the order of compat.md §2.4.
+/// `module_dir` is the directory of the real entry file; `run` keeps only names `which` found.
+pub fn deno_flags(
+    perms: &PermissionSet,
+    module_dir: &Path,
+    user_home: &str,
+    which: &BTreeMap<String, Option<PathBuf>>,
+) -> Vec<String> {
+    let mut flags = Vec::new();
+    let list = |name: &str, values: &[String]| -> String {
+        if values.is_empty() {
+            format!("--deny-{name}")
+        } else {
+            format!("--allow-{name}={}", values.join(","))
+        }
+    };
+    flags.push(list("net", &perms.net));
+    let resolve = |vals: &[String]| -> Vec<String> {
+        vals.iter()
+            .map(|v| resolve_perm_path(v, user_home, module_dir))
+            .collect()
+    };
+    flags.push(list("read", &resolve(&perms.read)));
+    flags.push(list("write", &resolve(&perms.write)));
+    let mut env: Vec<String> = DENO_ENV_ALLOWLIST.iter().map(|s| s.to_string()).collect();
+    for e in &perms.env {
+        if !env.contains(e) {
+            env.push(e.clone());
+        }
+    }
+    flags.push(format!("--allow-env={}", env.join(",")));
+    let run: Vec<String> = perms
+        .run
+        .iter()
+        .filter(|r| which.get(*r).is_some_and(Option::is_some))
+        .cloned()
+        .collect();
+    flags.push(list("run", &run));
+    flags.push(list("sys", &perms.sys));
+    flags
+}
+
+/// The interpreter a runtime needs (`None` for runtimes that execute the entry itself).
+fn interpreter(runtime: &str) -> Option<&'static str> {
+    match runtime {
+        "deno" => Some("deno"),
+        "node" => Some("node"),
+        "bun" => Some("bun"),
+        "python" => Some("python"),
+        "php" => Some("php"),
+        _ => None,
+    }
+}
+
+/// Finds the program of an interpreter runtime: `kernel.runtimes` override (absolute: as is;
+/// a bare name: looked up in `which`), else `which` (python falls back to python3).
+fn find_program(
+    runtime: &str,
+    name: &str,
+    kernel: &KernelConfig,
+    which: &BTreeMap<String, Option<PathBuf>>,
+) -> Result<PathBuf, BlockReason> {
+    let lookup = |n: &str| which.get(n).cloned().flatten();
+    if let Some(p) = kernel.runtimes.get(runtime) {
+        if p.starts_with('/') {
+            return Ok(PathBuf::from(p));
+        }
+        return lookup(p).ok_or_else(|| BlockReason::RuntimeNotFound {
+            runtime: runtime.into(),
+            program: p.clone(),
+        });
+    }
+    let found = lookup(name).or_else(|| {
+        if name == "python" {
+            lookup("python3")
+        } else {
+            None
+        }
+    });
+    found.ok_or_else(|| BlockReason::RuntimeNotFound {
+        runtime: runtime.into(),
+        program: name.into(),
+    })
+}
+
+fn push_unique(v: &mut Vec<PathBuf>, p: PathBuf) {
+    if !v.contains(&p) {
+        v.push(p);
+    }
+}
+
+/// Builds the spawn spec of a module, or the reason it cannot run. Also returns notes (e.g. an
+/// unknown runtime started as deno).
+pub fn spawn_spec(
+    manifest: &Manifest,
+    inp: &SpawnInputs<'_>,
+) -> Result<(SpawnSpec, Vec<String>), BlockReason> {
+    let mut notes = Vec::new();
+    let asked = manifest.runtime();
+    let runtime = if RUNTIMES.contains(&asked) {
+        asked.to_string()
+    } else {
+        notes.push(format!(
+            "unknown runtime `{asked}`: started as deno (known: {})",
+            RUNTIMES.join(", ")
+        ));
+        "deno".to_string()
+    };
+    let user_home = user_home(inp.env);
+    let entry_dir = inp.entry.parent().unwrap_or(inp.module_real).to_path_buf();
+    let entry_str = inp.entry.to_string_lossy().into_owned();
+    let mut deno_config: Option<PathBuf> = None;
+    let (program, args) = match interpreter(&runtime) {
+        Some(name) => {
+            let program = find_program(&runtime, name, inp.kernel, inp.which)?;
+            let args = match runtime.as_str() {
+                "deno" => {
+                    let mut a = vec!["run".to_string()];
+                    a.extend(deno_flags(inp.effective, &entry_dir, &user_home, inp.which));
+                    a.push("--unstable-sloppy-imports".into());
+                    if inp.module_deno_json {
+                        deno_config = Some(inp.module_real.join("deno.json"));
+                    } else if inp.home_deno_json {
+                        deno_config = Some(inp.home.join("deno.json"));
+                    }
+                    if let Some(c) = &deno_config {
+                        a.push(format!("--config={}", c.to_string_lossy()));
+                    }
+                    a.push(entry_str.clone());
+                    a
+                }
+                "bun" => vec!["run".into(), entry_str.clone()],
+                _ => vec![entry_str.clone()],
+            };
+            (program, args)
+        }
+        None => (inp.entry.to_path_buf(), Vec::new()),
+    };
+
+    // Environment: allowlist + approved env names (when set in the kernel) + PONS_HOME.
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for name in ENV_ALLOWLIST
+        .iter()
+        .map(|s| s.to_string())
+        .chain(inp.effective.env.iter().cloned())
+    {
+        if let Some(v) = inp.env.get(&name) {
+            env.insert(name, v.clone());
+        }
+    }
+    env.insert("PONS_HOME".into(), inp.home.to_string_lossy().into_owned());
+
+    // Sandbox.
+    let mut sb = SandboxPolicy::default();
+    for r in &inp.effective.read {
+        push_unique(
+            &mut sb.read,
+            PathBuf::from(resolve_perm_path(r, &user_home, &entry_dir)),
+        );
+    }
+    push_unique(&mut sb.read, inp.module_real.to_path_buf());
+    push_unique(&mut sb.read, program.clone());
+    if let Some(bin) = program.parent() {
+        if bin.file_name().is_some_and(|n| n == "bin") {
+            if let Some(prefix) = bin.parent() {
+                if prefix != Path::new("/") {
+                    push_unique(&mut sb.read, prefix.to_path_buf());
+                }
+            }
+        }
+    }
+    if let Some(c) = &deno_config {
+        push_unique(&mut sb.read, c.clone());
+    }
+    for p in SYSTEM_READ {
+        push_unique(&mut sb.read, PathBuf::from(p));
+    }
+    for w in &inp.effective.write {
+        push_unique(
+            &mut sb.write,
+            PathBuf::from(resolve_perm_path(w, &user_home, &entry_dir)),
+        );
+    }
+    push_unique(&mut sb.write, PathBuf::from("/dev/null"));
+    if runtime == "deno" {
+        let cache = inp
+            .env
+            .get("DENO_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                inp.env
+                    .get("XDG_CACHE_HOME")
+                    .map(|x| Path::new(x).join("deno"))
+            })
+            .or_else(|| (!user_home.is_empty()).then(|| Path::new(&user_home).join(".cache/deno")));
+        if let Some(c) = cache {
+            push_unique(&mut sb.write, c);
+        }
+    }
+    push_unique(&mut sb.exec, program.clone());
+    push_unique(&mut sb.exec, inp.entry.to_path_buf());
+    for r in &inp.effective.run {
+        if let Some(Some(p)) = inp.which.get(r) {
+            push_unique(&mut sb.exec, p.clone());
+        }
+    }
+    sb.limits = manifest.limits.unwrap_or_default();
+    sb.required = manifest.sandbox.as_deref() == Some("required");
+
+    Ok((
+        SpawnSpec {
+            program,
+            args,
+            env: env.into_iter().collect(),
+            cwd: inp.module_real.to_path_buf(),
+            sandbox: sb,
+            runtime,
+            entry: inp.entry.to_path_buf(),
+        },
+        notes,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn empty_permissions_flags() {
+        let f = deno_flags(
+            &PermissionSet::default(),
+            Path::new("/m"),
+            "/home/u",
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            f.join(" "),
+            "--deny-net --deny-read --deny-write --allow-env=DEBUG,HOME,USERPROFILE,PONS_HOME,NODE_ENV,LANG,TERM,TZ --deny-run --deny-sys"
+        );
+    }
+
+    #[test]
+    fn gateway_worked_example() {
+        let p = PermissionSet {
+            net: strs(&["0.0.0.0", "127.0.0.1"]),
+            read: strs(&[".", "~/.pons/"]),
+            env: strs(&["HOME", "PONS_HOME"]),
+            sys: strs(&["hostname"]),
+            ..Default::default()
+        };
+        let f = deno_flags(&p, Path::new("/r/gateway"), "/home/u", &BTreeMap::new());
+        assert_eq!(
+            f.join(" "),
+            "--allow-net=0.0.0.0,127.0.0.1 --allow-read=/r/gateway,/home/u/.pons/ --deny-write --allow-env=DEBUG,HOME,USERPROFILE,PONS_HOME,NODE_ENV,LANG,TERM,TZ --deny-run --allow-sys=hostname"
+        );
+    }
+
+    #[test]
+    fn run_and_env_flags() {
+        let which: BTreeMap<String, Option<PathBuf>> = [
+            ("git".to_string(), Some(PathBuf::from("/usr/bin/git"))),
+            ("definitely-not-installed".to_string(), None),
+        ]
+        .into();
+        let p = PermissionSet {
+            run: strs(&["definitely-not-installed"]),
+            env: strs(&["HOME", "API_KEY"]),
+            ..Default::default()
+        };
+        let f = deno_flags(&p, Path::new("/m"), "/h", &which);
+        assert!(f.contains(&"--deny-run".to_string()));
+        assert!(f.contains(
+            &"--allow-env=DEBUG,HOME,USERPROFILE,PONS_HOME,NODE_ENV,LANG,TERM,TZ,API_KEY"
+                .to_string()
+        ));
+        let p = PermissionSet {
+            run: strs(&["git"]),
+            ..Default::default()
+        };
+        assert!(deno_flags(&p, Path::new("/m"), "/h", &which).contains(&"--allow-run=git".into()));
+    }
+
+    #[test]
+    fn path_rules() {
+        let b = Path::new("/r/m/src");
+        assert_eq!(resolve_perm_path(".", "/h", b), "/r/m/src");
+        assert_eq!(resolve_perm_path("./data/", "/h", b), "/r/m/src/data/");
+        assert_eq!(resolve_perm_path("~/.pons/", "/h", b), "/h/.pons/");
+        assert_eq!(resolve_perm_path("/tmp", "/h", b), "/tmp");
+        assert_eq!(resolve_perm_path("../x", "/h", b), "/r/m/x");
+        assert_eq!(resolve_perm_path("~", "/h", b), "/r/m/src/~");
+    }
+
+    #[test]
+    fn normalize_paths() {
+        assert_eq!(
+            normalize(Path::new("/a/b/../c/./d")),
+            PathBuf::from("/a/c/d")
+        );
+        assert_eq!(normalize(Path::new("/a/../../x")), PathBuf::from("/x"));
+    }
+}
