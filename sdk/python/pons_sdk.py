@@ -104,6 +104,8 @@ class Module:
 
     #: Threads that run deliveries and requests concurrently.
     max_workers = 16
+    #: At shutdown, how long to let deliveries and requests in progress finish (seconds).
+    shutdown_drain_seconds = 2.0
 
     def __init__(self, manifest: Optional[Dict[str, Any]] = None) -> None:
         self.manifest: Dict[str, Any] = manifest if manifest is not None else _load_manifest()
@@ -119,6 +121,8 @@ class Module:
         self._closed = False
         self._lifecycle: "queue.Queue[Optional[Callable[[], None]]]" = queue.Queue()
         self._pool: Optional[ThreadPoolExecutor] = None
+        self._in_flight = 0
+        self._in_flight_cond = threading.Condition()
         self._reader_thread: Optional[threading.Thread] = None
         self._shutdown_lock = threading.Lock()
         self._shutdown_started = False
@@ -373,10 +377,26 @@ class Module:
     def _submit(self, handler: Callable[[Dict[str, Any]], None], message: Dict[str, Any]) -> None:
         if self._pool is None or self.shutting_down.is_set():
             return
+        with self._in_flight_cond:
+            self._in_flight += 1
         try:
-            self._pool.submit(handler, message)
+            self._pool.submit(self._run_handler, handler, message)
         except RuntimeError:  # pool already shut down
-            pass
+            self._handler_done()
+
+    def _run_handler(self, handler: Callable[[Dict[str, Any]], None],
+                     message: Dict[str, Any]) -> None:
+        try:
+            handler(message)
+        except Exception:
+            _stderr("[sdk] handler error: %s" % traceback.format_exc())
+        finally:
+            self._handler_done()
+
+    def _handler_done(self) -> None:
+        with self._in_flight_cond:
+            self._in_flight -= 1
+            self._in_flight_cond.notify_all()
 
     def _lifecycle_loop(self) -> None:
         while True:
@@ -468,6 +488,10 @@ class Module:
             _stderr("[sdk] on_shutdown failed: %s" % traceback.format_exc())
             code = 1
         self._reject_all(PonsError("module shutting down"))
+        # Let deliveries and requests already running send their answers (bounded).
+        with self._in_flight_cond:
+            self._in_flight_cond.wait_for(lambda: self._in_flight == 0,
+                                          timeout=self.shutdown_drain_seconds)
         self._finish(code)
 
     def _finish(self, code: int) -> None:

@@ -70,6 +70,9 @@ MODULE_SOURCE = textwrap.dedent(
                 return self.section
             if method == "none":
                 return None
+            if method == "slow":
+                time.sleep(0.3)
+                return "done"
             raise pons_sdk.PonsError("no such method: %%s" %% method)
 
         def on_config_update(self, changed):
@@ -99,9 +102,13 @@ class Harness:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        self._start_pumps()
+
+    def _start_pumps(self) -> None:
         self.lines: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
         self.raw: List[bytes] = []
         self.stderr = b""
+        self._err_done = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
         threading.Thread(target=self._pump_err, daemon=True).start()
 
@@ -118,6 +125,7 @@ class Harness:
     def _pump_err(self) -> None:
         assert self.proc.stderr is not None
         self.stderr = self.proc.stderr.read()
+        self._err_done.set()
 
     def send(self, message: Any) -> None:
         self.send_raw(json.dumps(message).encode() + b"\n")
@@ -152,7 +160,9 @@ class Harness:
             "%s %r" % (kind, fields))
 
     def wait_exit(self) -> int:
-        return self.proc.wait(timeout=DEADLINE)
+        code = self.proc.wait(timeout=DEADLINE)
+        self._err_done.wait(DEADLINE)  # stderr fully read once the process is gone
+        return code
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -310,6 +320,15 @@ class ModuleProtocolTest(unittest.TestCase):
         nack = h.expect_type("nack", id="init")
         self.assertEqual(nack["error"], "bad config")
         self.assertEqual(h.wait_exit(), 1)
+
+    def test_shutdown_lets_running_handlers_answer(self) -> None:
+        h = self.h
+        self.init()
+        h.send({"type": "rpc_request", "id": "k-8", "from": "c", "service": "tiny",
+                "method": "slow"})
+        h.send({"type": "shutdown"})
+        self.assertEqual(h.expect_type("rpc_response", id="k-8")["result"], "done")
+        self.assertEqual(h.wait_exit(), 0)
 
     def test_sigterm_runs_shutdown(self) -> None:
         h = self.h
