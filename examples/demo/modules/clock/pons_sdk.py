@@ -229,15 +229,15 @@ class Module:
         sys.stdout = sys.stderr
         self._pool = ThreadPoolExecutor(max_workers=self.max_workers,
                                         thread_name_prefix="pons-worker")
+        if threading.current_thread() is threading.main_thread():
+            try:  # before reading anything, so SIGTERM after `ready` always runs on_shutdown
+                signal.signal(signal.SIGTERM, lambda _sig, _frame: self._begin_shutdown())
+            except (ValueError, OSError):
+                pass
         threading.Thread(target=self._lifecycle_loop, name="pons-lifecycle", daemon=True).start()
         self._reader_thread = threading.Thread(target=self._read_loop, name="pons-reader",
                                                daemon=True)
         self._reader_thread.start()
-        if threading.current_thread() is threading.main_thread():
-            try:
-                signal.signal(signal.SIGTERM, lambda _sig, _frame: self._begin_shutdown())
-            except (ValueError, OSError):
-                pass
         while not self._done.wait(0.5):
             pass
         code = self._exit_code
