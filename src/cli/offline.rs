@@ -63,17 +63,17 @@ pub fn plan_has_changes(plan: &Plan) -> bool {
 
 /// TODO(merge): `pons_reconciler::render::plan_text(plan, desired, kernel_running)`.
 pub fn plan_text(plan: &Plan, desired: &Desired, kernel_running: bool) -> String {
-    stand_ins::plan_text(plan, desired, kernel_running)
+    pons_reconciler::render::plan_text(plan, desired, kernel_running)
 }
 
 /// TODO(merge): `pons_reconciler::render::plan_json(plan, kernel_running)`.
 pub fn plan_json(plan: &Plan, kernel_running: bool) -> serde_json::Value {
-    stand_ins::plan_json(plan, kernel_running)
+    pons_reconciler::render::plan_json(plan, kernel_running)
 }
 
 /// One plain sentence for a block reason. TODO(merge): `reason.to_string()` (its `Display`).
 pub fn block_reason(reason: &BlockReason) -> String {
-    stand_ins::block_reason(reason)
+    reason.to_string()
 }
 
 /// permissions.yaml as on disk (empty when missing). A file that cannot be parsed is an error

@@ -208,7 +208,10 @@ async fn config_set(kernel: &Arc<Kernel>, module: &Arc<str>, params: Option<&Val
     check_key(kernel, module, key, "write")?;
     let key = key.unwrap_or_default().to_string();
     let value = params.get("value").cloned().unwrap_or(Value::Null);
-    let coerced = pons_reconciler::config::coerce(&value);
+    let coerced = match &value {
+        Value::String(s) => pons_reconciler::config::coerce(s),
+        other => other.clone(),
+    };
     let home = kernel.home.clone();
     let to_write = coerced.clone();
     let k = key.clone();

@@ -109,7 +109,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
             None
         }
     };
-    let server = crate::control::server::serve(home.socket(), ctl_tx).await?;
+    let mut server = crate::control::server::serve(home.socket(), ctl_tx).await?;
     write_pid_file(&home)?;
 
     tokio::spawn(router_events(kernel.clone(), router_rx));
@@ -167,7 +167,7 @@ fn write_pid_file(home: &crate::home::Home) -> anyhow::Result<()> {
 fn persist_first_spawn(home: &crate::home::Home, id: &str) {
     let now = crate::kernel::calls::now_iso();
     let res = crate::store::update_permissions(home, |file| {
-        Ok(pons_reconciler::permissions::set_first_spawn(file, id, &now))
+        Ok(file.set_first_spawn(id, &now))
     });
     if let Err(e) = res {
         tracing::warn!(moduleId = %id, error = %e, "could not record firstSpawnAt in permissions.yaml");

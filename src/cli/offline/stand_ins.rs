@@ -289,44 +289,6 @@ pub fn plan_text(plan: &Plan, _desired: &Desired, _kernel_running: bool) -> Stri
     out
 }
 
-/// One sentence per block reason.
-pub fn block_reason(r: &BlockReason) -> String {
-    match r {
-        BlockReason::InvalidManifest { file, error } => {
-            format!("{} is invalid: {error}", file.display())
-        }
-        BlockReason::NotApproved { id } => format!("not approved: run `pons modules approve {id}`"),
-        BlockReason::HashMismatch { id } => {
-            format!("manifest hash mismatch: approve again with `pons modules approve {id}`")
-        }
-        BlockReason::ProtocolVersion { version, .. } => {
-            format!("unsupported protocol version {version}")
-        }
-        BlockReason::EntryEscapes { entry } => {
-            format!("entry point {entry} escapes the module directory")
-        }
-        BlockReason::EntryNotFound { entry } => format!("entry point {entry} not found"),
-        BlockReason::DuplicateId { id, other_dir } => {
-            format!("duplicate module id {id} (also in {other_dir})")
-        }
-        BlockReason::DuplicateProvider { service, other } => {
-            format!("service {service} is already provided by {other}")
-        }
-        BlockReason::DependencyCycle { path } => format!("dependency cycle: {}", path.join(" -> ")),
-        BlockReason::MissingProvider { services } => {
-            format!("waiting for a provider of {}", services.join(", "))
-        }
-        BlockReason::InvalidConfig { section, errors } => {
-            format!("config section {section} is invalid: {}", errors.join("; "))
-        }
-        BlockReason::RuntimeNotFound { runtime, program } => {
-            format!("{runtime} runtime: {program} not found on PATH")
-        }
-        BlockReason::SandboxRequired { reason } => {
-            format!("sandbox required but unavailable: {reason}")
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
