@@ -73,6 +73,12 @@ enum Incoming {
 impl<H: Handler> Module<H> {
     /// A module on this process's stdin/stdout.
     pub fn new(handler: H) -> Module<H> {
+        Module::new_with(|_| handler)
+    }
+
+    /// A module on this process's stdin/stdout whose handler is built with the connection
+    /// handle (for handlers that keep a [`Ctx`] to use from their own threads).
+    pub fn new_with(make: impl FnOnce(&Ctx) -> H) -> Module<H> {
         let out: Box<dyn Write + Send> = match std::io::stdout().as_fd().try_clone_to_owned() {
             Ok(fd) => Box::new(std::fs::File::from(fd)),
             Err(_) => Box::new(std::io::stdout()),
@@ -81,7 +87,7 @@ impl<H: Handler> Module<H> {
             Ok(fd) => Box::new(std::fs::File::from(fd)),
             Err(_) => Box::new(std::io::stdin()),
         };
-        Module::with_io(handler, input, out)
+        Module::build(make, input, out)
     }
 
     /// A module on any byte streams (for tests).
@@ -90,10 +96,19 @@ impl<H: Handler> Module<H> {
         input: impl Read + Send + 'static,
         output: impl Write + Send + 'static,
     ) -> Module<H> {
+        Module::build(|_| handler, Box::new(input), Box::new(output))
+    }
+
+    fn build(
+        make: impl FnOnce(&Ctx) -> H,
+        input: Box<dyn Read + Send>,
+        output: Box<dyn Write + Send>,
+    ) -> Module<H> {
+        let ctx = Ctx::new(output);
         Module {
-            handler,
-            ctx: Ctx::new(Box::new(output)),
-            input: Some(Box::new(input)),
+            handler: make(&ctx),
+            ctx,
+            input: Some(input),
             tap: None,
             auto_pong: true,
             auto_ready: true,
@@ -303,6 +318,10 @@ impl Reader {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
+            }
+            if self.ctx.inner.stop_reading.load(Ordering::Acquire) {
+                // Asked to stop while this read was blocked: drop the line, read no more.
+                continue;
             }
             let text = line.trim_ascii();
             if !text.is_empty() && !self.handle(text) {
