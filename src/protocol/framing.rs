@@ -63,6 +63,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// Does one read and calls `on_line` for every complete line it finishes. Returns
     /// `Ok(false)` at end of stream (after emitting a final unterminated line), `Ok(true)`
     /// otherwise. Read errors other than `Interrupted` are returned as is.
+    ///
+    /// Cancel-safe (usable in `tokio::select!`): dropping the future before it completes loses
+    /// no data, since bytes are only consumed after the read returns.
     pub async fn read_batch(&mut self, mut on_line: impl FnMut(&[u8])) -> std::io::Result<bool> {
         if self.eof {
             return Ok(false);

@@ -254,9 +254,12 @@ pub fn decode(line: &[u8]) -> Result<Inbound<'_>, DecodeError> {
         Top::Array => return Err(DecodeError::UnknownType("undefined".to_owned())),
         Top::Other => return Err(DecodeError::NotAnObject),
     };
-    let ty = match env.ty.map(raw_str) {
-        Some(Some(t)) => t,
-        other => return Err(DecodeError::UnknownType(unknown_type_text(env.ty, other))),
+    let ty = match env.ty {
+        None => return Err(DecodeError::UnknownType("undefined".to_owned())),
+        Some(raw) => match raw_str(raw) {
+            Some(t) => t,
+            None => return Err(DecodeError::UnknownType(non_string_type(raw))),
+        },
     };
     let msg = match ty.as_ref() {
         "publish" => Inbound::Publish {
@@ -409,17 +412,13 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> u32 {
     v
 }
 
-/// `String(type)` as JavaScript would print it, cut to 50 UTF-16 units.
-fn unknown_type_text(raw: Option<&RawValue>, as_str: Option<Option<Cow<'_, str>>>) -> String {
-    let full = match (raw, as_str) {
-        (None, _) => "undefined".to_owned(),
-        (_, Some(Some(s))) => s.into_owned(),
-        (Some(raw), _) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
-            Ok(v) => js_string(&v),
-            Err(_) => raw.get().to_owned(),
-        },
+/// `String(type)` as JavaScript would print it for a non-string `type`, cut to 50 UTF-16 units.
+fn non_string_type(raw: &RawValue) -> String {
+    let text = match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(v) => js_string(&v),
+        Err(_) => raw.get().to_owned(),
     };
-    cut_utf16(&full, 50)
+    cut_utf16(&text, 50)
 }
 
 fn js_string(v: &serde_json::Value) -> String {

@@ -1,0 +1,102 @@
+//! Things the test module does on request of its flags or its control file, each recorded:
+//! RPCs, kernel calls, publish bursts, `ready`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pons_sdk::Ctx;
+use serde_json::{json, Value};
+
+use crate::args::Burst;
+use crate::record::Recorder;
+
+/// Shared by the handler, the worker threads and the control thread.
+#[derive(Clone)]
+pub struct Actions {
+    pub ctx: Ctx,
+    pub rec: Recorder,
+    pub manifest: Value,
+    rpc_ids: Arc<AtomicU64>,
+    call_ids: Arc<AtomicU64>,
+}
+
+impl Actions {
+    pub fn new(ctx: Ctx, rec: Recorder, manifest: Value) -> Actions {
+        Actions {
+            ctx,
+            rec,
+            manifest,
+            rpc_ids: Arc::new(AtomicU64::new(1)),
+            call_ids: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Makes an RPC with id `tm-rpc-<n>`; records
+    /// `{"event":"rpc_result","id","service","method","source","result"|"error"}`.
+    pub fn rpc(&self, service: &str, method: &str, params: &Value, source: &str) {
+        let id = format!("tm-rpc-{}", self.rpc_ids.fetch_add(1, Ordering::Relaxed));
+        let r = self
+            .ctx
+            .rpc_with_id(&id, service, method, Some(params), None);
+        let mut ev = json!({"event": "rpc_result", "id": id, "service": service,
+                            "method": method, "source": source});
+        outcome(&mut ev, r);
+        self.rec.event(&ev);
+    }
+
+    /// Makes a kernel call with id `tm-call-<n>`; records
+    /// `{"event":"call_result","id","method","source","result"|"error"}`.
+    pub fn call(&self, method: &str, params: &Value, source: &str) {
+        let id = format!("tm-call-{}", self.call_ids.fetch_add(1, Ordering::Relaxed));
+        let r = self.ctx.call_with_id(&id, method, Some(params), None);
+        let mut ev = json!({"event": "call_result", "id": id, "method": method, "source": source});
+        outcome(&mut ev, r);
+        self.rec.event(&ev);
+    }
+
+    /// Publishes `{"seq":i,"pad":"xx…"}` `count` times as fast as possible; records
+    /// `{"event":"publish_done","topic","count","ms"}` (or `"error"`).
+    pub fn burst(&self, b: &Burst) {
+        let start = Instant::now();
+        let prefix = format!(
+            "{{\"type\":\"publish\",\"topic\":{},\"payload\":{{\"seq\":",
+            Value::String(b.topic.clone())
+        );
+        let suffix = format!(",\"pad\":\"{}\"}}}}", "x".repeat(b.pad));
+        let mut line = String::with_capacity(prefix.len() + suffix.len() + 20);
+        let r = self.ctx.batch(|batch| {
+            for i in 0..b.count {
+                line.clear();
+                line.push_str(&prefix);
+                let _ = write!(line, "{i}");
+                line.push_str(&suffix);
+                batch.send_line(&line)?;
+            }
+            Ok::<(), String>(())
+        });
+        let mut ev = json!({"event": "publish_done", "topic": b.topic, "count": b.count,
+                            "ms": start.elapsed().as_millis() as u64});
+        if let Err(e) = r.and_then(|r| r) {
+            ev["error"] = json!(e);
+        }
+        self.rec.event(&ev);
+    }
+
+    /// Sends `ready` with the manifest; records `{"event":"ready_sent"}`.
+    pub fn ready(&self) {
+        let mut ev = json!({"event": "ready_sent"});
+        if let Err(e) = self.ctx.ready(&self.manifest) {
+            ev["error"] = json!(e);
+        }
+        self.rec.event(&ev);
+    }
+}
+
+fn outcome(ev: &mut Value, r: Result<Value, String>) {
+    match r {
+        Ok(v) => ev["result"] = v,
+        Err(e) => ev["error"] = json!(e),
+    }
+}
