@@ -254,3 +254,18 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().exit_code, 1);
     }
 }
+
+/// Arguments from `test-module.args` (a JSON array of strings) in the executable's directory;
+/// empty when there is no such file.
+pub fn from_file_beside_exe() -> Vec<String> {
+    let Ok(exe) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    let Some(dir) = exe.parent() else {
+        return Vec::new();
+    };
+    match std::fs::read(dir.join("test-module.args")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}

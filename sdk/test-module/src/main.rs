@@ -21,7 +21,12 @@ use crate::behaviour::TestModule;
 use crate::record::Recorder;
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.is_empty() {
+        // Started by a kernel (runtime `binary` passes no arguments): read them from
+        // `test-module.args` (a JSON array of strings) beside the executable.
+        argv = args::from_file_beside_exe();
+    }
     let opts = match args::parse(&argv) {
         Ok(o) => o,
         Err(e) => {

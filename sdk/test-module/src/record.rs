@@ -37,6 +37,10 @@ impl Recorder {
     /// Records one event object.
     pub fn event(&self, event: &Value) {
         if self.enabled() {
+            let mut event = event.clone();
+            if let Some(obj) = event.as_object_mut() {
+                obj.insert("t".into(), Value::from(now_ms()));
+            }
             self.line(&event.to_string());
         }
     }
@@ -45,7 +49,10 @@ impl Recorder {
     /// re-encoding it.
     pub fn recv(&self, json_line: &str) {
         if self.enabled() {
-            self.line(&format!("{{\"event\":\"recv\",\"msg\":{json_line}}}"));
+            self.line(&format!(
+                "{{\"event\":\"recv\",\"t\":{},\"msg\":{json_line}}}",
+                now_ms()
+            ));
         }
     }
 
@@ -60,4 +67,11 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (every event carries it as `t`).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
