@@ -185,6 +185,7 @@ fn ordered_shutdown_stops_dependents_first_and_leaves_nothing() {
     home.add(ModuleSpec::new("app").manifest(json!({"requires": ["db"]})));
     home.add(
         ModuleSpec::new("stubborn")
+            .manifest(json!({"permissions": {"run": ["sleep"]}}))
             .args(&["--ignore-shutdown", "--grandchild"]),
     );
     let mut k = home.start();
@@ -222,7 +223,11 @@ fn ordered_shutdown_stops_dependents_first_and_leaves_nothing() {
 #[test]
 fn no_orphans_after_kernel_sigkill() {
     let mut home = TestHome::new();
-    home.add(ModuleSpec::new("parent").args(&["--grandchild"]));
+    home.add(
+        ModuleSpec::new("parent")
+            .manifest(json!({"permissions": {"run": ["sleep"]}}))
+            .args(&["--grandchild"]),
+    );
     let mut k = home.start();
     home.wait_status("parent", "ready", T);
     let gc = home.wait_event("parent", "grandchild", T, |e| e["event"] == "grandchild");

@@ -42,7 +42,8 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
     let st = kernel.state.lock();
     let desired = st.desired.clone();
     let pending = st.pending;
-    let plan_changes = st.plan.as_ref().map(|p| p.has_changes()).unwrap_or(true);
+    // An applied plan is done; only a plan waiting for `pons apply` is outstanding.
+    let plan_changes = st.pending;
     let mode = st.mode;
     drop(st);
     let core = kernel.core.lock();
