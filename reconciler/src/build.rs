@@ -98,6 +98,7 @@ fn duplicate(id: &str, md: &ModuleDir, other: &str) -> BlockedModule {
         dir_name: md.dir_name.clone(),
         reason: BlockReason::DuplicateId {
             id: id.to_string(),
+            dir: md.dir_name.clone(),
             other_dir: other.to_string(),
         },
     }

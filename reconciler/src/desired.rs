@@ -42,8 +42,10 @@ pub enum BlockReason {
     EntryNotFound {
         entry: String,
     },
+    /// `dir` declares an id that `other_dir` (earlier by name) already uses.
     DuplicateId {
         id: String,
+        dir: String,
         other_dir: String,
     },
     DuplicateProvider {
@@ -96,9 +98,9 @@ impl std::fmt::Display for BlockReason {
             BlockReason::EntryNotFound { entry } => {
                 write!(f, "entry point `{entry}` not found in the module directory")
             }
-            BlockReason::DuplicateId { id, other_dir } => write!(
+            BlockReason::DuplicateId { id, dir, other_dir } => write!(
                 f,
-                "module id `{id}` is already used by directory `{other_dir}`: give one of them another id"
+                "directory `{dir}` declares module id `{id}`, which directory `{other_dir}` already uses: give one of them another id"
             ),
             BlockReason::DuplicateProvider { service, other } => write!(
                 f,

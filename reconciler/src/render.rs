@@ -58,7 +58,7 @@ pub fn plan_text(plan: &Plan, desired: &Desired, kernel_running: bool) -> String
         out.push('\n');
     }
     if !plan.errors.is_empty() {
-        out.push_str("Errors (the last good value is kept):\n");
+        out.push_str("Errors:\n");
         for e in &plan.errors {
             let _ = writeln!(out, "  {}: {}", show_path(&e.file, &desired.home), e.error);
         }
