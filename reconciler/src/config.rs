@@ -953,6 +953,15 @@ mod tests {
             vec!["/port: expected integer, found \"abc\"".to_string()]
         );
         assert!(load_schema(b"{").is_err());
+        assert!(load_schema(
+            br#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object"}"#
+        )
+        .is_ok());
+        let remote = load_schema(br#"{"$ref":"https://example.invalid/s.json"}"#);
+        assert!(
+            remote.is_err(),
+            "no network access: a remote $ref cannot compile"
+        );
         assert!(load_schema(br#"{"type": 5}"#)
             .unwrap_err()
             .contains("draft 2020-12"));
