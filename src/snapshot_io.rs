@@ -1,61 +1,100 @@
 //! Reads one [`Snapshot`] of a home directory: the only place that turns the file system into the
-//! reconciler's input (realpaths, entry probes, schema files, `which` lookups).
+//! reconciler's input (realpaths, entry probes, schema files, `which` lookups). Never panics:
+//! every odd file becomes a [`FileRead::Error`] or a missing probe that the reconciler reports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use pons_reconciler::snapshot::{EntryProbe, FileRead, ModuleDir, SchemaProbe};
-use pons_reconciler::Snapshot;
+use pons_reconciler::{config, manifest, permissions, Snapshot};
 
 use crate::home::Home;
 
-/// Interpreters the runtimes may need.
-const INTERPRETERS: &[&str] = &["deno", "node", "bun", "python", "python3", "php"];
+/// Files larger than this are not read (reported as an error instead).
+const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Interpreters looked up for every snapshot (see compat.md §2.5).
+const INTERPRETERS: [&str; 6] = ["deno", "node", "bun", "python", "python3", "php"];
 
 /// Reads the home directory; `env` is the kernel's environment (usually `std::env::vars()`).
 pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
-    let mut snap = Snapshot {
-        home: home.root.clone(),
-        env: env.clone(),
-        config_yaml: read(&home.config_yaml()),
-        permissions_yaml: read(&home.permissions_yaml()),
-        home_deno_json: home.root.join("deno.json").is_file(),
-        modules: Vec::new(),
-        which: BTreeMap::new(),
-    };
-    let mut names: Vec<String> = INTERPRETERS.iter().map(|s| s.to_string()).collect();
+    let config_yaml = read_file(&home.config_yaml());
+    let permissions_yaml = read_file(&home.permissions_yaml());
+    let mut names: BTreeSet<String> = INTERPRETERS.iter().map(|s| s.to_string()).collect();
+
+    let mut modules = Vec::new();
     if let Ok(rd) = std::fs::read_dir(home.modules_dir()) {
-        let mut entries: Vec<_> = rd.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let md = read_module(&e.path(), &e.file_name().to_string_lossy());
+        let mut entries: Vec<(String, PathBuf)> = rd
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect();
+        entries.sort();
+        for (name, path) in entries {
+            let md = read_module_dir(name, path);
             if let FileRead::Bytes(b) = &md.manifest {
-                if let Ok(m) = pons_reconciler::manifest::parse(b) {
+                if let Ok(m) = manifest::parse(b) {
                     names.extend(m.permissions.run.iter().cloned());
                 }
             }
-            snap.modules.push(md);
+            modules.push(md);
         }
     }
-    // Interpreter overrides in config.yaml (`kernel.runtimes`) name programs to look up too.
-    if let FileRead::Bytes(b) = &snap.config_yaml {
-        if let Ok(v) = pons_reconciler::config::parse(b) {
+
+    // `run` names of every approval (base and dynamic grants) and bare runtime overrides.
+    if let FileRead::Bytes(b) = &permissions_yaml {
+        if let Ok(p) = permissions::parse(b) {
+            for id in p.modules.keys() {
+                if let Some(eff) = p.effective(id) {
+                    names.extend(eff.run);
+                }
+            }
+        }
+    }
+    if let FileRead::Bytes(b) = &config_yaml {
+        if let Ok(v) = config::parse(b) {
             if let Some(rt) = v.pointer("/kernel/runtimes").and_then(|r| r.as_object()) {
-                names.extend(rt.values().filter_map(|p| p.as_str().map(String::from)));
+                for p in rt.values().filter_map(|p| p.as_str()) {
+                    if !p.starts_with('/') && !p.is_empty() {
+                        names.insert(p.to_string());
+                    }
+                }
             }
         }
     }
     let path_var = env.get("PATH").cloned().unwrap_or_default();
-    for n in names {
-        if !snap.which.contains_key(&n) {
+    let which = names
+        .into_iter()
+        .map(|n| {
             let found = which(&n, &path_var);
-            snap.which.insert(n, found);
-        }
+            (n, found)
+        })
+        .collect();
+
+    Snapshot {
+        home: home.root.clone(),
+        env: env.clone(),
+        config_yaml,
+        permissions_yaml,
+        home_deno_json: home.root.join("deno.json").is_file(),
+        modules,
+        which,
     }
-    snap
 }
 
-fn read(path: &Path) -> FileRead {
+/// Reads a whole file: missing → `Missing`, too large or unreadable → `Error`.
+pub fn read_file(path: &Path) -> FileRead {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileRead::Missing,
+        Err(e) => return FileRead::Error(e.to_string()),
+        Ok(m) if m.is_dir() => return FileRead::Error("it is a directory".into()),
+        Ok(m) if m.len() > MAX_FILE_BYTES => {
+            return FileRead::Error(format!(
+                "it is larger than {} MiB",
+                MAX_FILE_BYTES / 1024 / 1024
+            ))
+        }
+        Ok(_) => {}
+    }
     match std::fs::read(path) {
         Ok(b) => FileRead::Bytes(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileRead::Missing,
@@ -63,126 +102,148 @@ fn read(path: &Path) -> FileRead {
     }
 }
 
-fn read_module(path: &Path, dir_name: &str) -> ModuleDir {
-    let is_symlink = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-    let is_dir = path.is_dir();
-    let real_path = std::fs::canonicalize(path).ok();
+fn read_module_dir(dir_name: String, path: PathBuf) -> ModuleDir {
+    let is_symlink = std::fs::symlink_metadata(&path)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false);
+    let is_dir = std::fs::metadata(&path)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
     let mut md = ModuleDir {
-        dir_name: dir_name.to_string(),
-        path: path.to_path_buf(),
-        real_path: real_path.clone(),
+        dir_name,
+        path: path.clone(),
+        real_path: None,
         is_symlink,
         is_dir,
-        ..Default::default()
+        manifest: FileRead::Missing,
+        entry: None,
+        deno_json: FileRead::Missing,
+        schema: None,
     };
     if !is_dir {
         return md;
     }
-    md.manifest = read(&path.join("module.json"));
-    md.deno_json = read(&path.join("deno.json"));
+    md.real_path = std::fs::canonicalize(&path).ok();
+    md.manifest = read_file(&path.join("module.json"));
+    md.deno_json = read_file(&path.join("deno.json"));
     let FileRead::Bytes(bytes) = &md.manifest else {
         return md;
     };
-    let Ok(manifest) = pons_reconciler::manifest::parse(bytes) else {
+    let Ok(m) = manifest::parse(bytes) else {
         return md;
     };
-    let base = real_path.unwrap_or_else(|| path.to_path_buf());
-    let requested = pons_reconciler::manifest::entry_request(&manifest);
-    let entry_path = base.join(&requested);
+    let base = md.real_path.clone().unwrap_or_else(|| path.clone());
+    let requested = manifest::entry_request(&m);
+    let real_file = |rel: &str| -> Option<PathBuf> {
+        let p = std::fs::canonicalize(base.join(rel)).ok()?;
+        p.is_file().then_some(p)
+    };
     let js_sibling = requested
         .strip_suffix(".ts")
-        .map(|stem| base.join(format!("{stem}.js")))
-        .and_then(|p| std::fs::canonicalize(p).ok())
-        .filter(|p| p.is_file());
+        .and_then(|stem| real_file(&format!("{stem}.js")));
     md.entry = Some(EntryProbe {
-        requested,
-        real: std::fs::canonicalize(&entry_path).ok().filter(|p| p.is_file()),
+        real: real_file(&requested),
         js_sibling,
+        requested,
     });
-    if let Some(schema) = &manifest.config_schema {
+    if let Some(schema) = &m.config_schema {
         let real = std::fs::canonicalize(base.join(schema)).ok();
-        let inside = real.as_ref().is_some_and(|r| r.starts_with(&base));
-        let bytes = match &real {
-            Some(r) if inside && schema.ends_with(".json") => read(r),
-            _ => FileRead::Missing,
-        };
+        let readable = real.as_ref().is_some_and(|r| {
+            r.starts_with(&base) && r.extension().is_some_and(|e| e == "json") && r.is_file()
+        });
         md.schema = Some(SchemaProbe {
             requested: schema.clone(),
+            bytes: match (&real, readable) {
+                (Some(r), true) => read_file(r),
+                _ => FileRead::Missing,
+            },
             real,
-            bytes,
         });
     }
     md
 }
 
-/// Looks `name` up on `path_var` (an absolute or relative path with a `/` is taken as is).
-/// Version-manager shims (`…/shims/…`, e.g. pyenv) are skipped: they are shell scripts that
-/// re-dispatch at run time and would defeat the sandbox's exec rules. The result is the real
-/// path of the executable.
+/// Looks `name` up like `which`: a name with a `/` is checked as a path, anything else in each
+/// directory of `path_var`. Only executable regular files count.
 pub fn which(name: &str, path_var: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    if name.is_empty() {
+        return None;
+    }
     if name.contains('/') {
         let p = PathBuf::from(name);
-        return is_exec(&p).then(|| std::fs::canonicalize(&p).unwrap_or(p));
+        return is_executable(&p).then(|| std::fs::canonicalize(&p).unwrap_or(p));
     }
-    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
-        if dir.split('/').any(|seg| seg == "shims") {
-            continue;
-        }
-        let cand = Path::new(dir).join(name);
-        if is_exec(&cand) {
-            return Some(std::fs::canonicalize(&cand).unwrap_or(cand));
-        }
-    }
-    None
+    // Version-manager shims (`…/shims/…`, e.g. pyenv) are skipped: they are shell scripts that
+    // re-dispatch at run time and would defeat the sandbox's exec rules.
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty() && !d.split('/').any(|seg| seg == "shims"))
+        .map(|d| Path::new(d).join(name))
+        .find(|p| is_executable(p))
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn which_skips_shims_and_resolves() {
-        let tmp = tempfile::tempdir().unwrap();
-        let shims = tmp.path().join("shims");
-        let bin = tmp.path().join("bin");
-        std::fs::create_dir_all(&shims).unwrap();
-        std::fs::create_dir_all(&bin).unwrap();
-        for d in [&shims, &bin] {
-            let p = d.join("tool");
-            std::fs::write(&p, "#!/bin/sh\n").unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let path = format!("{}:{}", shims.display(), bin.display());
-        let found = which("tool", &path).unwrap();
-        assert_eq!(found, std::fs::canonicalize(bin.join("tool")).unwrap());
-        assert_eq!(which("nope", &path), None);
+    fn write(p: &Path, text: &str) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
     }
 
     #[test]
-    fn reads_modules_with_entry_probes() {
-        let tmp = tempfile::tempdir().unwrap();
-        let m = tmp.path().join("modules/a");
-        std::fs::create_dir_all(&m).unwrap();
-        std::fs::write(
-            m.join("module.json"),
-            r#"{"id":"a","name":"A","entrypoint":"main.ts","permissions":{}}"#,
-        )
-        .unwrap();
-        std::fs::write(m.join("main.ts"), "").unwrap();
-        std::fs::write(m.join("main.js"), "").unwrap();
-        std::fs::write(tmp.path().join("modules/not-a-dir"), "").unwrap();
-        let snap = read_snapshot(&Home::new(tmp.path()), &BTreeMap::new());
-        assert_eq!(snap.modules.len(), 2);
-        let a = &snap.modules[0];
-        let probe = a.entry.as_ref().unwrap();
-        assert_eq!(probe.requested, "main.ts");
-        assert!(probe.real.is_some() && probe.js_sibling.is_some());
-        assert!(!snap.modules[1].is_dir);
-        assert_eq!(snap.config_yaml, FileRead::Missing);
+    fn reads_a_home() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::new(t.path());
+        let m = home.modules_dir();
+        write(
+            &m.join("a/module.json"),
+            r#"{"id":"a","name":"A","permissions":{"run":["sh"]},"configKey":"a","configSchema":"s.json"}"#,
+        );
+        write(&m.join("a/runner.ts"), "");
+        write(&m.join("a/runner.js"), "");
+        write(&m.join("a/s.json"), "{}");
+        write(&m.join("b/module.json"), "not json");
+        write(&m.join("file.txt"), "x");
+        std::os::unix::fs::symlink(m.join("a"), m.join("link")).unwrap();
+        write(&home.config_yaml(), "a: {x: 1}\n");
+        let env: BTreeMap<String, String> =
+            [("PATH".to_string(), "/usr/bin:/bin".to_string())].into();
+        let s = read_snapshot(&home, &env);
+        let names: Vec<&str> = s.modules.iter().map(|m| m.dir_name.as_str()).collect();
+        assert_eq!(names, vec!["a", "b", "file.txt", "link"]);
+        let a = &s.modules[0];
+        assert!(a.is_dir && !a.is_symlink);
+        let e = a.entry.as_ref().unwrap();
+        assert_eq!(e.requested, "runner.ts");
+        assert!(e.real.as_ref().unwrap().ends_with("a/runner.ts"));
+        assert!(e.js_sibling.as_ref().unwrap().ends_with("a/runner.js"));
+        assert!(matches!(
+            a.schema.as_ref().unwrap().bytes,
+            FileRead::Bytes(_)
+        ));
+        assert!(s.modules[1].entry.is_none());
+        assert!(!s.modules[2].is_dir);
+        assert!(s.modules[3].is_symlink && s.modules[3].is_dir);
+        assert_eq!(s.modules[3].real_path, a.real_path);
+        assert!(matches!(s.config_yaml, FileRead::Bytes(_)));
+        assert_eq!(s.permissions_yaml, FileRead::Missing);
+        assert!(s.which.contains_key("sh") && s.which.contains_key("deno"));
+        assert!(s.which["sh"].is_some());
+    }
+
+    #[test]
+    fn missing_home_is_empty() {
+        let s = read_snapshot(&Home::new("/nonexistent/pons"), &BTreeMap::new());
+        assert!(s.modules.is_empty());
+        assert_eq!(s.config_yaml, FileRead::Missing);
     }
 }

@@ -40,6 +40,14 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         });
     }
 
+    let prev_by_dir: BTreeMap<&str, &DesiredModule> = previous
+        .map(|p| {
+            p.modules
+                .values()
+                .map(|m| (m.dir_name.as_str(), m))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut runnable: Vec<DesiredModule> = Vec::new();
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
     let mut dirs: Vec<&ModuleDir> = snapshot.modules.iter().collect();
@@ -48,7 +56,8 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         if !md.is_dir || md.dir_name.starts_with('.') {
             continue;
         }
-        match discover(snapshot, md, &d, previous) {
+        let prev = prev_by_dir.get(md.dir_name.as_str()).copied();
+        match discover(snapshot, md, &d, prev) {
             Found::Runnable(m) => {
                 if let Some(other) = claimed.get(&m.id) {
                     d.blocked.push(duplicate(&m.id, md, other));
@@ -79,7 +88,8 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         }
     }
 
-    let (kept, blocked) = check_graph(runnable);
+    let incumbents: BTreeSet<&str> = prev_by_dir.values().map(|m| m.id.as_str()).collect();
+    let (kept, blocked) = check_graph(runnable, &incumbents);
     d.blocked.extend(blocked);
     let nodes: Vec<Node> = kept
         .iter()
@@ -98,6 +108,7 @@ fn duplicate(id: &str, md: &ModuleDir, other: &str) -> BlockedModule {
         dir_name: md.dir_name.clone(),
         reason: BlockReason::DuplicateId {
             id: id.to_string(),
+            dir: md.dir_name.clone(),
             other_dir: other.to_string(),
         },
     }
@@ -184,9 +195,13 @@ fn blocked(id: &str, md: &ModuleDir, reason: BlockReason, has_id: bool) -> Found
     )
 }
 
-fn discover(snapshot: &Snapshot, md: &ModuleDir, d: &Desired, previous: Option<&Desired>) -> Found {
+fn discover(
+    snapshot: &Snapshot,
+    md: &ModuleDir,
+    d: &Desired,
+    prev_module: Option<&DesiredModule>,
+) -> Found {
     let file = md.path.join("module.json");
-    let prev_module = previous.and_then(|p| p.modules.values().find(|m| m.dir_name == md.dir_name));
     let broken = |error: String| -> Found {
         match prev_module {
             Some(m) => Found::Kept(
@@ -521,12 +536,20 @@ fn load_module_schema(
 
 /// Service-graph checks across the runnable modules: duplicate providers, dependency cycles,
 /// missing required providers (to a fixpoint). Returns (still runnable, blocked).
-fn check_graph(mut mods: Vec<DesiredModule>) -> (Vec<DesiredModule>, Vec<BlockedModule>) {
+///
+/// Of two providers of one service the first by (runnable in the previous pass, priority, id)
+/// keeps it: a newly added module never displaces a provider that already runs.
+fn check_graph(
+    mut mods: Vec<DesiredModule>,
+    incumbents: &BTreeSet<&str>,
+) -> (Vec<DesiredModule>, Vec<BlockedModule>) {
     let mut blocked = Vec::new();
     mods.sort_by(|a, b| {
-        a.manifest
-            .priority()
-            .total_cmp(&b.manifest.priority())
+        let new_a = !incumbents.contains(a.id.as_str());
+        let new_b = !incumbents.contains(b.id.as_str());
+        new_a
+            .cmp(&new_b)
+            .then(a.manifest.priority().total_cmp(&b.manifest.priority()))
             .then(a.id.cmp(&b.id))
     });
     let block = |m: &DesiredModule, reason: BlockReason| BlockedModule {

@@ -688,8 +688,42 @@ fn format_error(e: &jsonschema::ValidationError<'_>) -> String {
             format!("{at}: expected {expected}, found {found}")
         }
         K::Required { property } => {
-            format!("{at}: expected a value for required key {property}, found none")
+            let name = property
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| property.to_string());
+            let base = if at == "/" { String::new() } else { at.clone() };
+            format!("{base}/{name}: expected a value (the key is required), found nothing")
         }
+        K::Minimum { limit } => format!("{at}: expected at least {limit}, found {found}"),
+        K::Maximum { limit } => format!("{at}: expected at most {limit}, found {found}"),
+        K::ExclusiveMinimum { limit } => {
+            format!("{at}: expected more than {limit}, found {found}")
+        }
+        K::ExclusiveMaximum { limit } => {
+            format!("{at}: expected less than {limit}, found {found}")
+        }
+        K::MinLength { limit } => {
+            format!("{at}: expected at least {limit} characters, found {found}")
+        }
+        K::MaxLength { limit } => {
+            format!("{at}: expected at most {limit} characters, found {found}")
+        }
+        K::Pattern { pattern } => {
+            format!("{at}: expected text matching `{pattern}`, found {found}")
+        }
+        K::Enum { options } => format!("{at}: expected one of {options}, found {found}"),
+        K::Constant { expected_value } => {
+            format!("{at}: expected {expected_value}, found {found}")
+        }
+        K::AdditionalProperties { unexpected } => format!(
+            "{at}: expected no other keys, found {}",
+            unexpected
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         _ => format!("{at}: expected {}, found {found}", expectation(e)),
     }
 }
@@ -919,6 +953,15 @@ mod tests {
             vec!["/port: expected integer, found \"abc\"".to_string()]
         );
         assert!(load_schema(b"{").is_err());
+        assert!(load_schema(
+            br#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object"}"#
+        )
+        .is_ok());
+        let remote = load_schema(br#"{"$ref":"https://example.invalid/s.json"}"#);
+        assert!(
+            remote.is_err(),
+            "no network access: a remote $ref cannot compile"
+        );
         assert!(load_schema(br#"{"type": 5}"#)
             .unwrap_err()
             .contains("draft 2020-12"));

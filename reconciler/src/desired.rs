@@ -1,10 +1,23 @@
-//! Desired state: what should run, built from one [`Snapshot`].
+//! Desired state: what should run, built from one [`crate::Snapshot`] (the types; the builder is
+//! in [`crate::build`]).
 //!
-//! CONTRACT (filled in by the implementation): `build_desired(snapshot, previous)` parses the three
-//! inputs, validates every module, resolves its spawn command, environment, sandbox policy,
-//! capabilities and config section, and computes the fingerprints. Invalid input never breaks what
-//! runs: when `config.yaml` or `permissions.yaml` cannot be parsed, or a manifest cannot be parsed,
-//! the value from `previous` is kept and the error is reported in [`Desired::errors`].
+//! CONTRACT: `build_desired(snapshot, previous)` parses the three inputs, validates every module,
+//! resolves its spawn command, environment, sandbox policy, capabilities and config section, and
+//! computes the fingerprints. Invalid input never breaks what runs:
+//! - `config.yaml` / `permissions.yaml` that cannot be read or parsed: `previous`'s value is kept
+//!   (without a previous, an empty config / no approvals: fail closed), error in [`Desired::errors`];
+//! - a kernel key with a bad value keeps its previous value (error naming the key);
+//! - a manifest that cannot be read or parsed while `previous` ran a module from that directory:
+//!   the previous module is kept (error reported); else the directory is blocked. A manifest that
+//!   parses but whose hash differs from the approval is blocked (a tampered module is stopped);
+//! - a module section that fails interpolation or its schema: a module of `previous` keeps its
+//!   last good section (error reported); a new module is blocked (`InvalidConfig`).
+//! - Directories whose name starts with `.` and non-directories in `modules/` are skipped silently;
+//!   a directory without `module.json` is blocked.
+//! - Two directories with one id: the first by directory name keeps it (`DuplicateId`). Two
+//!   providers of one service: the first by (ran in `previous`, priority, id) keeps it.
+//! - `SandboxRequired` is never produced here: the shell knows whether Landlock works and blocks
+//!   modules with `sandbox.required` itself.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,8 +55,10 @@ pub enum BlockReason {
     EntryNotFound {
         entry: String,
     },
+    /// `dir` declares an id that `other_dir` (earlier by name) already uses.
     DuplicateId {
         id: String,
+        dir: String,
         other_dir: String,
     },
     DuplicateProvider {
@@ -96,9 +111,9 @@ impl std::fmt::Display for BlockReason {
             BlockReason::EntryNotFound { entry } => {
                 write!(f, "entry point `{entry}` not found in the module directory")
             }
-            BlockReason::DuplicateId { id, other_dir } => write!(
+            BlockReason::DuplicateId { id, dir, other_dir } => write!(
                 f,
-                "module id `{id}` is already used by directory `{other_dir}`: give one of them another id"
+                "directory `{dir}` declares module id `{id}`, which directory `{other_dir}` already uses: give one of them another id"
             ),
             BlockReason::DuplicateProvider { service, other } => write!(
                 f,

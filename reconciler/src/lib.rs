@@ -22,7 +22,8 @@ pub mod snapshot;
 pub mod spawn;
 pub mod yaml;
 
-pub use desired::{build_desired, Desired, DesiredModule};
+pub use desired::{build_desired, BlockReason, Desired, DesiredModule};
 pub use observed::{Observed, ObservedModule, Status};
 pub use plan::{plan, Action, ActionKind, Plan, PlanOptions};
+pub use render::{plan_json, plan_text};
 pub use snapshot::Snapshot;

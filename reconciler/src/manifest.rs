@@ -155,8 +155,25 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         None | Some(Value::Null) => return Err(ManifestError::MissingPermissions),
         Some(p) => validate_permissions(p).map_err(ManifestError::InvalidPermissions)?,
     }
-    serde_json::from_value::<Manifest>(value.clone())
-        .map_err(|e| ManifestError::InvalidField(e.to_string()))
+    serde_json::from_value::<Manifest>(value.clone()).map_err(|e| {
+        // Name the field: retry each one alone on top of the validated required fields.
+        for (key, v) in obj {
+            if matches!(key.as_str(), "id" | "name" | "permissions") {
+                continue;
+            }
+            let mut probe = serde_json::Map::new();
+            for k in ["id", "name", "permissions"] {
+                if let Some(x) = obj.get(k) {
+                    probe.insert(k.into(), x.clone());
+                }
+            }
+            probe.insert(key.clone(), v.clone());
+            if let Err(e) = serde_json::from_value::<Manifest>(Value::Object(probe)) {
+                return ManifestError::InvalidField(format!("`{key}`: {e}"));
+            }
+        }
+        ManifestError::InvalidField(e.to_string())
+    })
 }
 
 /// compat.md §2.3: `MAJOR.MINOR`, unparseable parts count as 0; accepted iff major == 1 and
@@ -339,6 +356,9 @@ mod tests {
     fn other_field_types() {
         let e = err(r#"{"id":"a","name":"A","permissions":{},"provides":"x"}"#);
         assert!(matches!(e, ManifestError::InvalidField(_)), "{e}");
+        assert!(e.to_string().contains("`provides`: invalid type"), "{e}");
+        let e = err(r#"{"id":"a","name":"A","permissions":{},"limits":{"memoryMB":1}}"#);
+        assert!(e.to_string().contains("`limits`: unknown field"), "{e}");
     }
 
     #[test]

@@ -413,3 +413,36 @@ pub fn section_diff(section: &str, old: &str, new: &str) -> String {
         )
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_entries_are_not_changes() {
+        let mut p = Plan::default();
+        assert!(!p.has_changes());
+        p.actions.push(Action::new(ActionKind::Blocked, "a", "x"));
+        assert!(!p.has_changes());
+        assert_eq!(p.summary().blocked, 1);
+        p.actions.push(Action::new(ActionKind::Config, "b", "y"));
+        assert!(p.has_changes());
+    }
+
+    #[test]
+    fn empty_observed_spawns_everything_with_kernel_not_running() {
+        let d = Desired::default();
+        let p = plan(&d, &Observed::default(), PlanOptions::default());
+        assert!(p.actions.is_empty());
+    }
+
+    #[test]
+    fn diff_has_headers() {
+        let d = section_diff("web", "port: 1\n", "port: 2\n");
+        assert!(
+            d.starts_with("--- web (running)\n+++ web (desired)\n"),
+            "{d}"
+        );
+        assert!(d.contains("-port: 1\n+port: 2\n"));
+    }
+}

@@ -58,7 +58,7 @@ pub fn plan_text(plan: &Plan, desired: &Desired, kernel_running: bool) -> String
         out.push('\n');
     }
     if !plan.errors.is_empty() {
-        out.push_str("Errors (the last good value is kept):\n");
+        out.push_str("Errors:\n");
         for e in &plan.errors {
             let _ = writeln!(out, "  {}: {}", show_path(&e.file, &desired.home), e.error);
         }
@@ -133,4 +133,52 @@ pub fn plan_json(plan: &Plan, kernel_running: bool) -> Value {
         },
         "errors": errors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Action;
+
+    #[test]
+    fn json_shape() {
+        let p = Plan {
+            actions: vec![
+                Action {
+                    action: ActionKind::Config,
+                    module: "web".into(),
+                    reason: "config section `web` changed".into(),
+                    sections: Some(vec!["web".into()]),
+                    diff: Some("d".into()),
+                },
+                Action {
+                    action: ActionKind::Spawn,
+                    module: "a".into(),
+                    reason: "new module".into(),
+                    sections: None,
+                    diff: None,
+                },
+            ],
+            errors: vec![],
+        };
+        let v = plan_json(&p, true);
+        assert_eq!(
+            v,
+            json!({
+                "kernelRunning": true,
+                "actions": [
+                    {"action": "config", "module": "web", "reason": "config section `web` changed", "sections": ["web"], "diff": "d"},
+                    {"action": "spawn", "module": "a", "reason": "new module"}
+                ],
+                "summary": {"spawn": 1, "stop": 0, "restart": 0, "config": 1, "blocked": 0},
+                "errors": []
+            })
+        );
+        let text = plan_text(&p, &Desired::default(), false);
+        assert!(text.starts_with("The kernel is not running"));
+        assert!(text.contains("  ~ web  config   config section `web` changed\n        d\n"));
+        assert!(text.ends_with(
+            "Plan: 1 to spawn, 0 to stop, 0 to restart, 1 to update config, 0 blocked.\n"
+        ));
+    }
 }
