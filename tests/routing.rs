@@ -229,10 +229,16 @@ fn lifecycle_events_reach_wildcard_subscribers() {
 #[test]
 fn burst_of_200k_messages_loses_nothing() {
     let mut home = TestHome::new();
-    home.add(ModuleSpec::new("sink").manifest(json!({"subscribes": ["burst"]})).args(&["--count-only"]));
+    // The publisher requires the subscriber's service, so it starts bursting only once the
+    // subscriber is ready and subscribed.
+    home.add(
+        ModuleSpec::new("sink")
+            .manifest(json!({"subscribes": ["burst"], "provides": ["sink"]}))
+            .args(&["--count-only"]),
+    );
     home.add(
         ModuleSpec::new("firehose")
-            .manifest(json!({"publishes": ["burst"]}))
+            .manifest(json!({"publishes": ["burst"], "requires": ["sink"]}))
             .args(&["--publish", "burst:200000:64"]),
     );
     let _k = home.start();
@@ -253,10 +259,14 @@ fn burst_of_200k_messages_loses_nothing() {
 fn hung_subscriber_is_restarted_while_the_publisher_keeps_running() {
     let mut home = TestHome::new();
     home.write_config("lifecycle:\n  slowConsumerMs: 1000\n  shutdownGraceMs: 1000\n");
-    home.add(ModuleSpec::new("stuck").manifest(json!({"subscribes": ["flood"]})).args(&["--stop-reading"]));
+    home.add(
+        ModuleSpec::new("stuck")
+            .manifest(json!({"subscribes": ["flood"], "provides": ["stuck"]}))
+            .args(&["--stop-reading"]),
+    );
     home.add(
         ModuleSpec::new("flooder")
-            .manifest(json!({"publishes": ["flood"]}))
+            .manifest(json!({"publishes": ["flood"], "requires": ["stuck"]}))
             .args(&["--publish", "flood:50000:4096"]),
     );
     let _k = home.start();
