@@ -123,16 +123,16 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         pid = std::process::id(),
         "kernel.boot"
     );
-    let _ = request_pass(&kernel, PassKind::Boot, None);
+    ask_pass(&kernel, PassKind::Boot);
 
     loop {
         tokio::select! {
             t = trigger_rx.recv() => match t {
                 Some(Trigger::Shutdown) | None => break,
-                Some(Trigger::Files) => { let _ = request_pass(&kernel, PassKind::Auto, None); }
+                Some(Trigger::Files) => ask_pass(&kernel, PassKind::Auto),
                 Some(Trigger::Sighup | Trigger::Sigusr1 | Trigger::Sigusr2) => {
                     tracing::info!(signal = ?t, "signal received — reconciling");
-                    let _ = request_pass(&kernel, PassKind::Signal, None);
+                    ask_pass(&kernel, PassKind::Signal);
                 }
             },
             cmd = ctl_rx.recv() => if let Some(cmd) = cmd {
@@ -187,6 +187,15 @@ pub fn request_pass(
         reply: Some(tx),
     });
     rx
+}
+
+/// Asks for a pass without waiting for it.
+pub fn ask_pass(kernel: &Kernel, kind: PassKind) {
+    let _ = kernel.passes.send(PassRequest {
+        kind,
+        progress: None,
+        reply: None,
+    });
 }
 
 /// Runs passes one at a time, coalescing the requests queued during a pass into the next one.
@@ -495,6 +504,6 @@ async fn resync(kernel: Arc<Kernel>) {
         if kernel.is_shutting_down() {
             return;
         }
-        let _ = request_pass(&kernel, PassKind::Auto, None);
+        ask_pass(&kernel, PassKind::Auto);
     }
 }

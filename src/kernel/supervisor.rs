@@ -108,7 +108,6 @@ impl Supervisor {
                 }
                 Some(Some(SupCmd::Fail { .. } | SupCmd::StdoutClosed { .. })) => continue,
             }
-            next_spawn = None;
             match self.run_process().await {
                 Ended::Stopped => return,
                 Ended::Replaced(desired, done) => {
@@ -155,9 +154,7 @@ impl Supervisor {
     fn after_failure(&mut self, ready_for: Duration) -> Option<tokio::time::Instant> {
         let lc = self.kernel.lifecycle();
         let mut core = self.kernel.core.lock();
-        let Some(e) = core.modules.get_mut(&self.id) else {
-            return None;
-        };
+        let e = core.modules.get_mut(&self.id)?;
         if ready_for >= RESET_AFTER {
             e.restarts = 0;
         }
