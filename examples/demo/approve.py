@@ -85,6 +85,9 @@ def render(home, stamps, now):
         out.append("    capabilities:\n")
         out.append("      topics:%s" % seq(caps.get("topics", []), 8))
         out.append("      services:%s" % seq(caps.get("services", []), 8))
+        # Recorded as already spawned once, so running the demo leaves this file unchanged
+        # (the kernel writes firstSpawnAt after sending `install` on a first spawn).
+        out.append('    firstSpawnAt: "%s"\n' % stamps.get(module_id, now))
         for service in manifest.get("provides", []):
             providers.setdefault(service, module_id)
     out.append("serviceProviders:%s" % ("\n" if providers else " {}\n"))
