@@ -40,9 +40,20 @@ pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
         }
         "module.status" => module_status(&kernel, request.module_id.as_deref()),
         "module.restart" => module_restart(&kernel, request.module_id.as_deref()).await,
-        "module.install" => Response::err(
-            "module.install over the control socket is not supported yet; use `pons modules install <path>`",
-        ),
+        "module.install" => {
+            let home = kernel.home.clone();
+            let dir = request.module_dir.clone();
+            let symlink = request.symlink.unwrap_or(true);
+            let res = tokio::task::spawn_blocking(move || install(&home, dir.as_deref(), symlink)).await;
+            match res {
+                Ok(Ok((id, hash))) => {
+                    super::reconcile::ask_pass(&kernel, PassKind::Signal);
+                    Response::ok(json!({"moduleId": id, "manifestHash": hash}))
+                }
+                Ok(Err(e)) => Response::err(e),
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
         other => Response::err(format!("Unknown command: {other}")),
     };
     let _ = reply.send(resp);
@@ -156,4 +167,60 @@ async fn module_restart(kernel: &Arc<Kernel>, id: Option<&str>) -> Response {
     }
     let _ = rx.await;
     Response::ok_empty()
+}
+
+/// `module.install`: links (or copies) a module directory into `modules/<id>` and approves it
+/// (base permissions, capabilities, manifest hash). The next pass spawns it.
+fn install(home: &crate::home::Home, dir: Option<&str>, symlink: bool) -> Result<(String, String), String> {
+    let dir = dir.ok_or("moduleDir is required")?;
+    let real = std::fs::canonicalize(dir).map_err(|_| format!("Module directory not found: {dir}"))?;
+    let manifest_path = real.join("module.json");
+    let bytes = std::fs::read(&manifest_path)
+        .map_err(|_| format!("Failed to read module.json from {}", manifest_path.display()))?;
+    let manifest = pons_reconciler::manifest::parse(&bytes)
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let target = home.modules_dir().join(&manifest.id);
+    std::fs::create_dir_all(home.modules_dir()).map_err(|e| e.to_string())?;
+    if target.symlink_metadata().is_ok() {
+        if std::fs::canonicalize(&target).ok().as_deref() != Some(real.as_path()) {
+            return Err(format!(
+                "{} already exists; remove it first with `pons modules uninstall {}`",
+                target.display(),
+                manifest.id
+            ));
+        }
+    } else if symlink {
+        std::os::unix::fs::symlink(&real, &target)
+            .map_err(|e| format!("Failed to create symlink: {e}"))?;
+    } else {
+        copy_dir(&real, &target).map_err(|e| format!("Failed to copy {}: {e}", real.display()))?;
+    }
+    let hash = pons_reconciler::manifest::hash(&bytes);
+    let now = super::calls::now_iso();
+    let caps = pons_reconciler::manifest::install_capabilities(&manifest);
+    let id = manifest.id.clone();
+    crate::store::update_permissions(home, |file| {
+        file.approve(&id, manifest.permissions.clone(), caps, &hash, &now);
+        for s in &manifest.provides {
+            file.register_service_provider(s, &id);
+        }
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    tracing::info!(moduleId = %id, manifestHash = %hash, "module.install");
+    Ok((id, hash))
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), dest)?;
+        }
+    }
+    Ok(())
 }
