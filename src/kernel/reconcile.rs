@@ -254,6 +254,12 @@ pub async fn pass(
     let previous = kernel.state.lock().desired.clone();
     let desired = Arc::new(build_desired(&snapshot, previous.as_deref()));
     apply_settings(kernel, &desired);
+    {
+        // Once permissions.yaml records the first spawn, forget it here: a later re-approval
+        // (which clears firstSpawnAt) gets `install` again.
+        let mut sent = kernel.installed.lock();
+        sent.retain(|id| !desired.modules.get(id).is_some_and(|m| m.installed));
+    }
     let observed = super::observe::observed(kernel);
     let plan = plan(
         &desired,
