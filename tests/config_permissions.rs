@@ -789,3 +789,62 @@ fn unsupported_or_escaping_schemas_leave_the_section_unvalidated() {
     assert!(plan.contains("unsupported"), "{plan}");
     assert!(plan.contains("escapes the module directory"), "{plan}");
 }
+
+#[test]
+fn config_calls_keep_to_the_callers_section_and_coerce_strings() {
+    let mut home = TestHome::new();
+    home.write_config(&format!("{FAST_LIFECYCLE}k:\n  port: 1\n"));
+    home.add(ModuleSpec::new("m").manifest(json!({"configKey": "k"})));
+    // Each violator makes its call at init (a restarted process makes it again).
+    home.add(
+        ModuleSpec::new("proto")
+            .manifest(json!({"configKey": "k2"}))
+            .args(&["--call", r#"config.get:{"key":"k2.__proto__.x"}"#]),
+    );
+    home.add(
+        ModuleSpec::new("sec")
+            .manifest(json!({"configKey": "k3"}))
+            .args(&["--call", r#"config.set:{"key":"security.enforcementMode","value":"off"}"#]),
+    );
+    let _k = home.start();
+    home.wait_status("m", "ready", T);
+    // Item 62.
+    for (raw, want) in [
+        ("true", json!(true)),
+        ("false", json!(false)),
+        ("null", Value::Null),
+        ("[1,2]", json!([1, 2])),
+        ("{\"a\":1}", json!({"a": 1})),
+        ("[oops", json!("[oops")),
+        ("0x10", json!(16)),
+    ] {
+        let r = call(&home, "m", "config.set", json!({"key": "k.v", "value": raw}));
+        assert_eq!(r["result"], json!({"success": true, "coerced": want}), "{raw}: {r}");
+        let r = call(&home, "m", "config.get", json!({"key": "k.v"}));
+        assert_eq!(r.get("result").cloned().unwrap_or(Value::Null), want, "{raw}: {r}");
+    }
+    // Item 60: an unsafe segment is a violation even inside the caller's own section.
+    let r = home.wait_event("proto", "call result", T, |e| e["event"] == "call_result");
+    assert!(
+        r["error"].as_str().unwrap_or_default().starts_with(
+            "Error: Security violation: not permitted to read config key \"k2.__proto__.x\""
+        ),
+        "{r}"
+    );
+    wait_for("proto restarted after the violation", T, || {
+        (home.starts("proto").len() >= 2).then_some(())
+    });
+    // Item 64: kernel sections are protected.
+    let r = home.wait_event("sec", "call result", T, |e| e["event"] == "call_result");
+    assert_eq!(
+        r["error"],
+        "Error: Security violation: section \"security\" is protected and cannot be modified by modules",
+        "{r}"
+    );
+    wait_for("sec restarted after the violation", T, || {
+        (home.starts("sec").len() >= 2).then_some(())
+    });
+    home.wait_log("security.violation", T);
+    let cfg = std::fs::read_to_string(home.path().join("config.yaml")).unwrap();
+    assert!(!cfg.contains("enforcementMode"), "{cfg}");
+}

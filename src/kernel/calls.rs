@@ -222,7 +222,7 @@ async fn config_set(kernel: &Arc<Kernel>, module: &Arc<str>, params: Option<&Val
     };
     let key = params.get("key").and_then(Value::as_str);
     if let Some(first) = key.and_then(|k| k.split('.').next()) {
-        if matches!(first, "security" | "kernel" | "lifecycle" | "logging") {
+        if pons_reconciler::config::is_protected(first) {
             let core = kernel.core.lock();
             tracing::error!(moduleId = %module, action = "deny", target = %key.unwrap_or(""), "security.violation");
             if core.settings.enforcement == EnforcementMode::Strict {
