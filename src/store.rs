@@ -345,6 +345,35 @@ mod tests {
     }
 
     #[test]
+    fn permissions_are_written_in_the_compat_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::new(tmp.path());
+        // An old SPEC-layout entry, and one of neither layout (kept as read).
+        std::fs::write(
+            home.permissions_yaml(),
+            "modules:\n  old:\n    permissions:\n      net: [a.example]\n    manifestHash: abc\n  odd:\n    foo: 1\n",
+        )
+        .unwrap();
+        update_permissions(&home, |p| {
+            p.set_first_spawn("old", "2026-01-01T00:00:00.000Z");
+            Ok(())
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(home.permissions_yaml()).unwrap();
+        assert!(
+            text.contains(
+                "  old:\n    base:\n      net:\n      - a.example\n      read: []\n      write: []\n      env: []\n      run: []\n      sys: []\n    baseManifestHash: abc\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("firstSpawnAt:"), "{text}");
+        assert!(text.contains("  odd:\n    foo: 1\n"), "{text}");
+        assert!(text.contains("serviceProviders:"), "{text}");
+        let back = read_permissions(&home).unwrap();
+        assert!(back.is_approved("old") && !back.is_approved("odd"));
+    }
+
+    #[test]
     fn unparseable_permissions_are_not_overwritten() {
         let tmp = tempfile::tempdir().unwrap();
         let home = Home::new(tmp.path());

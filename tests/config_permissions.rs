@@ -848,3 +848,19 @@ fn config_calls_keep_to_the_callers_section_and_coerce_strings() {
     let cfg = std::fs::read_to_string(home.path().join("config.yaml")).unwrap();
     assert!(!cfg.contains("enforcementMode"), "{cfg}");
 }
+
+#[test]
+fn recording_first_spawn_restarts_nothing() {
+    let mut home = TestHome::new();
+    home.write_config(FAST_LIFECYCLE);
+    home.add(ModuleSpec::new("m"));
+    let _k = home.start();
+    home.wait_status("m", "ready", T);
+    wait_for("firstSpawnAt in permissions.yaml", T, || {
+        permissions_yaml(&home).contains("firstSpawnAt").then_some(())
+    });
+    // The pass after the write has run when `apply` answers.
+    let out = home.pons(&["apply", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(home.starts("m").len(), 1, "one process only");
+}
