@@ -804,7 +804,10 @@ fn config_calls_keep_to_the_callers_section_and_coerce_strings() {
     home.add(
         ModuleSpec::new("sec")
             .manifest(json!({"configKey": "k3"}))
-            .args(&["--call", r#"config.set:{"key":"security.enforcementMode","value":"off"}"#]),
+            .args(&[
+                "--call",
+                r#"config.set:{"key":"security.enforcementMode","value":"off"}"#,
+            ]),
     );
     let _k = home.start();
     home.wait_status("m", "ready", T);
@@ -818,10 +821,23 @@ fn config_calls_keep_to_the_callers_section_and_coerce_strings() {
         ("[oops", json!("[oops")),
         ("0x10", json!(16)),
     ] {
-        let r = call(&home, "m", "config.set", json!({"key": "k.v", "value": raw}));
-        assert_eq!(r["result"], json!({"success": true, "coerced": want}), "{raw}: {r}");
+        let r = call(
+            &home,
+            "m",
+            "config.set",
+            json!({"key": "k.v", "value": raw}),
+        );
+        assert_eq!(
+            r["result"],
+            json!({"success": true, "coerced": want}),
+            "{raw}: {r}"
+        );
         let r = call(&home, "m", "config.get", json!({"key": "k.v"}));
-        assert_eq!(r.get("result").cloned().unwrap_or(Value::Null), want, "{raw}: {r}");
+        assert_eq!(
+            r.get("result").cloned().unwrap_or(Value::Null),
+            want,
+            "{raw}: {r}"
+        );
     }
     // Item 60: an unsafe segment is a violation even inside the caller's own section.
     let r = home.wait_event("proto", "call result", T, |e| e["event"] == "call_result");
@@ -857,7 +873,9 @@ fn recording_first_spawn_restarts_nothing() {
     let _k = home.start();
     home.wait_status("m", "ready", T);
     wait_for("firstSpawnAt in permissions.yaml", T, || {
-        permissions_yaml(&home).contains("firstSpawnAt").then_some(())
+        permissions_yaml(&home)
+            .contains("firstSpawnAt")
+            .then_some(())
     });
     // The pass after the write has run when `apply` answers.
     let out = home.pons(&["apply", "--json"]);
