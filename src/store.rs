@@ -20,7 +20,7 @@ use pons_reconciler::permissions::PermissionsFile;
 use crate::home::Home;
 
 pub use lock::{lock, lock_path, FileLock, LOCK_TIMEOUT};
-pub use yaml_edit::{parse_yaml, render_document, set_config_key, set_path, yaml_options};
+pub use yaml_edit::{parse_yaml, render_document, set_config_key, set_path};
 
 /// The temp file used by [`write_atomic`] for `path`: `.<name>.tmp.<pid>` in the same directory.
 pub fn temp_path(path: &Path) -> PathBuf {
@@ -83,23 +83,32 @@ fn read_optional(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Parses permissions.yaml bytes; an empty or comment-only file is an empty [`PermissionsFile`].
-// TODO(merge): replace the body with `pons_reconciler::permissions::parse(bytes)` (which also
-// migrates the old SPEC layout) once the reconciler exports it; keep the blank-file rule.
-fn parse_permissions(bytes: &[u8]) -> Result<PermissionsFile, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8".to_string())?;
-    if parse_yaml(text)? == serde_json::Value::Null {
-        return Ok(PermissionsFile::default());
-    }
-    serde_saphyr::from_str_with_options::<PermissionsFile>(text, yaml_options())
-        .map_err(|e| yaml_edit::yaml_error_summary(&e))
+/// Parses permissions.yaml bytes with the reconciler's parser (strict YAML, the old SPEC layout
+/// migrated, entries of neither layout kept as read); an empty or comment-only file is an empty
+/// [`PermissionsFile`].
+pub fn parse_permissions(bytes: &[u8]) -> Result<PermissionsFile, String> {
+    pons_reconciler::permissions::parse(bytes).map_err(|e| e.to_string())
 }
 
-/// Renders a [`PermissionsFile`] as YAML.
-// TODO(merge): replace the body with `pons_reconciler::permissions::render(file)`.
-fn render_permissions(file: &PermissionsFile) -> anyhow::Result<String> {
-    serde_saphyr::to_string(file)
-        .map_err(|e| anyhow::anyhow!("cannot render permissions.yaml: {e}"))
+/// Renders a [`PermissionsFile`] in the compat layout (`base` with all six keys, `dynamic`,
+/// `pending`, `denied`, `capabilities`, `firstSpawnAt`; then `serviceProviders`).
+pub fn render_permissions(file: &PermissionsFile) -> String {
+    pons_reconciler::permissions::render(file)
+}
+
+/// permissions.yaml as on disk, read without the lock (a missing file is an empty one). A file
+/// that cannot be parsed is an error naming it.
+pub fn read_permissions(home: &Home) -> anyhow::Result<PermissionsFile> {
+    let path = home.permissions_yaml();
+    match read_optional(&path)? {
+        None => Ok(PermissionsFile::default()),
+        Some(bytes) => parse_permissions(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{} cannot be parsed ({e}); fix the file or remove it",
+                path.display()
+            )
+        }),
+    }
 }
 
 /// Read-modify-write of `permissions.yaml` under its lock. `f` gets the file as currently on disk
@@ -124,7 +133,7 @@ pub fn update_permissions<T>(
     let before = file.clone();
     let out = f(&mut file)?;
     if file != before {
-        write_atomic(&path, render_permissions(&file)?.as_bytes())?;
+        write_atomic(&path, render_permissions(&file).as_bytes())?;
     }
     Ok(out)
 }
@@ -333,6 +342,35 @@ mod tests {
             read_back.modules["echo"].base_manifest_hash,
             "ab".repeat(32)
         );
+    }
+
+    #[test]
+    fn permissions_are_written_in_the_compat_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::new(tmp.path());
+        // An old SPEC-layout entry, and one of neither layout (kept as read).
+        std::fs::write(
+            home.permissions_yaml(),
+            "modules:\n  old:\n    permissions:\n      net: [a.example]\n    manifestHash: abc\n  odd:\n    foo: 1\n",
+        )
+        .unwrap();
+        update_permissions(&home, |p| {
+            p.set_first_spawn("old", "2026-01-01T00:00:00.000Z");
+            Ok(())
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(home.permissions_yaml()).unwrap();
+        assert!(
+            text.contains(
+                "  old:\n    base:\n      net:\n      - a.example\n      read: []\n      write: []\n      env: []\n      run: []\n      sys: []\n    baseManifestHash: abc\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("firstSpawnAt:"), "{text}");
+        assert!(text.contains("  odd:\n    foo: 1\n"), "{text}");
+        assert!(text.contains("serviceProviders:"), "{text}");
+        let back = read_permissions(&home).unwrap();
+        assert!(back.is_approved("old") && !back.is_approved("odd"));
     }
 
     #[test]

@@ -127,7 +127,10 @@ impl std::fmt::Display for PermError {
                 f,
                 "module `{id}` is not approved in permissions.yaml: approve it with `pons modules approve {id}`"
             ),
-            PermError::NoPending(id) => write!(f, "module `{id}` has no pending permission request"),
+            PermError::NoPending(id) => write!(
+                f,
+                "module `{id}` has no pending permission request: see `pons permissions pending`"
+            ),
             PermError::RequestNotFound { module, request } => write!(
                 f,
                 "module `{module}` has no pending request `{request}`: see `pons permissions pending`"

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use pons_reconciler::manifest::Manifest;
-use pons_reconciler::permissions::{Capabilities, PermissionSet};
+use pons_reconciler::permissions::{Capabilities, PermissionSet, PermissionsFile};
 use serde_json::json;
 
 use super::modules::find;
@@ -189,20 +189,40 @@ fn decide(yes: bool, id: &str) -> anyhow::Result<Decision> {
     )
 }
 
-fn store_approval(home: &Home, m: &Manifest, caps: Capabilities, hash: &str) -> anyhow::Result<()> {
+/// Stores the approval under the permissions.yaml lock: the entry is replaced (base permissions
+/// with all six keys, capabilities, bare-hex hash, `baseGrantedAt`; runtime grants and
+/// `firstSpawnAt` reset) and the services it provides are claimed where unclaimed.
+pub(super) fn store_approval(
+    home: &Home,
+    m: &Manifest,
+    caps: Capabilities,
+    hash: &str,
+) -> anyhow::Result<()> {
     let now = offline::now_iso();
     crate::store::update_permissions(home, |pf| {
-        offline::approve(
-            pf,
-            &m.id,
-            m.permissions.clone(),
-            caps,
-            hash,
-            &m.provides,
-            &now,
-        );
+        approve_entry(pf, m, caps, hash, &now);
         Ok(())
     })
+}
+
+/// The approval as a change of the parsed file (see [`store_approval`]).
+pub(super) fn approve_entry(
+    pf: &mut PermissionsFile,
+    m: &Manifest,
+    caps: Capabilities,
+    hash: &str,
+    now: &str,
+) {
+    pf.approve(&m.id, m.permissions.clone(), caps, hash, now);
+    for service in &m.provides {
+        if !pf.register_service_provider(service, &m.id) {
+            eprintln!(
+                "warning: service `{service}` is already claimed by module `{}` in permissions.yaml; module `{}` was approved without the claim.",
+                pf.service_providers.get(service).map(String::as_str).unwrap_or("?"),
+                m.id
+            );
+        }
+    }
 }
 
 /// The permissions and capabilities to approve, as printed before asking.

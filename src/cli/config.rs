@@ -1,5 +1,6 @@
 //! `pons config get | set | list | validate`: config.yaml read from the file and written through
-//! the locked read-modify-write of `store`; no kernel needed (a running one sees the change).
+//! the locked read-modify-write of `store` (a minimal edit that keeps the operator's other lines);
+//! no kernel needed, and a running one sees the change through its watcher.
 
 use std::process::ExitCode;
 
@@ -20,15 +21,44 @@ pub fn run(home: &Home, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The kernel's sections with every default filled in, in the file's layout.
+fn kernel_defaults(desired: &Desired) -> Value {
+    let k = &desired.kernel;
+    json!({
+        "logging": k.logging,
+        "lifecycle": k.lifecycle,
+        "security": {"enforcementMode": k.enforcement_mode},
+        "kernel": {"reconcile": k.reconcile, "runtimes": k.runtimes},
+    })
+}
+
 fn get(home: &Home, key: &str, json: bool) -> anyhow::Result<ExitCode> {
     let config = offline::read_config(home)?;
-    let value = offline::get_path(&config, key).ok_or_else(|| {
-        anyhow::anyhow!("key `{key}` is not set in {}", home.config_yaml().display())
-    })?;
+    let (value, default) = match offline::get_path(&config, key) {
+        Some(v) => (v.clone(), false),
+        None => {
+            // A kernel key that is not in the file has its default.
+            let first = key.split('.').next().unwrap_or_default();
+            let from_defaults = pons_reconciler::config::KERNEL_SECTIONS
+                .contains(&first)
+                .then(|| kernel_defaults(&offline::desired(home)))
+                .and_then(|d| offline::get_path(&d, key).cloned());
+            match from_defaults {
+                Some(v) => (v, true),
+                None => anyhow::bail!(
+                    "Key \"{key}\" not found in {}; set it with `pons config set {key} <value>`",
+                    home.config_yaml().display()
+                ),
+            }
+        }
+    };
     if json {
-        output::print_json(value)?;
+        output::print_json(&value)?;
     } else {
-        println!("{}", plain(value)?);
+        println!("{}", plain(&value)?);
+    }
+    if default && !json {
+        eprintln!("note: `{key}` is not set in config.yaml; this is the kernel's default.");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -45,39 +75,45 @@ fn plain(v: &Value) -> anyhow::Result<String> {
 fn set(home: &Home, key: &str, raw: &str, json: bool) -> anyhow::Result<ExitCode> {
     let value = offline::coerce(raw);
     let path = home.config_yaml();
-    let section = key.split('.').next().unwrap_or(key).to_string();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        anyhow::bail!(
+            "config key `{key}` has an empty segment; give a dotted path such as `gateway.port`"
+        );
+    }
+    let mut changed = false;
     crate::store::update_config_text(home, |text| {
-        let mut config = offline::parse_config_text(text).map_err(|e| {
-            anyhow::anyhow!(
-                "{} is not valid YAML ({e}); fix it before setting keys",
-                path.display()
-            )
-        })?;
-        offline::set_path(&mut config, key, value.clone())
-            .map_err(|e| anyhow::anyhow!("cannot set `{key}`: {e}"))?;
-        let new_text = offline::render_yaml(&config)?;
-        let problems = config_problems(&offline::desired_with_config(home, &new_text));
-        let mine: Vec<String> = problems
-            .iter()
-            .filter(|(s, _)| s.as_deref().is_none_or(|s| s == section))
-            .map(|(_, e)| e.clone())
+        let new_text = crate::store::set_config_key(text, key, &value)?;
+        if new_text == text {
+            return Ok(new_text);
+        }
+        // Only problems this edit introduces block it; what was wrong before stays reported
+        // by `pons config validate`.
+        let before = config_problems(&offline::desired_with_config(home, text));
+        let after = config_problems(&offline::desired_with_config(home, &new_text));
+        let new: Vec<String> = after
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .map(|p| p.error)
             .collect();
-        if !mine.is_empty() {
+        if !new.is_empty() {
             anyhow::bail!(
-                "setting `{key}` to {value} would make {} invalid: {}; nothing was written",
+                "setting `{key}` to {value} would make {} invalid ({}); nothing was written",
                 path.display(),
-                mine.join("; ")
+                new.join("; ")
             );
         }
+        changed = true;
         Ok(new_text)
     })?;
     if json {
-        output::print_json(&json!({"key": key, "value": value, "file": path}))?;
-    } else {
+        output::print_json(&json!({"key": key, "value": value, "file": path, "changed": changed}))?;
+    } else if changed {
         println!(
             "Set {key} = {value} in {}; a running kernel applies it by itself.",
             path.display()
         );
+    } else {
+        println!("{key} is already {value} in {}.", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -86,7 +122,10 @@ fn list(home: &Home, section: Option<&str>, json: bool) -> anyhow::Result<ExitCo
     let config = offline::read_config(home)?;
     let shown = match section {
         Some(s) => offline::get_path(&config, s).ok_or_else(|| {
-            anyhow::anyhow!("section `{s}` is not in {}", home.config_yaml().display())
+            anyhow::anyhow!(
+                "Section \"{s}\" not found in {}; see `pons config list`",
+                home.config_yaml().display()
+            )
         })?,
         None => &config,
     };
@@ -94,34 +133,74 @@ fn list(home: &Home, section: Option<&str>, json: bool) -> anyhow::Result<ExitCo
         output::print_json(shown)?;
     } else if shown.as_object().is_some_and(|m| m.is_empty()) {
         println!(
-            "{} is empty (kernel defaults apply).",
+            "{} is empty or missing (kernel defaults apply).",
             home.config_yaml().display()
         );
     } else {
-        print!("{}", offline::render_yaml(shown)?);
+        print!("{}", offline::render_yaml(shown));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Problems with config.yaml found while building the desired state: (section, error). The
-/// section is `None` for errors about the file as a whole.
-fn config_problems(desired: &Desired) -> Vec<(Option<String>, String)> {
-    let mut out: Vec<(Option<String>, String)> = desired
+/// One problem with config.yaml found while building the desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    /// The section, `None` for errors about the file as a whole or a kernel key.
+    section: Option<String>,
+    /// The module whose section it is.
+    module: Option<String>,
+    /// JSON pointer inside the section, when the error names one.
+    pointer: Option<String>,
+    expected: Option<String>,
+    found: Option<String>,
+    /// The whole sentence.
+    error: String,
+}
+
+/// Splits a schema error `"/port: expected integer, found \"abc\""` into its parts.
+fn split_schema_error(e: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let Some((pointer, rest)) = e.split_once(": ").filter(|(p, _)| p.starts_with('/')) else {
+        return (None, None, None);
+    };
+    let (expected, found) = match rest
+        .strip_prefix("expected ")
+        .and_then(|r| r.split_once(", found "))
+    {
+        Some((x, f)) => (Some(x.to_string()), Some(f.to_string())),
+        None => (None, None),
+    };
+    (Some(pointer.to_string()), expected, found)
+}
+
+/// Problems with config.yaml found while building the desired state: errors about the file and
+/// kernel keys, and module sections that fail interpolation or their schema.
+fn config_problems(desired: &Desired) -> Vec<Problem> {
+    let mut out: Vec<Problem> = desired
         .errors
         .iter()
         .filter(|e| e.file.file_name().is_some_and(|n| n == "config.yaml"))
-        .map(|e| (None, format!("{}: {}", e.file.display(), e.error)))
+        .map(|e| Problem {
+            section: None,
+            module: None,
+            pointer: None,
+            expected: None,
+            found: None,
+            error: format!("{}: {}", e.file.display(), e.error),
+        })
         .collect();
     for b in &desired.blocked {
         if let BlockReason::InvalidConfig { section, errors } = &b.reason {
-            out.push((
-                Some(section.clone()),
-                format!(
-                    "section `{section}` (module `{}`): {}",
-                    b.id,
-                    errors.join("; ")
-                ),
-            ));
+            for e in errors {
+                let (pointer, expected, found) = split_schema_error(e);
+                out.push(Problem {
+                    section: Some(section.clone()),
+                    module: Some(b.id.clone()),
+                    pointer,
+                    expected,
+                    found,
+                    error: format!("section `{section}` (module `{}`) at {e}", b.id),
+                });
+            }
         }
     }
     out
@@ -129,27 +208,39 @@ fn config_problems(desired: &Desired) -> Vec<(Option<String>, String)> {
 
 fn validate(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     let path = home.config_yaml();
-    let problems = match std::fs::read_to_string(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            config_problems(&offline::desired(home))
-        }
-        Err(e) => vec![(None, format!("cannot read {}: {e}", path.display()))],
-        Ok(text) => match offline::parse_config_text(&text) {
-            Err(e) => vec![(None, format!("{}: {e}", path.display()))],
-            Ok(_) => config_problems(&offline::desired(home)),
-        },
-    };
+    let desired = offline::desired(home);
+    let problems = config_problems(&desired);
+    let warnings: Vec<String> = desired
+        .order
+        .iter()
+        .filter_map(|id| desired.modules.get(id))
+        .flat_map(|m| {
+            m.notes
+                .iter()
+                .map(move |n| format!("module `{}`: {n}", m.id))
+        })
+        .collect();
     if json {
         let errors: Vec<Value> = problems
             .iter()
-            .map(|(s, e)| json!({"section": s, "error": e}))
+            .map(|p| {
+                json!({"section": p.section, "module": p.module, "pointer": p.pointer,
+                       "expected": p.expected, "found": p.found, "error": p.error})
+            })
             .collect();
-        output::print_json(&json!({"valid": problems.is_empty(), "file": path, "errors": errors}))?;
-    } else if problems.is_empty() {
-        println!("{} is valid.", path.display());
+        output::print_json(&json!({
+            "valid": problems.is_empty(), "file": path, "errors": errors, "warnings": warnings,
+        }))?;
     } else {
-        for (_, e) in &problems {
-            eprintln!("error: {e}");
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        if problems.is_empty() {
+            println!("{} is valid.", path.display());
+        } else {
+            for p in &problems {
+                eprintln!("error: {}", p.error);
+            }
         }
     }
     Ok(if problems.is_empty() {
@@ -172,11 +263,28 @@ mod tests {
     }
 
     #[test]
+    fn schema_errors_split() {
+        assert_eq!(
+            split_schema_error("/port: expected integer, found \"a, found b\""),
+            (
+                Some("/port".into()),
+                Some("integer".into()),
+                Some("\"a, found b\"".into())
+            )
+        );
+        assert_eq!(
+            split_schema_error("/k/t: `${B}` is not set"),
+            (Some("/k/t".into()), None, None)
+        );
+        assert_eq!(split_schema_error("no pointer"), (None, None, None));
+    }
+
+    #[test]
     fn problems_are_found_in_errors_and_blocked_modules() {
         let mut d = Desired::default();
         d.errors.push(InputError {
             file: "/h/config.yaml".into(),
-            error: "line 1 column 2: bad".into(),
+            error: "line 1, column 2: bad".into(),
         });
         d.errors.push(InputError {
             file: "/h/permissions.yaml".into(),
@@ -187,33 +295,27 @@ mod tests {
             dir_name: "gw".into(),
             reason: BlockReason::InvalidConfig {
                 section: "gateway".into(),
-                errors: vec!["/port: not an integer".into()],
+                errors: vec!["/port: expected integer, found \"x\"".into()],
             },
         });
         let p = config_problems(&d);
         assert_eq!(p.len(), 2);
-        assert_eq!(p[0], (None, "/h/config.yaml: line 1 column 2: bad".into()));
-        assert_eq!(p[1].0.as_deref(), Some("gateway"));
+        assert_eq!(p[0].error, "/h/config.yaml: line 1, column 2: bad");
+        assert_eq!(p[1].section.as_deref(), Some("gateway"));
+        assert_eq!(p[1].pointer.as_deref(), Some("/port"));
+        assert_eq!(p[1].expected.as_deref(), Some("integer"));
+        assert_eq!(
+            p[1].error,
+            "section `gateway` (module `gw`) at /port: expected integer, found \"x\""
+        );
     }
 
     #[test]
-    fn yaml_round_trip_keeps_key_order() {
-        let v = offline::parse_config_text("b: 1\na:\n  c: [1, 2]\n").unwrap();
-        assert_eq!(v, json!({"b":1,"a":{"c":[1,2]}}));
-        let text = offline::render_yaml(&v).unwrap();
-        assert_eq!(offline::parse_config_text(&text).unwrap(), v);
-        assert!(text.starts_with("b:"), "{text}");
-        assert!(
-            offline::parse_config_text("a: 1\na: 2\n").is_err(),
-            "duplicate keys rejected"
-        );
-        assert_eq!(offline::parse_config_text("").unwrap(), json!({}));
-        let tricky = json!({"s":"true","n":"42","z":"007","e":"","c":"a: b","h":"#x","m":"l1\nl2","f":1.5,"u":null});
-        let text = offline::render_yaml(&tricky).unwrap();
-        assert_eq!(offline::parse_config_text(&text).unwrap(), tricky, "{text}");
-        assert_eq!(
-            offline::parse_config_text("# only a comment\n").unwrap(),
-            json!({})
-        );
+    fn kernel_defaults_have_the_file_layout() {
+        let d = kernel_defaults(&Desired::default());
+        assert_eq!(d["lifecycle"]["rpcTimeoutMs"], 30000);
+        assert_eq!(d["logging"]["level"], "info");
+        assert_eq!(d["security"]["enforcementMode"], "strict");
+        assert_eq!(d["kernel"]["reconcile"], "auto");
     }
 }

@@ -122,16 +122,30 @@ pub(super) fn find(home: &Home, key: &str) -> anyhow::Result<Found> {
 fn list(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     let found = scan(home)?;
     let perms = offline::read_permissions(home)?;
-    let blocked: BTreeMap<String, String> = if found.is_empty() {
-        BTreeMap::new()
+    let desired = if found.is_empty() {
+        pons_reconciler::Desired::default()
     } else {
         offline::desired(home)
-            .blocked
-            .iter()
-            .map(|b| (b.dir_name.clone(), offline::block_reason(&b.reason)))
-            .collect()
     };
-    let rows: Vec<Value> = found.iter().map(|f| row(f, &perms, &blocked)).collect();
+    let blocked: BTreeMap<String, String> = desired
+        .blocked
+        .iter()
+        .map(|b| (b.dir_name.clone(), offline::block_reason(&b.reason)))
+        .collect();
+    let sandboxes: BTreeMap<String, Value> = desired
+        .modules
+        .values()
+        .map(|m| {
+            (
+                m.dir_name.clone(),
+                crate::sandbox::module_sandbox_report(&m.spawn.sandbox, &m.spawn.env),
+            )
+        })
+        .collect();
+    let rows: Vec<Value> = found
+        .iter()
+        .map(|f| row(f, &perms, &blocked, sandboxes.get(&f.dir_name)))
+        .collect();
     if json {
         output::print_json(&json!({ "modules": rows }))?;
         return Ok(ExitCode::SUCCESS);
@@ -154,11 +168,46 @@ fn list(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
             &cells
         )
     );
+    for r in &rows {
+        if let Some(text) = sandbox_lines(r) {
+            print!("\n{text}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a runnable module may touch, for the human output of `modules list`.
+fn sandbox_lines(r: &Value) -> Option<String> {
+    let sb = r.get("sandbox").filter(|s| s.is_object())?;
+    let list = |k: &str| -> String {
+        let items: Vec<String> = sb[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        output::list_or_dash(&items)
+    };
+    let landlock = sb["landlock"].as_str().unwrap_or("unknown");
+    Some(format!(
+        "Module `{}` may (Landlock {landlock}; system defaults not shown, see --json):\n    read   {}\n    write  {}\n    exec   {}\n    env    {}\n",
+        r["id"].as_str().unwrap_or("?"),
+        list("read"),
+        list("write"),
+        list("exec"),
+        list("env"),
+    ))
+}
+
 /// The `modules list --json` entry of one module.
-fn row(f: &Found, perms: &PermissionsFile, blocked: &BTreeMap<String, String>) -> Value {
+fn row(
+    f: &Found,
+    perms: &PermissionsFile,
+    blocked: &BTreeMap<String, String>,
+    sandbox: Option<&Value>,
+) -> Value {
     let id = f.id();
     let strings = |key: &str| -> Vec<String> {
         f.json
@@ -181,6 +230,9 @@ fn row(f: &Found, perms: &PermissionsFile, blocked: &BTreeMap<String, String>) -
         .or_else(|| deno_json_version(&f.path));
     let entry = perms.modules.get(&id);
     let hash = offline::manifest_hash(&f.bytes);
+    let hash_ok = entry.map(|e| {
+        e.base_manifest_hash.is_empty() || e.base_manifest_hash.eq_ignore_ascii_case(&hash)
+    });
     json!({
         "id": id,
         "dir": f.dir_name,
@@ -189,12 +241,14 @@ fn row(f: &Found, perms: &PermissionsFile, blocked: &BTreeMap<String, String>) -
         "requires": strings("requires"),
         "linked": f.linked,
         "approved": entry.is_some(),
-        "manifestOk": entry.map(|e| e.base_manifest_hash.eq_ignore_ascii_case(&hash)),
+        "manifestOk": hash_ok,
+        "hashOk": hash_ok,
         "permsValid": f.json.as_ref().is_some_and(offline::permissions_block_valid),
         "hasCaps": entry
             .and_then(|e| e.capabilities.as_ref())
             .is_some_and(|c| !c.topics.is_empty() || !c.services.is_empty()),
         "blocked": blocked.get(&f.dir_name),
+        "sandbox": sandbox,
     })
 }
 
@@ -282,10 +336,9 @@ fn uninstall(home: &Home, key: &str, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     // Revoke first: a module left on disk without approval is merely blocked.
-    let revoked = crate::store::update_permissions(home, |pf| Ok(offline::revoke(pf, &id)))
-        .map_err(|e| {
-            anyhow::anyhow!("cannot revoke the permissions of `{id}` ({e:#}); nothing was removed")
-        })?;
+    let revoked = crate::store::update_permissions(home, |pf| Ok(pf.revoke(&id))).map_err(|e| {
+        anyhow::anyhow!("cannot revoke the permissions of `{id}` ({e:#}); nothing was removed")
+    })?;
     approve::remove_installed(&found.path)?;
     if json {
         output::print_json(&json!({"module": id, "uninstalled": true, "revoked": revoked}))?;
@@ -356,25 +409,24 @@ mod tests {
         let gw = find(&home, "gateway").unwrap();
         let hash = offline::manifest_hash(&gw.bytes);
         let m = gw.manifest().unwrap().clone();
-        offline::approve(
+        approve::approve_entry(
             &mut perms,
-            "gateway",
-            m.permissions.clone(),
+            &m,
             offline::default_capabilities(&m),
             &hash,
-            &m.provides,
             "t",
         );
         let blocked = BTreeMap::from([("broken".to_string(), "invalid".to_string())]);
-        let r = row(&gw, &perms, &blocked);
+        let r = row(&gw, &perms, &blocked, None);
         assert_eq!(
             r,
             json!({"id":"gateway","dir":"gw-link","version":"1.2.0","provides":["http"],"requires":[],
-                   "linked":true,"approved":true,"manifestOk":true,"permsValid":true,"hasCaps":true,
-                   "blocked":null})
+                   "linked":true,"approved":true,"manifestOk":true,"hashOk":true,"permsValid":true,
+                   "hasCaps":true,"blocked":null,"sandbox":null})
         );
+        assert!(sandbox_lines(&r).is_none());
         let b = find(&home, "broken").unwrap();
-        let r = row(&b, &perms, &blocked);
+        let r = row(&b, &perms, &blocked, None);
         assert_eq!(r["approved"], false);
         assert_eq!(r["manifestOk"], Value::Null);
         assert_eq!(r["permsValid"], false);

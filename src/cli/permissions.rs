@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use pons_reconciler::permissions::{ModuleEntry, PendingRequest, PermissionSet, PermissionsFile};
+use pons_reconciler::permissions::{
+    ModuleEntry, PendingRequest, PermError, PermissionSet, PermissionsFile,
+};
 use serde_json::{json, Value};
 
 use super::args::PermissionsCmd;
@@ -46,7 +48,7 @@ fn list(home: &Home, module: Option<&str>, json: bool) -> anyhow::Result<ExitCod
     let file = offline::read_permissions(home)?;
     if let Some(id) = module {
         let e = entry(&file, home, id)?;
-        let effective = offline::effective(e);
+        let effective = file.effective(id).unwrap_or_default();
         if json {
             output::print_json(&json!({
                 "moduleId": id, "base": e.base, "effective": effective, "pending": e.pending,
@@ -68,7 +70,7 @@ fn list(home: &Home, module: Option<&str>, json: bool) -> anyhow::Result<ExitCod
             .map(|(id, e)| {
                 (
                     id.clone(),
-                    json!({"base": e.base, "effective": offline::effective(e), "pending": e.pending}),
+                    json!({"base": e.base, "effective": file.effective(id).unwrap_or_default(), "pending": e.pending}),
                 )
             })
             .collect();
@@ -86,7 +88,7 @@ fn list(home: &Home, module: Option<&str>, json: bool) -> anyhow::Result<ExitCod
         .modules
         .iter()
         .map(|(id, e)| {
-            let p = offline::effective(e);
+            let p = file.effective(id).unwrap_or_default();
             let mut row = vec![id.clone()];
             row.extend(
                 [&p.net, &p.read, &p.write, &p.env, &p.run, &p.sys]
@@ -199,29 +201,22 @@ enum Decision {
     Deny,
 }
 
-/// The full ids of the pending requests of `entry` chosen by `prefix` (all when `None`).
+/// The full ids of the pending requests of `entry` chosen by `prefix` (all when `None`); a
+/// prefix must match exactly one request (an exact id always wins).
 fn select_requests(
-    entry: &ModuleEntry,
+    file: &PermissionsFile,
     id: &str,
     prefix: Option<&str>,
 ) -> anyhow::Result<Vec<String>> {
-    let Some(prefix) = prefix else {
-        return Ok(entry.pending.iter().map(|p| p.id.clone()).collect());
+    let Some(entry) = file.modules.get(id) else {
+        return Err(PermError::NotApproved(id.to_string()).into());
     };
-    let matches: Vec<String> = entry
-        .pending
-        .iter()
-        .filter(|p| p.id.starts_with(prefix))
-        .map(|p| p.id.clone())
-        .collect();
-    match matches.len() {
-        0 => anyhow::bail!(
-            "module `{id}` has no pending request whose id starts with `{prefix}`; see `pons permissions pending`"
-        ),
-        1 => Ok(matches),
-        n => anyhow::bail!(
-            "`{prefix}` matches {n} pending requests of module `{id}`; give more characters of the request id"
-        ),
+    match prefix {
+        None => Ok(entry.pending.iter().map(|p| p.id.clone()).collect()),
+        Some(prefix) => {
+            let i = file.resolve_request(id, Some(prefix))?;
+            Ok(vec![entry.pending[i].id.clone()])
+        }
     }
 }
 
@@ -234,11 +229,12 @@ fn decide(
 ) -> anyhow::Result<ExitCode> {
     let now = offline::now_iso();
     let done = crate::store::update_permissions(home, |file| {
-        let chosen = select_requests(entry(file, home, id)?, id, prefix)?;
+        entry(file, home, id)?;
+        let chosen = select_requests(file, id, prefix)?;
         for req in &chosen {
             match d {
-                Decision::Grant => offline::grant(file, id, req, &now),
-                Decision::Deny => offline::deny(file, id, req, &now),
+                Decision::Grant => file.grant(id, Some(req), &now)?,
+                Decision::Deny => file.deny(id, Some(req), &now)?,
             };
         }
         Ok(chosen)
@@ -266,6 +262,8 @@ fn decide(
         }
         if d == Decision::Grant {
             println!("A running kernel restarts `{id}` with the new permissions by itself.");
+        } else {
+            println!("Later requests for these values are denied without asking again.");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -282,10 +280,10 @@ fn revoke(
         entry(file, home, id)?;
         match kind {
             None => {
-                offline::revoke(file, id);
+                file.revoke(id);
             }
             Some(k) => {
-                if !offline::revoke_kind(file, id, k, value) {
+                if !file.revoke_value(id, k, value) {
                     anyhow::bail!(
                         "unknown permission type `{k}`; use one of net, read, write, env, run, sys"
                     );
@@ -311,31 +309,40 @@ fn revoke(
 mod tests {
     use super::*;
 
-    fn entry_with(ids: &[&str]) -> ModuleEntry {
-        ModuleEntry {
-            pending: ids
-                .iter()
-                .map(|i| PendingRequest {
-                    id: i.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }
+    fn file_with(ids: &[&str]) -> PermissionsFile {
+        let mut f = PermissionsFile::default();
+        f.modules.insert(
+            "m".into(),
+            ModuleEntry {
+                pending: ids
+                    .iter()
+                    .map(|i| PendingRequest {
+                        id: i.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        );
+        f
     }
 
     #[test]
     fn request_prefixes() {
-        let e = entry_with(&["0b9d2c4e-1", "0b9d2c4e-2", "abcd"]);
-        assert_eq!(select_requests(&e, "m", Some("ab")).unwrap(), vec!["abcd"]);
-        assert_eq!(select_requests(&e, "m", None).unwrap().len(), 3);
-        let err = select_requests(&e, "m", Some("0b9d"))
+        let f = file_with(&["0b9d2c4e-1", "0b9d2c4e-2", "abcd"]);
+        assert_eq!(select_requests(&f, "m", Some("ab")).unwrap(), vec!["abcd"]);
+        assert_eq!(select_requests(&f, "m", None).unwrap().len(), 3);
+        let err = select_requests(&f, "m", Some("0b9d"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("matches 2 pending requests"), "{err}");
-        assert!(select_requests(&e, "m", Some("zz")).is_err());
+        assert!(err.contains("matches 2 requests"), "{err}");
+        assert!(select_requests(&f, "m", Some("zz")).is_err());
+        assert!(select_requests(&f, "x", None)
+            .unwrap_err()
+            .to_string()
+            .contains("pons modules approve x"));
         assert_eq!(
-            select_requests(&e, "m", Some("0b9d2c4e-2")).unwrap(),
+            select_requests(&f, "m", Some("0b9d2c4e-2")).unwrap(),
             vec!["0b9d2c4e-2"]
         );
     }

@@ -9,24 +9,16 @@ use crate::control::api::PlanReply;
 use crate::home::Home;
 
 pub fn run(home: &Home, args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let (reply, running) = match remote::call(home, &remote::cmd("plan"), |_| {})? {
-        Some(data) => {
-            let reply = serde_json::from_value::<PlanReply>(data).map_err(|e| {
-                anyhow::anyhow!("the kernel's `plan` answer does not match this pons version: {e}")
-            })?;
-            (reply, true)
-        }
-        None => (offline_reply(home), false),
+    let reply = match remote::call(home, &remote::cmd("plan"), |_| {})? {
+        Some(data) => serde_json::from_value::<PlanReply>(data).map_err(|e| {
+            anyhow::anyhow!("the kernel's `plan` answer does not match this pons version: {e}")
+        })?,
+        None => offline_reply(home),
     };
     if args.json {
         output::print_json(&reply.json)?;
     } else {
-        if !running {
-            println!(
-                "The kernel is not running: this is the plan for starting it now (everything runnable would spawn)."
-            );
-            println!();
-        }
+        // Without a kernel the rendered plan itself says so.
         print!("{}", reply.text);
         if !reply.text.ends_with('\n') {
             println!();

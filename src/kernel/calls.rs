@@ -1,10 +1,20 @@
 //! Kernel calls (module → kernel `call`, compat.md §5): answered with `call:response` carrying
 //! the caller's id. Config access is scoped to the caller's own section; refusals are
 //! `security.violation`s (strict mode: the caller goes through the restart path).
+//!
+//! `config.set` validates the edited section against the module's JSON Schema before it writes
+//! config.yaml (locked read-modify-write, minimal edit); the pass it requests pushes
+//! `config:update`. `permissions.*` read permissions.yaml from disk; a new runtime request is
+//! recorded with the same locked read-modify-write, logged and announced on
+//! `kernel.permissions.pending`. A module only ever sees its own pending requests.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pons_reconciler::config::EnforcementMode;
+use pons_reconciler::desired::BlockReason;
+use pons_reconciler::permissions::{PermissionSet, PermissionsFile, RequestOutcome};
+use pons_reconciler::snapshot::FileRead;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
@@ -32,7 +42,9 @@ pub async fn handle(
     match result {
         Ok(v) => {
             let raw = v.and_then(|v| serde_json::value::to_raw_value(&v).ok());
-            core.send(&module, |b| outbound::call_response_ok(b, &id, raw.as_deref()));
+            core.send(&module, |b| {
+                outbound::call_response_ok(b, &id, raw.as_deref())
+            });
         }
         Err(e) => {
             core.send(&module, |b| outbound::call_response_err(b, &id, &e));
@@ -40,7 +52,12 @@ pub async fn handle(
     }
 }
 
-async fn dispatch(kernel: &Arc<Kernel>, module: &Arc<str>, method: &str, params: Option<&Value>) -> CallResult {
+async fn dispatch(
+    kernel: &Arc<Kernel>,
+    module: &Arc<str>,
+    method: &str,
+    params: Option<&Value>,
+) -> CallResult {
     match method {
         "module.list" => Ok(Some(module_list(kernel))),
         "module.commands" => {
@@ -73,12 +90,18 @@ async fn dispatch(kernel: &Arc<Kernel>, module: &Arc<str>, method: &str, params:
                 None => Err(format!("Error: Service not found: {svc}")),
             }
         }
-        "monitor.snapshot" => Ok(Some(json!({
-            "modules": module_list(kernel),
-            "services": service_list(kernel),
-            "pending": {},
-            "uptime": kernel.started.elapsed().as_millis() as u64,
-        }))),
+        "monitor.snapshot" => {
+            let pending = own_pending(kernel, module).await;
+            Ok(Some(json!({
+                "modules": module_list(kernel),
+                "services": service_list(kernel),
+                "pending": pending,
+                "uptime": kernel.started.elapsed().as_millis() as u64,
+            })))
+        }
+        "permissions.check" => permissions_check(kernel, module, params).await,
+        "permissions.request" => permissions_request(kernel, module, params).await,
+        "permissions.pending" => Ok(Some(own_pending(kernel, module).await)),
         "config.get" => config_get(kernel, module, params),
         "config.set" => config_set(kernel, module, params).await,
         "config.sections" => {
@@ -118,7 +141,12 @@ fn service_list(kernel: &Kernel) -> Value {
 }
 
 /// compat.md §5 `checkConfig`: returns Err(error text) when access is refused.
-fn check_key(kernel: &Kernel, module: &Arc<str>, key: Option<&str>, verb: &str) -> Result<(), String> {
+fn check_key(
+    kernel: &Kernel,
+    module: &Arc<str>,
+    key: Option<&str>,
+    verb: &str,
+) -> Result<(), String> {
     let core = kernel.core.lock();
     let config_key = core
         .modules
@@ -194,7 +222,7 @@ async fn config_set(kernel: &Arc<Kernel>, module: &Arc<str>, params: Option<&Val
     };
     let key = params.get("key").and_then(Value::as_str);
     if let Some(first) = key.and_then(|k| k.split('.').next()) {
-        if matches!(first, "security" | "kernel" | "lifecycle" | "logging") {
+        if pons_reconciler::config::is_protected(first) {
             let core = kernel.core.lock();
             tracing::error!(moduleId = %module, action = "deny", target = %key.unwrap_or(""), "security.violation");
             if core.settings.enforcement == EnforcementMode::Strict {
@@ -215,8 +243,20 @@ async fn config_set(kernel: &Arc<Kernel>, module: &Arc<str>, params: Option<&Val
     let home = kernel.home.clone();
     let to_write = coerced.clone();
     let k = key.clone();
+    let owner = module.to_string();
     let res = tokio::task::spawn_blocking(move || {
-        crate::store::update_config_text(&home, |text| crate::store::set_config_key(text, &k, &to_write))
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let mut snap = crate::snapshot_io::read_snapshot(&home, &env);
+        crate::store::update_config_text(&home, |text| {
+            let new = crate::store::set_config_key(text, &k, &to_write)?;
+            if new != text {
+                snap.config_yaml = FileRead::Bytes(new.clone().into_bytes());
+                if let Some(msg) = section_invalid(&snap, &owner) {
+                    return Err(anyhow::Error::new(Invalid(msg)));
+                }
+            }
+            Ok(new)
+        })
     })
     .await;
     match res {
@@ -224,16 +264,165 @@ async fn config_set(kernel: &Arc<Kernel>, module: &Arc<str>, params: Option<&Val
             let _ = request_pass(kernel, PassKind::Signal, None).await;
             Ok(Some(json!({"success": true, "coerced": coerced})))
         }
-        Ok(Err(e)) => Ok(Some(json!({"success": false, "error": e.to_string()}))),
+        Ok(Err(e)) => {
+            let error = match e.downcast_ref::<Invalid>() {
+                Some(Invalid(msg)) => msg.clone(),
+                None => format!("{e:#}"),
+            };
+            Ok(Some(json!({"success": false, "error": error})))
+        }
         Err(e) => Ok(Some(json!({"success": false, "error": e.to_string()}))),
     }
 }
 
+/// A `config.set` refused by the module's schema (the message is the call's `error`).
+#[derive(Debug)]
+struct Invalid(String);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Whether `owner`'s config section fails interpolation or its schema in the desired state of
+/// `snap` (built as the next pass would): `Validation failed at <section><pointer>: <msg>`.
+fn section_invalid(snap: &pons_reconciler::Snapshot, owner: &str) -> Option<String> {
+    let desired = pons_reconciler::build_desired(snap, None);
+    desired
+        .blocked
+        .iter()
+        .find(|b| b.id == owner)
+        .and_then(|b| match &b.reason {
+            BlockReason::InvalidConfig { section, errors } => Some(
+                errors
+                    .iter()
+                    .map(|e| match e.strip_prefix("/: ") {
+                        Some(rest) => format!("Validation failed at {section}: {rest}"),
+                        None => format!("Validation failed at {section}{e}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            _ => None,
+        })
+}
+
+/// The `permissions` of a `permissions.check` / `permissions.request`, checked against the strict
+/// schema of the manifest's block.
+fn requested_permissions(method: &str, params: Option<&Value>) -> Result<PermissionSet, String> {
+    let Some(params) = params else {
+        return Err(format!(
+            "TypeError: Cannot read properties of undefined (reading 'permissions') in {method}"
+        ));
+    };
+    let Some(p) = params.get("permissions") else {
+        return Err(format!(
+            "Error: {method} needs `permissions`, an object with the keys net, read, write, env, run, sys"
+        ));
+    };
+    pons_reconciler::manifest::validate_permissions(p)
+        .map_err(|e| format!("Error: invalid `permissions` in {method}: {e}"))?;
+    serde_json::from_value(p.clone())
+        .map_err(|e| format!("Error: invalid `permissions` in {method}: {e}"))
+}
+
+/// permissions.yaml as on disk; when it cannot be read, the last good value of the desired state
+/// (the file's error is reported by the pass).
+async fn current_permissions(kernel: &Kernel) -> PermissionsFile {
+    let home = kernel.home.clone();
+    let read = tokio::task::spawn_blocking(move || crate::store::read_permissions(&home)).await;
+    match read {
+        Ok(Ok(p)) => p,
+        _ => kernel
+            .state
+            .lock()
+            .desired
+            .as_ref()
+            .map(|d| d.permissions.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// `{<caller>: [PendingRequest…]}` with the caller's own pending requests, or `{}`. (The
+/// reference answers every module's requests to anyone, compat.md §9.2-20.)
+async fn own_pending(kernel: &Kernel, module: &str) -> Value {
+    let file = current_permissions(kernel).await;
+    match file.modules.get(module).filter(|e| !e.pending.is_empty()) {
+        Some(e) => json!({ module: e.pending }),
+        None => json!({}),
+    }
+}
+
+async fn permissions_check(kernel: &Kernel, module: &str, params: Option<&Value>) -> CallResult {
+    let perms = requested_permissions("permissions.check", params)?;
+    let file = current_permissions(kernel).await;
+    if file.effective(module).is_none() {
+        // compat.md §5: the request as given.
+        let given = params
+            .and_then(|p| p.get("permissions"))
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        return Ok(Some(json!({"granted": false, "missing": given})));
+    }
+    Ok(Some(file.check(module, &perms).to_json()))
+}
+
+async fn permissions_request(kernel: &Kernel, module: &str, params: Option<&Value>) -> CallResult {
+    let perms = requested_permissions("permissions.request", params)?;
+    let reason = params
+        .and_then(|p| p.get("reason"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let home = kernel.home.clone();
+    let id = module.to_string();
+    let new_id = uuid::Uuid::new_v4().to_string();
+    let now = now_iso();
+    let asked = perms.clone();
+    let why = reason.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        crate::store::update_permissions(&home, |file| {
+            Ok(file.request(&id, &asked, why.as_deref(), &new_id, &now))
+        })
+    })
+    .await
+    .map_err(|e| format!("Error: {e}"))?
+    .map_err(|e| {
+        tracing::warn!(moduleId = %module, error = %format!("{e:#}"), "permission request not recorded");
+        "Error: the permission request could not be recorded because permissions.yaml cannot be read or written; ask the operator to fix it".to_string()
+    })?;
+    if let RequestOutcome::Pending {
+        request_id,
+        new: true,
+    } = &outcome
+    {
+        let shown = serde_json::to_string(&perms).unwrap_or_default();
+        tracing::warn!(
+            moduleId = %module,
+            requestId = %request_id,
+            permissions = %shown,
+            reason = reason.as_deref().unwrap_or(""),
+            "Pending permission request"
+        );
+        let payload = json!({
+            "moduleId": module,
+            "requestId": request_id,
+            "permissions": perms,
+            "reason": reason,
+        });
+        kernel.core.lock().emit(PENDING_TOPIC, &payload);
+    }
+    Ok(Some(outcome.to_json()))
+}
+
+/// Topic announcing new runtime permission requests to operator modules.
+pub const PENDING_TOPIC: &str = "kernel.permissions.pending";
+
 /// ISO-8601 UTC with milliseconds, as the reference writes timestamps.
 pub fn iso(t: std::time::SystemTime) -> String {
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let odt = time::OffsetDateTime::from_unix_timestamp_nanos(d.as_nanos() as i128)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let fmt = time::macros::format_description!(

@@ -15,33 +15,11 @@ use serde_json::{Map, Value};
 /// Path segments refused (compat.md §3.4).
 const UNSAFE_SEGMENTS: &[&str] = &["__proto__", "constructor", "prototype"];
 
-/// The YAML reading options of pons: duplicate keys are an error, booleans are only
-/// `true`/`false`, leading-zero and underscored numbers stay strings.
-// TODO(merge): use the reconciler's shared options if it exports them.
-pub fn yaml_options() -> serde_saphyr::Options {
-    serde_saphyr::options! {
-        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
-        strict_booleans: true,
-        leading_zero_numbers_as_strings: true,
-        underscored_numbers_as_strings: true,
-    }
-}
-
-/// One-line summary of a YAML error (`line L column C: …`), without the source snippet.
-pub fn yaml_error_summary(e: &serde_saphyr::Error) -> String {
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or("").trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    first
-        .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
-        .trim()
-        .to_string()
-}
-
-/// Parses YAML text with [`yaml_options`] into JSON; an empty document is `null`.
+/// Parses YAML text with the reconciler's strict reader (duplicate keys are errors with line and
+/// column, booleans are only `true`/`false`, leading-zero and underscored numbers stay strings)
+/// into JSON; an empty document is `null`.
 pub fn parse_yaml(text: &str) -> Result<Value, String> {
-    serde_saphyr::from_str_with_options::<Value>(text, yaml_options())
-        .map_err(|e| yaml_error_summary(&e))
+    pons_reconciler::yaml::parse_value(text.as_bytes()).map_err(|e| e.message)
 }
 
 /// Sets `value` at the dotted `key_path` of `text` (config.yaml), changing as few lines as
