@@ -47,16 +47,28 @@ fn control_commands() {
     home.add(ModuleSpec::new("one").manifest(json!({"provides": ["s1"]})));
     let _k = home.start();
     home.wait_status("one", "ready", T);
-    let mode = std::fs::metadata(home.path().join("run/kernel.sock")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(home.path().join("run/kernel.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode");
     let mut c = Conn::open(&home);
     let list = c.ask(r#"{"cmd":"module.list"}"#);
     assert_eq!(list["ok"], true);
-    assert_eq!(list["data"]["modules"][0], json!({"id": "one", "status": "ready", "provides": ["s1"]}));
+    assert_eq!(
+        list["data"]["modules"][0],
+        json!({"id": "one", "status": "ready", "provides": ["s1"]})
+    );
     assert_eq!(c.ask("not json")["error"], "Invalid JSON");
     assert_eq!(c.ask(r#"{"cmd":"x"}"#)["error"], "Unknown command: x");
-    assert_eq!(c.ask(r#"{"cmd":"module.status"}"#)["error"], "moduleId is required");
-    assert_eq!(c.ask(r#"{"cmd":"module.status","moduleId":"nope"}"#)["error"], "Module \"nope\" not found");
+    assert_eq!(
+        c.ask(r#"{"cmd":"module.status"}"#)["error"],
+        "moduleId is required"
+    );
+    assert_eq!(
+        c.ask(r#"{"cmd":"module.status","moduleId":"nope"}"#)["error"],
+        "Module \"nope\" not found"
+    );
     let st = c.ask(r#"{"cmd":"module.status","moduleId":"one"}"#);
     assert_eq!(st["data"]["id"], "one");
     assert_eq!(st["data"]["restartCount"], 0);
@@ -85,7 +97,13 @@ fn control_commands() {
     assert_eq!(res["data"]["moduleId"], "extra");
     let hash = pons_reconciler::manifest::hash(&std::fs::read(src.join("module.json")).unwrap());
     assert_eq!(res["data"]["manifestHash"], hash.as_str());
-    assert!(home.path().join("modules/extra").symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(home
+        .path()
+        .join("modules/extra")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
     let perms = std::fs::read_to_string(home.path().join("permissions.yaml")).unwrap();
     assert!(perms.contains(&hash), "approved with the bare-hex hash");
     home.wait_status("extra", "ready", T);

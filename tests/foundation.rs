@@ -19,7 +19,11 @@ fn module_gets_install_init_and_becomes_ready() {
     let st = home.wait_status("alpha", "ready", T);
     assert!(st["pid"].as_u64().is_some(), "ready module has a pid: {st}");
     let types = home.received_types("alpha");
-    assert_eq!(&types[..2], ["install", "init"], "first spawn gets install then init: {types:?}");
+    assert_eq!(
+        &types[..2],
+        ["install", "init"],
+        "first spawn gets install then init: {types:?}"
+    );
     let init = &home.received("alpha")[1];
     assert_eq!(init["protocolVersion"], "1.0");
     let hp = home.path().to_string_lossy().to_string();
@@ -50,7 +54,9 @@ fn consumer_waits_until_provider_is_ready() {
     let _k = home.start();
     home.wait_status("consumer", "waiting", T);
     assert!(
-        !home.received_types("consumer").contains(&"deps_ready".to_string()),
+        !home
+            .received_types("consumer")
+            .contains(&"deps_ready".to_string()),
         "no deps_ready before the provider is ready"
     );
     home.wait_received("consumer", "deps_ready", T);
@@ -113,7 +119,10 @@ fn unapproved_and_tampered_modules_are_blocked_with_reasons() {
     home.wait_status("fine", "ready", T);
     let s = home.wait_status("stranger", "blocked", T);
     assert!(
-        s["reason"].as_str().unwrap_or_default().contains("pons modules approve"),
+        s["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pons modules approve"),
         "names the approve command: {s}"
     );
     let t = home.wait_status("tampered", "blocked", T);
@@ -133,7 +142,9 @@ fn ready_timeout_goes_to_the_restart_path() {
     wait_for("a second start after the ready timeout", T, || {
         (home.starts("sleepy").len() >= 2).then_some(())
     });
-    assert!(home.received_types("sleepy").contains(&"shutdown".to_string()));
+    assert!(home
+        .received_types("sleepy")
+        .contains(&"shutdown".to_string()));
 }
 
 #[test]
@@ -143,7 +154,10 @@ fn crash_backoff_grows_then_crashed() {
     home.add(ModuleSpec::new("crashy").args(&["--crash-after-ms", "100", "--stderr", "boom"]));
     let k = home.start();
     let m = home.wait_status("crashy", "crashed", Duration::from_secs(20));
-    assert!(m["reason"].as_str().unwrap_or_default().contains("crashed"), "{m}");
+    assert!(
+        m["reason"].as_str().unwrap_or_default().contains("crashed"),
+        "{m}"
+    );
     let starts = home.starts("crashy");
     assert_eq!(starts.len(), 3, "maxRestarts 3: three processes in all");
     let times: Vec<u64> = home
@@ -157,7 +171,10 @@ fn crash_backoff_grows_then_crashed() {
         let gap2 = times[2] - times[1];
         assert!(gap2 > gap1, "backoff grows: {gap1} ms then {gap2} ms");
     }
-    assert!(home.kernel_log().contains("boom"), "last stderr line is reported");
+    assert!(
+        home.kernel_log().contains("boom"),
+        "last stderr line is reported"
+    );
     drop(k);
 }
 
@@ -173,7 +190,11 @@ fn ignored_pings_restart_the_module() {
     wait_for("deaf restarted after failed health checks", T, || {
         (home.starts("deaf").len() >= 2).then_some(())
     });
-    assert_eq!(home.starts("hearing").len(), 1, "a module that answers pings is left alone");
+    assert_eq!(
+        home.starts("hearing").len(),
+        1,
+        "a module that answers pings is left alone"
+    );
     assert!(home.received_types("hearing").contains(&"ping".to_string()));
 }
 
@@ -209,12 +230,17 @@ fn ordered_shutdown_stops_dependents_first_and_leaves_nothing() {
         .iter()
         .find(|e| e["event"] == "recv" && e["msg"]["type"] == "shutdown")
         .and_then(|e| e["t"].as_u64());
-    let (a, b) = (app_shutdown.expect("app got shutdown"), base_shutdown.expect("base got shutdown"));
+    let (a, b) = (
+        app_shutdown.expect("app got shutdown"),
+        base_shutdown.expect("base got shutdown"),
+    );
     assert!(a <= b, "the dependent is told first ({a} <= {b})");
     for pid in pids.iter().chain([gc_pid].iter()) {
-        wait_for(&format!("process {pid} gone"), Duration::from_secs(5), || {
-            (!alive(*pid)).then_some(())
-        });
+        wait_for(
+            &format!("process {pid} gone"),
+            Duration::from_secs(5),
+            || (!alive(*pid)).then_some(()),
+        );
     }
     assert!(!home.path().join(".runtime/kernel.pid").exists());
     assert!(!home.path().join("run/kernel.sock").exists());
@@ -236,9 +262,11 @@ fn no_orphans_after_kernel_sigkill() {
     assert!(alive(pid) && alive(gc_pid));
     k.kill9();
     for p in [pid, gc_pid] {
-        wait_for(&format!("process {p} gone after kernel SIGKILL"), Duration::from_secs(5), || {
-            (!alive(p)).then_some(())
-        });
+        wait_for(
+            &format!("process {p} gone after kernel SIGKILL"),
+            Duration::from_secs(5),
+            || (!alive(p)).then_some(()),
+        );
     }
 }
 
@@ -260,13 +288,14 @@ fn garbage_output_never_kills_a_module() {
 #[test]
 fn environment_is_scrubbed_to_the_allowlist_and_approved_env() {
     let mut home = TestHome::new();
-    home.add(
-        ModuleSpec::new("envy").manifest(json!({"permissions": {"env": ["GRANTED_VAR"]}})),
-    );
+    home.add(ModuleSpec::new("envy").manifest(json!({"permissions": {"env": ["GRANTED_VAR"]}})));
     let _k = home.start_with(&[], &[("SECRET_TOKEN", "s3cret"), ("GRANTED_VAR", "yes")]);
     home.wait_status("envy", "ready", T);
     let env = home.starts("envy")[0]["env"].clone();
-    assert!(env.get("SECRET_TOKEN").is_none(), "unapproved variable leaked: {env}");
+    assert!(
+        env.get("SECRET_TOKEN").is_none(),
+        "unapproved variable leaked: {env}"
+    );
     assert_eq!(env["GRANTED_VAR"], "yes");
     assert_eq!(env["PONS_HOME"], home.path().to_string_lossy().as_ref());
     assert!(env.get("PATH").is_some());

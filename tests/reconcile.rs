@@ -37,12 +37,20 @@ fn config_edit_pushes_config_update_only_to_the_owner() {
     home.wait_status("alpha", "ready", T);
     home.wait_status("beta", "ready", T);
     let (pa, pb) = (pid_of(&home, "alpha"), pid_of(&home, "beta"));
-    home.write_config("lifecycle:\n  shutdownGraceMs: 1000\nalpha:\n  port: 10\nbeta:\n  port: 2\n");
-    let upd = wait_for("alpha config:update", T, || config_updates(&home, "alpha").pop());
+    home.write_config(
+        "lifecycle:\n  shutdownGraceMs: 1000\nalpha:\n  port: 10\nbeta:\n  port: 2\n",
+    );
+    let upd = wait_for("alpha config:update", T, || {
+        config_updates(&home, "alpha").pop()
+    });
     assert_eq!(upd["config"], json!({"alpha": {"port": 10}}));
     assert_eq!(upd["changedSections"], json!(["alpha"]));
     assert!(config_updates(&home, "beta").is_empty(), "beta untouched");
-    assert_eq!((pid_of(&home, "alpha"), pid_of(&home, "beta")), (pa, pb), "no restart");
+    assert_eq!(
+        (pid_of(&home, "alpha"), pid_of(&home, "beta")),
+        (pa, pb),
+        "no restart"
+    );
 }
 
 #[test]
@@ -52,9 +60,15 @@ fn config_saved_by_rename_is_seen() {
     let _k = home.start();
     home.wait_status("alpha", "ready", T);
     let tmp = home.path().join(".config.yaml.swp");
-    std::fs::write(&tmp, "lifecycle:\n  shutdownGraceMs: 1000\nalpha:\n  port: 11\nbeta:\n  port: 2\n").unwrap();
+    std::fs::write(
+        &tmp,
+        "lifecycle:\n  shutdownGraceMs: 1000\nalpha:\n  port: 11\nbeta:\n  port: 2\n",
+    )
+    .unwrap();
     std::fs::rename(&tmp, home.path().join("config.yaml")).unwrap();
-    let upd = wait_for("alpha config:update", T, || config_updates(&home, "alpha").pop());
+    let upd = wait_for("alpha config:update", T, || {
+        config_updates(&home, "alpha").pop()
+    });
     assert_eq!(upd["config"]["alpha"]["port"], 11);
 }
 
@@ -66,15 +80,25 @@ fn manual_mode_waits_for_apply() {
     home.wait_status("alpha", "ready", T);
     home.wait_status("beta", "ready", T);
     let out = home.pons(&["plan", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0), "converged: {}", String::from_utf8_lossy(&out.stdout));
-    home.write_config("lifecycle:\n  shutdownGraceMs: 1000\nalpha:\n  port: 12\nbeta:\n  port: 2\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "converged: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    home.write_config(
+        "lifecycle:\n  shutdownGraceMs: 1000\nalpha:\n  port: 12\nbeta:\n  port: 2\n",
+    );
     let out = wait_for("plan to show the pending change", T, || {
         let out = home.pons(&["plan", "--detailed-exitcode"]);
         (out.status.code() == Some(2)).then_some(out)
     });
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("alpha"), "{text}");
-    assert!(text.contains("-  port: 1") || text.contains("- port: 1") || text.contains("-port: 1"), "diff shown: {text}");
+    assert!(
+        text.contains("-  port: 1") || text.contains("- port: 1") || text.contains("-port: 1"),
+        "diff shown: {text}"
+    );
     let json_out = home.pons(&["plan", "--json"]);
     let plan: serde_json::Value = serde_json::from_slice(&json_out.stdout).unwrap();
     assert_eq!(plan["kernelRunning"], true);
@@ -83,10 +107,19 @@ fn manual_mode_waits_for_apply() {
         let s = home.status();
         (s["pending"].as_u64().unwrap_or(0) > 0 && s["converged"] == false).then_some(())
     });
-    assert!(config_updates(&home, "alpha").is_empty(), "nothing applied in manual mode");
+    assert!(
+        config_updates(&home, "alpha").is_empty(),
+        "nothing applied in manual mode"
+    );
     let out = home.pons(&["apply"]);
-    assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
-    let upd = wait_for("alpha config:update", T, || config_updates(&home, "alpha").pop());
+    assert!(
+        out.status.success(),
+        "apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let upd = wait_for("alpha config:update", T, || {
+        config_updates(&home, "alpha").pop()
+    });
     assert_eq!(upd["config"]["alpha"]["port"], 12);
     let out = home.pons(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "converged after apply");
@@ -123,8 +156,16 @@ fn permission_change_restarts_only_that_module() {
     let p = home.path().join("permissions.yaml");
     let text = std::fs::read_to_string(&p).unwrap();
     // Grant alpha an environment variable in its approved base permissions.
-    let edited = text.replacen("  alpha:\n    base:\n", "  alpha:\n    base:\n      sys: [hostname]\n", 1);
-    let edited = edited.replacen("      sys: []\n    baseManifestHash", "    baseManifestHash", 1);
+    let edited = text.replacen(
+        "  alpha:\n    base:\n",
+        "  alpha:\n    base:\n      sys: [hostname]\n",
+        1,
+    );
+    let edited = edited.replacen(
+        "      sys: []\n    baseManifestHash",
+        "    baseManifestHash",
+        1,
+    );
     assert_ne!(edited, text);
     std::fs::write(&p, edited).unwrap();
     wait_for("alpha restarted", T, || {
@@ -144,10 +185,17 @@ fn invalid_yaml_changes_nothing_and_is_reported() {
     home.write_config("alpha: [unclosed\n");
     wait_for("status to report the config error", T, || {
         let s = home.status();
-        s["errors"].to_string().contains("config.yaml").then_some(())
+        s["errors"]
+            .to_string()
+            .contains("config.yaml")
+            .then_some(())
     });
     let out = home.pons(&["plan"]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("config.yaml"), "plan names the file: {text}");
     assert_eq!(pid_of(&home, "alpha"), pa);
     assert!(config_updates(&home, "alpha").is_empty());
@@ -167,9 +215,19 @@ fn sighup_with_nothing_changed_does_nothing() {
     let out = home.pons(&["apply", "--json"]);
     let res: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(res["converged"], true, "{res}");
-    assert_eq!(res["actions"].as_array().map(|a| a.iter().filter(|x| x["action"] != "blocked").count()), Some(0), "{res}");
+    assert_eq!(
+        res["actions"]
+            .as_array()
+            .map(|a| a.iter().filter(|x| x["action"] != "blocked").count()),
+        Some(0),
+        "{res}"
+    );
     let after = (home.received("alpha").len(), home.received("beta").len());
-    let only_pings = |id: &str, n: usize| home.received(id)[n..].iter().all(|m| m["type"] == "ping");
-    assert!(only_pings("alpha", before.0) && only_pings("beta", before.1), "no messages: {before:?} -> {after:?}");
+    let only_pings =
+        |id: &str, n: usize| home.received(id)[n..].iter().all(|m| m["type"] == "ping");
+    assert!(
+        only_pings("alpha", before.0) && only_pings("beta", before.1),
+        "no messages: {before:?} -> {after:?}"
+    );
     assert_eq!((pid_of(&home, "alpha"), pid_of(&home, "beta")), pids);
 }

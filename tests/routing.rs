@@ -33,22 +33,37 @@ fn is_uuid_v4(s: &str) -> bool {
 #[test]
 fn publish_reaches_subscribers_but_not_the_publisher() {
     let mut home = TestHome::new();
-    home.add(ModuleSpec::new("pub").manifest(json!({"publishes": ["news:a"], "subscribes": ["news:a"]})));
+    home.add(
+        ModuleSpec::new("pub").manifest(json!({"publishes": ["news:a"], "subscribes": ["news:a"]})),
+    );
     home.add(ModuleSpec::new("sub1").manifest(json!({"subscribes": ["news:a"]})));
     home.add(ModuleSpec::new("sub2").manifest(json!({"subscribes": ["news:*"]})));
     let _k = home.start();
     for id in ["pub", "sub1", "sub2"] {
         home.wait_status(id, "ready", T);
     }
-    home.command("pub", json!({"publish": {"topic": "news:a", "payload": {"n": 1, "s": "x"}}}));
-    let d1 = wait_for("sub1 deliver", T, || delivers(&home, "sub1", "news:a").pop());
-    let d2 = wait_for("sub2 deliver (wildcard)", T, || delivers(&home, "sub2", "news:a").pop());
+    home.command(
+        "pub",
+        json!({"publish": {"topic": "news:a", "payload": {"n": 1, "s": "x"}}}),
+    );
+    let d1 = wait_for("sub1 deliver", T, || {
+        delivers(&home, "sub1", "news:a").pop()
+    });
+    let d2 = wait_for("sub2 deliver (wildcard)", T, || {
+        delivers(&home, "sub2", "news:a").pop()
+    });
     assert_eq!(d1["payload"], json!({"n": 1, "s": "x"}));
     assert_eq!(d2["payload"], json!({"n": 1, "s": "x"}));
     let (i1, i2) = (d1["id"].as_str().unwrap(), d2["id"].as_str().unwrap());
-    assert!(is_uuid_v4(i1) && is_uuid_v4(i2) && i1 != i2, "fresh UUID per delivery: {i1} {i2}");
+    assert!(
+        is_uuid_v4(i1) && is_uuid_v4(i2) && i1 != i2,
+        "fresh UUID per delivery: {i1} {i2}"
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(delivers(&home, "pub", "news:a").is_empty(), "never to the publisher");
+    assert!(
+        delivers(&home, "pub", "news:a").is_empty(),
+        "never to the publisher"
+    );
 }
 
 #[test]
@@ -60,10 +75,18 @@ fn forbidden_publish_is_refused_and_restarts_the_publisher_in_strict_mode() {
     let _k = home.start();
     home.wait_status("rogue", "ready", T);
     home.wait_status("victim", "ready", T);
-    home.command("rogue", json!({"publish": {"topic": "secret:t", "payload": 1}}));
+    home.command(
+        "rogue",
+        json!({"publish": {"topic": "secret:t", "payload": 1}}),
+    );
     home.wait_log("security.violation", T);
-    wait_for("rogue restarted", T, || (home.starts("rogue").len() >= 2).then_some(()));
-    assert!(delivers(&home, "victim", "secret:t").is_empty(), "nothing delivered");
+    wait_for("rogue restarted", T, || {
+        (home.starts("rogue").len() >= 2).then_some(())
+    });
+    assert!(
+        delivers(&home, "victim", "secret:t").is_empty(),
+        "nothing delivered"
+    );
     assert!(home.kernel_log().contains("publish:secret:t"));
 }
 
@@ -76,8 +99,13 @@ fn warn_mode_delivers_and_logs() {
     let _k = home.start();
     home.wait_status("rogue", "ready", T);
     home.wait_status("victim", "ready", T);
-    home.command("rogue", json!({"publish": {"topic": "secret:t", "payload": 2}}));
-    wait_for("delivered in warn mode", T, || delivers(&home, "victim", "secret:t").pop());
+    home.command(
+        "rogue",
+        json!({"publish": {"topic": "secret:t", "payload": 2}}),
+    );
+    wait_for("delivered in warn mode", T, || {
+        delivers(&home, "victim", "secret:t").pop()
+    });
     home.wait_log("security.violation", T);
     assert_eq!(home.starts("rogue").len(), 1, "survives in warn mode");
 }
@@ -85,24 +113,35 @@ fn warn_mode_delivers_and_logs() {
 #[test]
 fn rpc_round_trip_restores_the_callers_id() {
     let mut home = TestHome::new();
-    home.add(ModuleSpec::new("prov").manifest(json!({"provides": ["math"]})).args(&["--echo"]));
+    home.add(
+        ModuleSpec::new("prov")
+            .manifest(json!({"provides": ["math"]}))
+            .args(&["--echo"]),
+    );
     home.add(ModuleSpec::new("mon").manifest(json!({"subscribes": ["system:rpc"]})));
     home.add(ModuleSpec::new("caller").manifest(json!({"requires": ["math"]})));
     let _k = home.start();
     for id in ["prov", "mon", "caller"] {
         home.wait_status(id, "ready", T);
     }
-    home.command("caller", json!({"rpc": {"service": "math", "method": "add", "params": {"a": 1}}}));
+    home.command(
+        "caller",
+        json!({"rpc": {"service": "math", "method": "add", "params": {"a": 1}}}),
+    );
     let res = result_of(&home, "caller", "rpc_result", 0);
     assert_eq!(res["result"]["echo"], json!({"a": 1}), "{res}");
     assert_eq!(res["result"]["from"], "caller");
     assert_eq!(res["result"]["method"], "add");
     let req = wait_for("provider got rpc_request", T, || {
-        home.received("prov").into_iter().find(|m| m["type"] == "rpc_request")
+        home.received("prov")
+            .into_iter()
+            .find(|m| m["type"] == "rpc_request")
     });
     assert_eq!(req["from"], "caller");
     assert_eq!(req["service"], "math");
-    let mon = wait_for("system:rpc event", T, || delivers(&home, "mon", "system:rpc").pop());
+    let mon = wait_for("system:rpc event", T, || {
+        delivers(&home, "mon", "system:rpc").pop()
+    });
     assert_eq!(mon["payload"]["from"], "caller");
     assert_eq!(mon["payload"]["service"], "math");
     assert!(mon["payload"]["ts"].as_u64().is_some());
@@ -112,17 +151,28 @@ fn rpc_round_trip_restores_the_callers_id() {
 fn rpc_errors() {
     let mut home = TestHome::new();
     home.write_config("lifecycle:\n  rpcTimeoutMs: 1000\n  shutdownGraceMs: 1000\n");
-    home.add(ModuleSpec::new("silent").manifest(json!({"provides": ["mute"]})).args(&["--no-reply"]));
     home.add(
-        ModuleSpec::new("asker").manifest(json!({"capabilities": {"services": ["mute", "ghost"], "topics": []}})),
+        ModuleSpec::new("silent")
+            .manifest(json!({"provides": ["mute"]}))
+            .args(&["--no-reply"]),
+    );
+    home.add(
+        ModuleSpec::new("asker")
+            .manifest(json!({"capabilities": {"services": ["mute", "ghost"], "topics": []}})),
     );
     let _k = home.start();
     home.wait_status("silent", "ready", T);
     home.wait_status("asker", "ready", T);
-    home.command("asker", json!({"rpc": {"service": "ghost", "method": "x", "params": null}}));
+    home.command(
+        "asker",
+        json!({"rpc": {"service": "ghost", "method": "x", "params": null}}),
+    );
     let r = result_of(&home, "asker", "rpc_result", 0);
     assert_eq!(r["error"], "service_not_found", "{r}");
-    home.command("asker", json!({"rpc": {"service": "mute", "method": "x", "params": null}}));
+    home.command(
+        "asker",
+        json!({"rpc": {"service": "mute", "method": "x", "params": null}}),
+    );
     let r = result_of(&home, "asker", "rpc_result", 1);
     assert_eq!(r["error"], "timeout", "{r}");
     home.wait_log("rpc.timeout", T);
@@ -132,31 +182,58 @@ fn rpc_errors() {
 fn forbidden_rpc_answers_forbidden_then_restarts_the_caller() {
     let mut home = TestHome::new();
     home.write_config("lifecycle:\n  shutdownGraceMs: 1000\n");
-    home.add(ModuleSpec::new("prov").manifest(json!({"provides": ["vault"]})).args(&["--echo"]));
+    home.add(
+        ModuleSpec::new("prov")
+            .manifest(json!({"provides": ["vault"]}))
+            .args(&["--echo"]),
+    );
     home.add(ModuleSpec::new("thief"));
     let _k = home.start();
     home.wait_status("prov", "ready", T);
     home.wait_status("thief", "ready", T);
-    home.command("thief", json!({"rpc": {"service": "vault", "method": "open", "params": {}}}));
-    let r = result_of(&home, "thief", "rpc_result", 0);
-    assert_eq!(r["error"], "forbidden");
-    wait_for("thief restarted", T, || (home.starts("thief").len() >= 2).then_some(()));
+    home.command(
+        "thief",
+        json!({"rpc": {"service": "vault", "method": "open", "params": {}}}),
+    );
+    // The answer is recorded as received before the module handles the `shutdown` that follows.
+    let r = wait_for("forbidden answer", T, || {
+        home.received("thief")
+            .into_iter()
+            .find(|m| m["type"] == "rpc_response")
+    });
+    assert_eq!(r["error"], "forbidden", "{r}");
+    assert_eq!(r["id"], "tm-rpc-1", "the caller's own id");
+    wait_for("thief restarted", T, || {
+        (home.starts("thief").len() >= 2).then_some(())
+    });
 }
 
 #[test]
 fn provider_dying_answers_callers_in_flight() {
     let mut home = TestHome::new();
-    home.add(ModuleSpec::new("prov").manifest(json!({"provides": ["slow"]})).args(&["--no-reply"]));
+    home.add(
+        ModuleSpec::new("prov")
+            .manifest(json!({"provides": ["slow"]}))
+            .args(&["--no-reply"]),
+    );
     home.add(ModuleSpec::new("caller").manifest(json!({"requires": ["slow"]})));
     let _k = home.start();
     home.wait_status("caller", "ready", T);
-    home.command("caller", json!({"rpc": {"service": "slow", "method": "x", "params": 1}}));
+    home.command(
+        "caller",
+        json!({"rpc": {"service": "slow", "method": "x", "params": 1}}),
+    );
     wait_for("request reached the provider", T, || {
-        home.received("prov").into_iter().find(|m| m["type"] == "rpc_request")
+        home.received("prov")
+            .into_iter()
+            .find(|m| m["type"] == "rpc_request")
     });
     home.command("prov", json!({"exit": 3}));
     let r = result_of(&home, "caller", "rpc_result", 0);
-    assert_eq!(r["error"], "Module prov stopped while processing RPC", "{r}");
+    assert_eq!(
+        r["error"], "Module prov stopped while processing RPC",
+        "{r}"
+    );
 }
 
 #[test]
@@ -170,9 +247,15 @@ fn kernel_calls() {
         home.command("me", json!({"call": {"method": method, "params": params}}));
         result_of(&home, "me", "call_result", n)
     };
-    assert_eq!(call(0, "config.get", json!({"key": "me.port"}))["result"], 8080);
+    assert_eq!(
+        call(0, "config.get", json!({"key": "me.port"}))["result"],
+        8080
+    );
     let missing = call(1, "config.get", json!({"key": "me.nope"}));
-    assert!(missing.get("result").is_none() || missing["result"].is_null(), "{missing}");
+    assert!(
+        missing.get("result").is_none() || missing["result"].is_null(),
+        "{missing}"
+    );
     let list = call(2, "module.list", json!(null));
     assert_eq!(list["result"][0]["id"], "me");
     let res = call(3, "service.resolve", json!({"service": "svc-me"}));
@@ -184,21 +267,47 @@ fn kernel_calls() {
     let res = call(6, "config.sections", json!(null));
     assert_eq!(res["result"][0]["key"], "me");
     let res = call(7, "config.set", json!({"key": "me.port", "value": "9090"}));
-    assert_eq!(res["result"], json!({"success": true, "coerced": 9090}), "{res}");
+    assert_eq!(
+        res["result"],
+        json!({"success": true, "coerced": 9090}),
+        "{res}"
+    );
     let upd = wait_for("config:update after config.set", T, || {
-        home.received("me").into_iter().find(|m| m["type"] == "config:update")
+        home.received("me")
+            .into_iter()
+            .find(|m| m["type"] == "config:update")
     });
     assert_eq!(upd["config"]["me"]["port"], 9090);
     assert_eq!(upd["changedSections"], json!(["me"]));
     let text = std::fs::read_to_string(home.path().join("config.yaml")).unwrap();
-    assert!(text.contains("9090") && text.contains("secret"), "other sections kept: {text}");
-    // Reading another module's section is a violation: error, then the restart path.
-    let res = call(8, "config.get", json!({"key": "other.secret"}));
     assert!(
-        res["error"].as_str().unwrap_or_default().starts_with("Error: Security violation: not permitted to read config key"),
+        text.contains("9090") && text.contains("secret"),
+        "other sections kept: {text}"
+    );
+    // Reading another module's section is a violation: error, then the restart path.
+    home.command(
+        "me",
+        json!({"call": {"method": "config.get", "params": {"key": "other.secret"}}}),
+    );
+    // Recorded as received before the module handles the `shutdown` of its restart.
+    let res = wait_for("violation answer", T, || {
+        home.received("me").into_iter().find(|m| {
+            m["type"] == "call:response"
+                && m["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("Security violation"))
+        })
+    });
+    assert!(
+        res["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Error: Security violation: not permitted to read config key"),
         "{res}"
     );
-    wait_for("me restarted after the violation", T, || (home.starts("me").len() >= 2).then_some(()));
+    wait_for("me restarted after the violation", T, || {
+        (home.starts("me").len() >= 2).then_some(())
+    });
 }
 
 #[test]
@@ -242,7 +351,9 @@ fn burst_of_200k_messages_loses_nothing() {
             .args(&["--publish", "burst:200000:64"]),
     );
     let _k = home.start();
-    home.wait_event("firehose", "publish_done", Duration::from_secs(120), |e| e["event"] == "publish_done");
+    home.wait_event("firehose", "publish_done", Duration::from_secs(120), |e| {
+        e["event"] == "publish_done"
+    });
     wait_for("all 200000 delivered", Duration::from_secs(120), || {
         home.events("sink")
             .iter()
@@ -270,10 +381,18 @@ fn hung_subscriber_is_restarted_while_the_publisher_keeps_running() {
             .args(&["--publish", "flood:50000:4096"]),
     );
     let _k = home.start();
-    wait_for("stuck restarted as a slow consumer", Duration::from_secs(60), || {
-        (home.starts("stuck").len() >= 2).then_some(())
+    wait_for(
+        "stuck restarted as a slow consumer",
+        Duration::from_secs(60),
+        || (home.starts("stuck").len() >= 2).then_some(()),
+    );
+    home.wait_event("flooder", "publish_done", Duration::from_secs(60), |e| {
+        e["event"] == "publish_done"
     });
-    home.wait_event("flooder", "publish_done", Duration::from_secs(60), |e| e["event"] == "publish_done");
-    assert_eq!(home.starts("flooder").len(), 1, "the publisher was never restarted");
+    assert_eq!(
+        home.starts("flooder").len(),
+        1,
+        "the publisher was never restarted"
+    );
     home.wait_log("slow-consumer", T);
 }

@@ -35,11 +35,17 @@ fn a_waiting_module_cannot_publish_or_call_services() {
     home.wait_status("listener", "ready", T);
     home.command("eager", json!({"publish": {"topic": "t:x", "payload": 1}}));
     home.wait_log("Rejected message from module not in ready state", T);
-    home.command("eager", json!({"rpc": {"service": "late-svc", "method": "m", "params": 1}}));
+    home.command(
+        "eager",
+        json!({"rpc": {"service": "late-svc", "method": "m", "params": 1}}),
+    );
     let r = nth_event(&home, "eager", "rpc_result", 0);
     assert_eq!(r["error"], "Module not ready", "{r}");
     assert!(
-        !home.received("listener").iter().any(|m| m["type"] == "deliver"),
+        !home
+            .received("listener")
+            .iter()
+            .any(|m| m["type"] == "deliver"),
         "nothing was delivered"
     );
 }
@@ -48,15 +54,24 @@ fn a_waiting_module_cannot_publish_or_call_services() {
 fn responses_from_the_wrong_module_or_unknown_ids_are_ignored() {
     let mut home = TestHome::new();
     home.write_config("lifecycle:\n  rpcTimeoutMs: 2000\n");
-    home.add(ModuleSpec::new("prov").manifest(json!({"provides": ["p"]})).args(&["--no-reply"]));
+    home.add(
+        ModuleSpec::new("prov")
+            .manifest(json!({"provides": ["p"]}))
+            .args(&["--no-reply"]),
+    );
     home.add(ModuleSpec::new("impostor"));
     home.add(ModuleSpec::new("caller").manifest(json!({"requires": ["p"]})));
     let _k = home.start();
     home.wait_status("caller", "ready", T);
     home.wait_status("impostor", "ready", T);
-    home.command("caller", json!({"rpc": {"service": "p", "method": "m", "params": 1}}));
+    home.command(
+        "caller",
+        json!({"rpc": {"service": "p", "method": "m", "params": 1}}),
+    );
     let req = wait_for("request at provider", T, || {
-        home.received("prov").into_iter().find(|m| m["type"] == "rpc_request")
+        home.received("prov")
+            .into_iter()
+            .find(|m| m["type"] == "rpc_request")
     });
     let kid = req["id"].as_str().unwrap().to_string();
     assert_ne!(kid, "tm-rpc-1", "the provider sees a kernel-owned id");
@@ -66,7 +81,10 @@ fn responses_from_the_wrong_module_or_unknown_ids_are_ignored() {
     let unknown = json!({"type": "rpc_response", "id": "k-999999", "result": 1}).to_string();
     home.command("prov", json!({"raw": unknown}));
     let r = nth_event(&home, "caller", "rpc_result", 0);
-    assert_eq!(r["error"], "timeout", "the forged answer never reached the caller: {r}");
+    assert_eq!(
+        r["error"], "timeout",
+        "the forged answer never reached the caller: {r}"
+    );
 }
 
 #[test]
@@ -75,16 +93,31 @@ fn module_logs_carry_the_module_name() {
     home.add(ModuleSpec::new("talker"));
     let _k = home.start();
     home.wait_status("talker", "ready", T);
-    home.command("talker", json!({"log": {"level": "info", "msg": "hi", "data": {"a": 1}}}));
-    home.command("talker", json!({"log": {"level": "verbose", "msg": "odd-level-line"}}));
+    home.command(
+        "talker",
+        json!({"log": {"level": "info", "msg": "hi", "data": {"a": 1}}}),
+    );
+    home.command(
+        "talker",
+        json!({"log": {"level": "verbose", "msg": "odd-level-line"}}),
+    );
     home.command("talker", json!({"raw": "{\"type\":\"ack\",\"id\":\"x\"}"}));
-    home.command("talker", json!({"raw": "{\"type\":\"nack\",\"id\":\"x\",\"error\":\"e\"}"}));
+    home.command(
+        "talker",
+        json!({"raw": "{\"type\":\"nack\",\"id\":\"x\",\"error\":\"e\"}"}),
+    );
     home.wait_log("hi a=1", T);
     home.wait_log("odd-level-line", T);
     let stderr = std::fs::read_to_string(home.path().join("kernel.stderr")).unwrap();
-    let line = stderr.lines().find(|l| l.ends_with("hi a=1")).expect("log line");
+    let line = stderr
+        .lines()
+        .find(|l| l.ends_with("hi a=1"))
+        .expect("log line");
     assert!(line.contains("talker"), "module column: {line}");
-    let odd = stderr.lines().find(|l| l.contains("odd-level-line")).unwrap();
+    let odd = stderr
+        .lines()
+        .find(|l| l.contains("odd-level-line"))
+        .unwrap();
     assert!(odd.contains("INFO"), "unknown level logged at info: {odd}");
     assert_eq!(home.starts("talker").len(), 1, "ack/nack change nothing");
 }
@@ -97,15 +130,35 @@ fn config_key_traversal_is_a_violation() {
     let _k = home.start();
     home.wait_status("me", "ready", T);
     // No params at all: a TypeError, and the caller is not restarted.
-    home.command("me", json!({"raw": "{\"type\":\"call\",\"id\":\"c-np\",\"method\":\"config.get\"}"}));
+    home.command(
+        "me",
+        json!({"raw": "{\"type\":\"call\",\"id\":\"c-np\",\"method\":\"config.get\"}"}),
+    );
     wait_for("TypeError answer", T, || {
         home.received("me").into_iter().find(|m| {
-            m["type"] == "call:response" && m["id"] == "c-np" && m["error"].as_str().unwrap_or("").starts_with("TypeError")
+            m["type"] == "call:response"
+                && m["id"] == "c-np"
+                && m["error"].as_str().unwrap_or("").starts_with("TypeError")
         })
     });
     assert_eq!(home.starts("me").len(), 1);
-    home.command("me", json!({"call": {"method": "config.get", "params": {"key": "me.__proto__.x"}}}));
-    let r = nth_event(&home, "me", "call_result", 0);
-    assert!(r["error"].as_str().unwrap_or("").contains("Security violation"), "{r}");
-    wait_for("restart after the violation", T, || (home.starts("me").len() >= 2).then_some(()));
+    home.command(
+        "me",
+        json!({"call": {"method": "config.get", "params": {"key": "me.__proto__.x"}}}),
+    );
+    let r = wait_for("violation answer", T, || {
+        home.received("me")
+            .into_iter()
+            .find(|m| m["type"] == "call:response" && m["id"] != "c-np")
+    });
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Security violation"),
+        "{r}"
+    );
+    wait_for("restart after the violation", T, || {
+        (home.starts("me").len() >= 2).then_some(())
+    });
 }

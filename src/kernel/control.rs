@@ -44,7 +44,8 @@ pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
             let home = kernel.home.clone();
             let dir = request.module_dir.clone();
             let symlink = request.symlink.unwrap_or(true);
-            let res = tokio::task::spawn_blocking(move || install(&home, dir.as_deref(), symlink)).await;
+            let res =
+                tokio::task::spawn_blocking(move || install(&home, dir.as_deref(), symlink)).await;
             match res {
                 Ok(Ok((id, hash))) => {
                     super::reconcile::ask_pass(&kernel, PassKind::Signal);
@@ -89,14 +90,20 @@ async fn apply(
         let not_ready = not_converged(kernel, &outcome.desired);
         if not_ready.is_empty() {
             let _ = progress.send("converged".into());
-            return Response::ok(json!({"converged": true, "actions": actions, "notConverged": []}));
+            return Response::ok(
+                json!({"converged": true, "actions": actions, "notConverged": []}),
+            );
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             let not_ready = not_converged(kernel, &outcome.desired);
             if not_ready.is_empty() {
-                return Response::ok(json!({"converged": true, "actions": actions, "notConverged": []}));
+                return Response::ok(
+                    json!({"converged": true, "actions": actions, "notConverged": []}),
+                );
             }
-            return Response::ok(json!({"converged": false, "actions": actions, "notConverged": not_ready}));
+            return Response::ok(
+                json!({"converged": false, "actions": actions, "notConverged": not_ready}),
+            );
         }
     }
 }
@@ -171,12 +178,21 @@ async fn module_restart(kernel: &Arc<Kernel>, id: Option<&str>) -> Response {
 
 /// `module.install`: links (or copies) a module directory into `modules/<id>` and approves it
 /// (base permissions, capabilities, manifest hash). The next pass spawns it.
-fn install(home: &crate::home::Home, dir: Option<&str>, symlink: bool) -> Result<(String, String), String> {
+fn install(
+    home: &crate::home::Home,
+    dir: Option<&str>,
+    symlink: bool,
+) -> Result<(String, String), String> {
     let dir = dir.ok_or("moduleDir is required")?;
-    let real = std::fs::canonicalize(dir).map_err(|_| format!("Module directory not found: {dir}"))?;
+    let real =
+        std::fs::canonicalize(dir).map_err(|_| format!("Module directory not found: {dir}"))?;
     let manifest_path = real.join("module.json");
-    let bytes = std::fs::read(&manifest_path)
-        .map_err(|_| format!("Failed to read module.json from {}", manifest_path.display()))?;
+    let bytes = std::fs::read(&manifest_path).map_err(|_| {
+        format!(
+            "Failed to read module.json from {}",
+            manifest_path.display()
+        )
+    })?;
     let manifest = pons_reconciler::manifest::parse(&bytes)
         .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
     let target = home.modules_dir().join(&manifest.id);

@@ -157,7 +157,11 @@ pub fn running_pid(home: &Home) -> Option<u32> {
     alive.then_some(pid as u32)
 }
 
-pub(crate) fn new_core(home: &Home, events: mpsc::UnboundedSender<RouterEvent>, changed: Arc<Notify>) -> Core {
+pub(crate) fn new_core(
+    home: &Home,
+    events: mpsc::UnboundedSender<RouterEvent>,
+    changed: Arc<Notify>,
+) -> Core {
     Core::new(
         Settings {
             enforcement: Default::default(),

@@ -100,7 +100,10 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
             .iter()
             .map(|e| format!("{}: {}", e.file.display(), e.error))
             .collect();
-        if d.modules.keys().any(|id| !core.modules.contains_key(id.as_str())) {
+        if d.modules
+            .keys()
+            .any(|id| !core.modules.contains_key(id.as_str()))
+        {
             all_ready = false;
         }
     }
@@ -131,12 +134,12 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
         converged: all_ready && !plan_changes,
         errors,
         pending: if pending {
-            kernel
-                .state
-                .lock()
-                .plan
-                .as_ref()
-                .map(|p| p.actions.iter().filter(|a| a.action != pons_reconciler::ActionKind::Blocked).count())
+            kernel.state.lock().plan.as_ref().map(|p| {
+                p.actions
+                    .iter()
+                    .filter(|a| a.action != pons_reconciler::ActionKind::Blocked)
+                    .count()
+            })
         } else {
             None
         },

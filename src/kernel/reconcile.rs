@@ -148,7 +148,11 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         }
     }
     kernel.shutting_down.store(true, Ordering::Release);
-    tracing::info!(reason = "signal", uptime = kernel.started.elapsed().as_millis() as u64, "kernel.shutdown");
+    tracing::info!(
+        reason = "signal",
+        uptime = kernel.started.elapsed().as_millis() as u64,
+        "kernel.shutdown"
+    );
     server.shutdown();
     super::shutdown::stop_all(&kernel).await;
     if let Some(w) = kernel.watchdog.lock().take() {
@@ -166,9 +170,7 @@ fn write_pid_file(home: &crate::home::Home) -> anyhow::Result<()> {
 
 fn persist_first_spawn(home: &crate::home::Home, id: &str) {
     let now = crate::kernel::calls::now_iso();
-    let res = crate::store::update_permissions(home, |file| {
-        Ok(file.set_first_spawn(id, &now))
-    });
+    let res = crate::store::update_permissions(home, |file| Ok(file.set_first_spawn(id, &now)));
     if let Err(e) = res {
         tracing::warn!(moduleId = %id, error = %e, "could not record firstSpawnAt in permissions.yaml");
     }
@@ -209,8 +211,9 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
             return;
         }
         // `pons plan` requests are answered by a planning-only pass of their own.
-        let (plans, applies): (Vec<_>, Vec<_>) =
-            batch.into_iter().partition(|r| r.kind == PassKind::PlanOnly);
+        let (plans, applies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|r| r.kind == PassKind::PlanOnly);
         if !plans.is_empty() {
             let outcome = pass(&kernel, false, true, None).await;
             for r in plans {
@@ -223,9 +226,7 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
             continue;
         }
         let manual = kernel.state.lock().mode == ReconcileMode::Manual;
-        let apply = applies
-            .iter()
-            .any(|r| r.kind != PassKind::Auto || !manual);
+        let apply = applies.iter().any(|r| r.kind != PassKind::Auto || !manual);
         let retry = applies.iter().any(|r| r.kind == PassKind::Apply);
         let progress = applies.iter().find_map(|r| r.progress.clone());
         let outcome = pass(&kernel, apply, retry, progress).await;
@@ -261,13 +262,7 @@ pub async fn pass(
         sent.retain(|id| !desired.modules.get(id).is_some_and(|m| m.installed));
     }
     let observed = super::observe::observed(kernel);
-    let plan = plan(
-        &desired,
-        &observed,
-        PlanOptions {
-            retry_crashed,
-        },
-    );
+    let plan = plan(&desired, &observed, PlanOptions { retry_crashed });
     let changes = plan.has_changes();
     {
         let mut st = kernel.state.lock();
@@ -344,7 +339,12 @@ fn sync_in_place(kernel: &Kernel, desired: &Desired, plan: &Plan) {
     let touched: std::collections::HashSet<&str> = plan
         .actions
         .iter()
-        .filter(|a| matches!(a.action, ActionKind::Restart | ActionKind::Stop | ActionKind::Spawn))
+        .filter(|a| {
+            matches!(
+                a.action,
+                ActionKind::Restart | ActionKind::Stop | ActionKind::Spawn
+            )
+        })
         .map(|a| a.module.as_str())
         .collect();
     for (id, d) in &desired.modules {
@@ -447,8 +447,10 @@ pub fn spawn_module(kernel: &Arc<Kernel>, desired: Arc<pons_reconciler::DesiredM
     let (tx, rx) = mpsc::unbounded_channel();
     {
         let mut core = kernel.core.lock();
-        core.modules
-            .insert(Arc::from(desired.id.as_str()), Entry::new(desired.clone(), tx));
+        core.modules.insert(
+            Arc::from(desired.id.as_str()),
+            Entry::new(desired.clone(), tx),
+        );
     }
     let sup = Supervisor::new(kernel.clone(), desired, rx);
     tokio::spawn(sup.run());
@@ -463,7 +465,12 @@ async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<Rout
                 gen,
                 reason,
             } => {
-                let sup = kernel.core.lock().modules.get(&module).map(|e| e.sup.clone());
+                let sup = kernel
+                    .core
+                    .lock()
+                    .modules
+                    .get(&module)
+                    .map(|e| e.sup.clone());
                 if let Some(sup) = sup {
                     let _ = sup.send(SupCmd::Fail { gen, reason });
                 }

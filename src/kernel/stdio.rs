@@ -52,7 +52,12 @@ pub async fn stdout_task(
             Ok(false) | Err(_) => break,
         }
     }
-    let sup = kernel.core.lock().modules.get(&module).map(|e| e.sup.clone());
+    let sup = kernel
+        .core
+        .lock()
+        .modules
+        .get(&module)
+        .map(|e| e.sup.clone());
     if let Some(sup) = sup {
         let _ = sup.send(SupCmd::StdoutClosed { gen });
     }

@@ -227,7 +227,11 @@ impl Supervisor {
         }
         let last_stderr = Arc::new(parking_lot::Mutex::new(None::<String>));
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(stdio::stderr_task(self.id.clone(), stderr, last_stderr.clone()));
+            tokio::spawn(stdio::stderr_task(
+                self.id.clone(),
+                stderr,
+                last_stderr.clone(),
+            ));
         }
         {
             let mut core = self.kernel.core.lock();
@@ -486,7 +490,10 @@ impl Supervisor {
             if let Some(pg) = pgid {
                 let _ = crate::sandbox::kill::terminate_group(pg);
             }
-            if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+            if tokio::time::timeout(TERM_GRACE, child.wait())
+                .await
+                .is_err()
+            {
                 if let Some(pg) = pgid {
                     let _ = crate::sandbox::kill::kill_group(pg);
                 }

@@ -183,8 +183,14 @@ impl TestHome {
             out.push_str(&format!("  {}:\n", m.id));
             out.push_str("    base:\n");
             for key in ["net", "read", "write", "env", "run", "sys"] {
-                let vals = manifest["permissions"][key].as_array().cloned().unwrap_or_default();
-                out.push_str(&format!("      {key}: {}\n", serde_json::to_string(&vals).expect("json")));
+                let vals = manifest["permissions"][key]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "      {key}: {}\n",
+                    serde_json::to_string(&vals).expect("json")
+                ));
             }
             out.push_str(&format!("    baseManifestHash: {hash}\n"));
             out.push_str("    baseGrantedAt: 2026-01-01T00:00:00.000Z\n");
@@ -199,7 +205,10 @@ impl TestHome {
                 services.extend(list("optionalRequires"));
                 json!({"topics": topics, "services": services})
             };
-            out.push_str(&format!("    capabilities: {}\n", serde_json::to_string(&caps).expect("json")));
+            out.push_str(&format!(
+                "    capabilities: {}\n",
+                serde_json::to_string(&caps).expect("json")
+            ));
         }
         std::fs::write(self.path().join("permissions.yaml"), out).expect("write permissions");
     }
@@ -250,7 +259,13 @@ impl TestHome {
         writeln!(f, "{cmd}").expect("write control");
     }
 
-    pub fn wait_event(&self, id: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_event(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         wait_for(&format!("{id}: {what}"), timeout, || {
             self.events(id).into_iter().find(|e| pred(e))
         })
@@ -338,9 +353,11 @@ impl TestHome {
     }
 
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
-        wait_for(&format!("kernel log to contain {needle:?}"), timeout, || {
-            self.kernel_log().contains(needle).then_some(())
-        })
+        wait_for(
+            &format!("kernel log to contain {needle:?}"),
+            timeout,
+            || self.kernel_log().contains(needle).then_some(()),
+        )
     }
 }
 
@@ -369,7 +386,9 @@ impl KernelProc {
 
     pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let child = self.child.as_mut().expect("kernel child");
-        let status = wait_for("kernel to exit", timeout, || child.try_wait().ok().flatten());
+        let status = wait_for("kernel to exit", timeout, || {
+            child.try_wait().ok().flatten()
+        });
         self.child = None;
         status
     }

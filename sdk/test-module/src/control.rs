@@ -24,14 +24,26 @@ pub fn start(path: String, actions: Actions) {
 }
 
 fn poll(path: &str, actions: &Actions) {
-    let mut offset = 0u64;
+    // Commands run at most once across restarts of the module: the consumed offset is kept in
+    // `<FILE>.pos`, so a restarted process does not replay what its predecessor already ran.
+    let pos_path = format!("{path}.pos");
+    let mut offset: u64 = std::fs::read_to_string(&pos_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
     let mut pending = Vec::new();
     loop {
         if let Ok(mut f) = std::fs::File::open(path) {
             if f.seek(SeekFrom::Start(offset)).is_ok() {
                 let mut fresh = Vec::new();
                 if let Ok(n) = f.read_to_end(&mut fresh) {
-                    offset += n as u64;
+                    // Only whole lines count as consumed.
+                    let whole = fresh.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+                    fresh.truncate(whole);
+                    offset += whole as u64;
+                    if n > 0 && whole > 0 {
+                        let _ = std::fs::write(&pos_path, offset.to_string());
+                    }
                     pending.extend_from_slice(&fresh);
                 }
             }

@@ -35,7 +35,8 @@ impl Core {
         topics.sort();
         topics.dedup();
         for t in topics {
-            let allowed = self.settings.enforcement == EnforcementMode::Off || e_topics_cover(self, module, t);
+            let allowed = self.settings.enforcement == EnforcementMode::Off
+                || e_topics_cover(self, module, t);
             if !allowed && !self.violation(module, &format!("subscribe:{t}")) {
                 continue;
             }
@@ -100,7 +101,10 @@ impl Core {
                 .modules
                 .values()
                 .filter(|w| w.status == Status::Waiting)
-                .filter(|w| self.missing_requires(&w.desired.manifest.requires).is_empty())
+                .filter(|w| {
+                    self.missing_requires(&w.desired.manifest.requires)
+                        .is_empty()
+                })
                 .map(|w| w.id.clone())
                 .collect();
             for w in waiting {

@@ -196,7 +196,9 @@ impl Core {
                 );
                 if let Some(c) = self.modules.get(&p.caller) {
                     if c.gen == p.caller_gen {
-                        self.send(&p.caller, |b| outbound::rpc_error(b, &p.original_id, "timeout"));
+                        self.send(&p.caller, |b| {
+                            outbound::rpc_error(b, &p.original_id, "timeout")
+                        });
                     }
                 }
             }
