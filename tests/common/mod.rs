@@ -135,10 +135,8 @@ impl TestHome {
         let mdir = self.path().join("modules").join(&spec.id);
         std::fs::create_dir_all(&mdir).expect("module dir");
         let entry = mdir.join("test-module");
-        if !entry.exists() {
-            if std::fs::hard_link(test_module_bin(), &entry).is_err() {
-                std::fs::copy(test_module_bin(), &entry).expect("copy test module");
-            }
+        if !entry.exists() && std::fs::hard_link(test_module_bin(), &entry).is_err() {
+            std::fs::copy(test_module_bin(), &entry).expect("copy test module");
         }
         let mut args = vec![
             "--record".to_string(),
