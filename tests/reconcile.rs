@@ -231,3 +231,38 @@ fn sighup_with_nothing_changed_does_nothing() {
     );
     assert_eq!((pid_of(&home, "alpha"), pid_of(&home, "beta")), pids);
 }
+
+#[test]
+fn crashed_module_is_retried_only_by_apply() {
+    let mut home = TestHome::new();
+    home.write_config(
+        "lifecycle:\n  maxRestarts: 1\n  readyTimeoutMs: 1000\n  shutdownGraceMs: 1000\n",
+    );
+    home.add(ModuleSpec::new("crashy").args(&["--never-ready"]));
+    let k = home.start();
+    home.wait_status("crashy", "crashed", T);
+    assert_eq!(home.starts("crashy").len(), 1);
+    // An automatic pass leaves it alone.
+    k.signal(libc::SIGHUP);
+    let out = home.pons(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["summary"]["restart"], 1,
+        "plan previews what apply would do: {plan}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(home.starts("crashy").len(), 1, "not retried without apply");
+    let out = home.pons(&["apply", "--timeout", "2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "apply reports the module that did not converge"
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("crashy"), "names it: {text}");
+    assert!(home.starts("crashy").len() >= 2, "apply retried it");
+}
