@@ -101,17 +101,22 @@ pub const SYSTEM_READ_WRITE: &[&str] = &[
 const PREFIX_DIRS: &[&str] = &["lib", "lib64", "share", "libexec"];
 
 /// All rules for a module running `program` under `policy`, in a stable order. System and
-/// program-derived rules that do not exist are left out; policy rules are kept (the caller notes
-/// and skips the missing ones).
+/// program-derived rules that do not exist are left out, and so are program-derived rules a
+/// system rule already covers (e.g. `/usr/lib` for `/usr/bin/python3`); policy rules are kept
+/// (the caller notes and skips the missing ones).
 pub fn module_rules(policy: &SandboxPolicy, program: Option<&Path>) -> Vec<Rule> {
-    let mut rules = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
     let mut push = |path: PathBuf, grant: Grant, origin: Origin| {
+        let covered = origin == Origin::Program
+            && rules.iter().any(|r| {
+                r.origin == Origin::System && path.starts_with(&r.path) && covers(r.grant, grant)
+            });
         let rule = Rule {
             path,
             grant,
             origin,
         };
-        if !rules.contains(&rule) {
+        if !covered && !rules.contains(&rule) {
             rules.push(rule);
         }
     };
@@ -144,6 +149,11 @@ pub fn module_rules(policy: &SandboxPolicy, program: Option<&Path>) -> Vec<Rule>
         }
     }
     rules
+}
+
+/// Whether a rule granting `have` beneath a path also grants `want` beneath it.
+fn covers(have: Grant, want: Grant) -> bool {
+    have == want || want == Grant::Read
 }
 
 /// What running `exe` needs besides itself: its `#!` interpreter or ELF loader (execute) and the
@@ -374,5 +384,9 @@ mod tests {
         assert!(rules
             .iter()
             .all(|r| r.origin != Origin::System || r.grant != Grant::Exec));
+        // /bin/sh's prefix dir /usr/lib is a system default already: not repeated.
+        assert!(!rules
+            .iter()
+            .any(|r| r.origin == Origin::Program && r.path == Path::new("/usr/lib")));
     }
 }
