@@ -212,7 +212,8 @@ pub struct SpawnSpec {
 /// `read` holds the resolved `read` permissions, the module's real directory and deno's
 /// `--config` file. `write` holds the resolved `write` permissions and, for deno, its cache
 /// directory (`DENO_DIR`, else `$XDG_CACHE_HOME/deno`, else `$HOME/.cache/deno`). `exec` holds
-/// the program, the entry and the resolved `run` names.
+/// the program (the interpreter, or the entry itself for go, rust and binary) and the resolved
+/// `run` names.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxPolicy {

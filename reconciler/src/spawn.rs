@@ -291,8 +291,9 @@ pub fn spawn_spec(
             push_unique(&mut sb.write, c);
         }
     }
+    // The program only: for an interpreter runtime the entry is read, never executed (its `#!`
+    // line would otherwise grant e.g. `/usr/bin/env`); for the others it is the program.
     push_unique(&mut sb.exec, program.clone());
-    push_unique(&mut sb.exec, inp.entry.to_path_buf());
     for r in &inp.effective.run {
         if let Some(Some(p)) = inp.which.get(r) {
             push_unique(&mut sb.exec, p.clone());
@@ -439,7 +440,6 @@ mod tests {
             sb.exec,
             [
                 PathBuf::from("/opt/deno/bin/deno"),
-                PathBuf::from("/r/w/src/runner.ts"),
                 PathBuf::from("/usr/bin/git")
             ]
         );

@@ -157,10 +157,7 @@ fn deno_command_line_env_and_sandbox() {
         ["/real/gw", "/home/u/.pons/", "/real/gw/deno.json"]
     );
     assert_eq!(paths(&sb.write), ["/real/gw/data/", "/home/u/.cache/deno"]);
-    assert_eq!(
-        paths(&sb.exec),
-        ["/opt/deno/bin/deno", "/real/gw/runner.js", "/usr/bin/git"]
-    );
+    assert_eq!(paths(&sb.exec), ["/opt/deno/bin/deno", "/usr/bin/git"]);
 }
 
 #[test]
