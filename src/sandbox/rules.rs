@@ -182,7 +182,8 @@ pub fn executable_support(exe: &Path) -> Vec<(PathBuf, Grant)> {
 }
 
 /// `<prefix>/{lib,lib64,share,libexec}` for `<prefix>/bin/<exe>` (symlinks resolved), existing
-/// ones only, never for the root prefix.
+/// ones only, never for `/`, `/usr` and `/usr/local`, whose library and data directories are
+/// system defaults.
 fn prefix_dirs(exe: &Path) -> Vec<PathBuf> {
     let Ok(real) = std::fs::canonicalize(exe) else {
         return Vec::new();
@@ -197,11 +198,17 @@ fn prefix_dirs(exe: &Path) -> Vec<PathBuf> {
         return Vec::new();
     }
     match bin.parent() {
-        Some(prefix) if prefix != Path::new("/") => PREFIX_DIRS
-            .iter()
-            .map(|d| prefix.join(d))
-            .filter(|d| d.is_dir())
-            .collect(),
+        Some(prefix)
+            if !["/", "/usr", "/usr/local"]
+                .iter()
+                .any(|p| prefix == Path::new(p)) =>
+        {
+            PREFIX_DIRS
+                .iter()
+                .map(|d| prefix.join(d))
+                .filter(|d| d.is_dir())
+                .collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -330,8 +337,8 @@ mod tests {
             "unexpected loader {loader:?}"
         );
         assert!(loader.exists());
-        // /bin/sh lives in /usr/bin: its prefix dirs are /usr/lib and /usr/share.
-        assert!(support.contains(&(PathBuf::from("/usr/lib"), Grant::Read)));
+        // /bin/sh lives in /usr/bin: /usr's library directories are system defaults.
+        assert!(support.iter().all(|(p, _)| !p.starts_with("/usr/lib")));
     }
 
     #[test]
@@ -345,6 +352,20 @@ mod tests {
         assert!(support
             .iter()
             .any(|(p, g)| *g == Grant::Exec && p.to_string_lossy().contains("ld-")));
+    }
+
+    #[test]
+    fn a_private_install_prefix_is_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("opt/tool");
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        std::fs::create_dir_all(prefix.join("lib")).unwrap();
+        let exe = prefix.join("bin/tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        let support = executable_support(&exe);
+        let lib = std::fs::canonicalize(prefix.join("lib")).unwrap();
+        assert!(support.contains(&(lib, Grant::Read)), "{support:?}");
+        assert!(support.contains(&(PathBuf::from("/bin/sh"), Grant::Exec)));
     }
 
     #[test]
