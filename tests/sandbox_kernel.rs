@@ -208,12 +208,19 @@ fn open_files_limit_is_enforced() {
     home.wait_status("hoarder", "ready", T);
 }
 
-fn sleeper(home: &mut TestHome, id: &str) -> (i64, i64) {
+/// Adds module `id`, which starts `sleep 1000` as a grandchild (`run: ["sleep"]`).
+fn add_sleeper(home: &mut TestHome, id: &str) {
+    let manifest = perms(home, &[], &[], json!({"run": ["sleep"]}));
     home.add(
         ModuleSpec::new(id)
-            .manifest(perms(home, &[], &[], json!({"run": ["sleep"]})))
+            .manifest(manifest)
             .args(&["--grandchild"]),
     );
+}
+
+/// (module pid, grandchild pid) of the running sleeper `id`.
+fn sleeper_pids(home: &TestHome, id: &str) -> (i64, i64) {
+    home.wait_status(id, "ready", T);
     let gc = probe(home, id, "grandchild", |_| true);
     let gc_pid = gc["pid"]
         .as_i64()
@@ -238,23 +245,28 @@ fn grandchild_is_gone_after_the_module_is_stopped() {
     let mut home = TestHome::new();
     home.write_config(FAST_LIFECYCLE);
     home.add(ModuleSpec::new("bystander"));
+    add_sleeper(&mut home, "parent");
     let _k = home.start();
-    let (pid, gc_pid) = sleeper(&mut home, "parent");
-    home.wait_status("parent", "ready", T);
+    let (pid, gc_pid) = sleeper_pids(&home, "parent");
+    let bystander = home.wait_status("bystander", "ready", T)["pid"].clone();
     std::fs::remove_dir_all(home.path().join("modules/parent")).unwrap();
     wait_gone(&[pid, gc_pid], "the module directory was removed");
     wait_for("parent to leave the status", T, || {
         home.module_status("parent").is_none().then_some(())
     });
-    assert_eq!(home.module_status("bystander").unwrap()["status"], "ready");
+    let after = home.module_status("bystander").unwrap();
+    assert_eq!(
+        after["pid"], bystander,
+        "the other module is untouched: {after}"
+    );
 }
 
 #[test]
 fn grandchild_is_gone_after_the_kernel_is_killed() {
     let mut home = TestHome::new();
+    add_sleeper(&mut home, "parent");
     let mut k = home.start();
-    let (pid, gc_pid) = sleeper(&mut home, "parent");
-    home.wait_status("parent", "ready", T);
+    let (pid, gc_pid) = sleeper_pids(&home, "parent");
     k.kill9();
     wait_gone(&[pid, gc_pid], "the kernel was SIGKILLed");
 }
