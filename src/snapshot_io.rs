@@ -1,6 +1,7 @@
 //! Reads one [`Snapshot`] of a home directory: the only place that turns the file system into the
-//! reconciler's input (realpaths, entry probes, schema files, `which` lookups). Never panics:
-//! every odd file becomes a [`FileRead::Error`] or a missing probe that the reconciler reports.
+//! reconciler's input (realpaths, entry probes, schema files, `which` lookups, the Landlock ABI).
+//! Never panics: every odd file becomes a [`FileRead::Error`] or a missing probe that the
+//! reconciler reports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -78,6 +79,9 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
         home_deno_json: home.root.join("deno.json").is_file(),
         modules,
         which,
+        landlock_abi: crate::sandbox::support()
+            .landlock_abi
+            .and_then(|abi| u32::try_from(abi).ok()),
     }
 }
 
@@ -238,6 +242,8 @@ mod tests {
         assert_eq!(s.permissions_yaml, FileRead::Missing);
         assert!(s.which.contains_key("sh") && s.which.contains_key("deno"));
         assert!(s.which["sh"].is_some());
+        let abi = crate::sandbox::support().landlock_abi;
+        assert_eq!(s.landlock_abi.map(|a| a as i32), abi);
     }
 
     #[test]

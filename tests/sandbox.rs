@@ -527,3 +527,34 @@ fn spawn_overhead() {
         sandbox::support().to_json()
     );
 }
+
+#[test]
+fn abstract_unix_sockets_outside_the_sandbox_are_out_of_reach() {
+    if !landlock_or_skip("abstract_unix_sockets_outside_the_sandbox_are_out_of_reach") {
+        return;
+    }
+    let python = ["/usr/bin/python3", "/bin/python3"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(python) = python else {
+        eprintln!("SKIP abstract_unix_sockets_outside_the_sandbox_are_out_of_reach: no python3");
+        return;
+    };
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("pons-sandbox-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n  s.connect('\\0'+sys.argv[1]); print('connected')\nexcept OSError as e:\n  print('errno', e.errno)";
+    for landlock in [true, false] {
+        let mut spec = sh_spec("", Path::new("/"), SandboxPolicy::default(), landlock);
+        spec.program = python.into();
+        spec.args = vec!["-c".into(), script.into(), name.clone()];
+        let out = run(&spec);
+        let stdout = text(&out.stdout);
+        if landlock {
+            assert_eq!(stdout.trim(), "errno 1", "{stdout} {}", text(&out.stderr));
+        } else {
+            assert_eq!(stdout.trim(), "connected", "{stdout} {}", text(&out.stderr));
+        }
+    }
+}

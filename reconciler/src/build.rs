@@ -2,8 +2,9 @@
 //!
 //! Steps: parse permissions.yaml and config.yaml (keeping the previous value of a file that
 //! fails to parse), discover modules (compat.md §2.2, every problem blocks only that module),
-//! resolve each runnable module (approval, hash, entry, runtime, environment, sandbox,
-//! capabilities, config section, fingerprints), then check the service graph across the
+//! resolve each runnable module (approval, hash, entry, runtime, environment, sandbox — a
+//! required sandbox blocks the module where Landlock is unavailable —, capabilities, config
+//! section, fingerprints), then check the service graph across the
 //! runnable modules (duplicate providers, cycles, missing providers) and order them.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -303,6 +304,9 @@ fn discover(
         Ok(x) => x,
         Err(r) => return blocked(&id, md, r, true),
     };
+    if spec.sandbox.required && snapshot.landlock_abi.is_none() {
+        return blocked(&id, md, sandbox_required(&md.dir_name), true);
+    }
 
     let capabilities = d
         .permissions
@@ -402,6 +406,17 @@ fn discover(
         notes,
         manifest: m,
     }))
+}
+
+/// Why a module with `"sandbox": "required"` cannot run on a Linux without Landlock.
+fn sandbox_required(dir: &str) -> BlockReason {
+    BlockReason::SandboxRequired {
+        reason: format!(
+            "Landlock is unavailable on this Linux (it needs Linux 5.13 or later with `landlock` \
+             in the `lsm=` boot list): run pons on such a kernel or remove `\"sandbox\": \"required\"` \
+             from modules/{dir}/module.json and approve it again"
+        ),
+    }
 }
 
 /// Fingerprint of the config a module is sent (canonical JSON, `null` when none).

@@ -16,8 +16,8 @@
 //!   a directory without `module.json` is blocked.
 //! - Two directories with one id: the first by directory name keeps it (`DuplicateId`). Two
 //!   providers of one service: the first by (ran in `previous`, priority, id) keeps it.
-//! - `SandboxRequired` is never produced here: the shell knows whether Landlock works and blocks
-//!   modules with `sandbox.required` itself.
+//! - A manifest with `"sandbox": "required"` is blocked (`SandboxRequired`) when the snapshot says
+//!   the running Linux has no Landlock ([`crate::Snapshot::landlock_abi`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -205,15 +205,15 @@ pub struct SpawnSpec {
     pub entry: PathBuf,
 }
 
-/// Filesystem and resource policy applied by the exec trampoline.
+/// Filesystem and resource policy applied by the exec trampoline: only what is specific to the
+/// module; the trampoline adds the system defaults every program needs and what the program and
+/// its `exec` entries need to start (`pons::sandbox::rules`).
 ///
-/// `read` holds the resolved `read` permissions, the module's real directory, the program (and
-/// its install prefix when it lives in a `bin/` directory), deno's `--config` file, and the
-/// system paths every runtime needs: /usr, /lib, /lib32, /lib64, /bin, /sbin, /etc, /dev,
-/// /proc, /sys/fs/cgroup, /sys/devices/system/cpu. `write` holds the resolved `write`
-/// permissions, `/dev/null`, and for deno its cache directory (`DENO_DIR`, else
-/// `$XDG_CACHE_HOME/deno`, else `$HOME/.cache/deno`). `exec` holds the program, the entry and
-/// the resolved `run` names.
+/// `read` holds the resolved `read` permissions, the module's real directory and deno's
+/// `--config` file. `write` holds the resolved `write` permissions and, for deno, its cache
+/// directory (`DENO_DIR`, else `$XDG_CACHE_HOME/deno`, else `$HOME/.cache/deno`). `exec` holds
+/// the program (the interpreter, or the entry itself for go, rust and binary) and the resolved
+/// `run` names.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxPolicy {

@@ -39,6 +39,9 @@ pub struct Snapshot {
     /// asked (`deno`, `python`, `git`, …) → its absolute path, or `None` when not found.
     /// The shell fills this for every runtime interpreter and every name in a `run` permission.
     pub which: BTreeMap<String, Option<PathBuf>>,
+    /// The running Linux's Landlock ABI version, `None` where Landlock is unavailable (the
+    /// default: a module whose manifest says `"sandbox": "required"` is then blocked).
+    pub landlock_abi: Option<u32>,
 }
 
 /// One entry of `<home>/modules`.

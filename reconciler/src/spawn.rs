@@ -41,21 +41,6 @@ pub const DENO_ENV_ALLOWLIST: [&str; 8] = [
     "TZ",
 ];
 
-/// Read-only system paths of every sandbox (see [`SandboxPolicy`]).
-pub const SYSTEM_READ: [&str; 11] = [
-    "/usr",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/bin",
-    "/sbin",
-    "/etc",
-    "/dev",
-    "/proc",
-    "/sys/fs/cgroup",
-    "/sys/devices/system/cpu",
-];
-
 /// Everything [`spawn_spec`] needs besides the manifest.
 pub struct SpawnInputs<'a> {
     pub home: &'a Path,
@@ -270,7 +255,10 @@ pub fn spawn_spec(
     }
     env.insert("PONS_HOME".into(), inp.home.to_string_lossy().into_owned());
 
-    // Sandbox.
+    // Sandbox: only what is specific to this module. The exec trampoline adds the system
+    // defaults every program needs (shared libraries, locale and certificate data, `/proc`, a
+    // few devices) and what the program and the `run` executables need to start (their loader,
+    // `#!` interpreter and install-prefix library directories), see `pons::sandbox::rules`.
     let mut sb = SandboxPolicy::default();
     for r in &inp.effective.read {
         push_unique(
@@ -279,21 +267,8 @@ pub fn spawn_spec(
         );
     }
     push_unique(&mut sb.read, inp.module_real.to_path_buf());
-    push_unique(&mut sb.read, program.clone());
-    if let Some(bin) = program.parent() {
-        if bin.file_name().is_some_and(|n| n == "bin") {
-            if let Some(prefix) = bin.parent() {
-                if prefix != Path::new("/") {
-                    push_unique(&mut sb.read, prefix.to_path_buf());
-                }
-            }
-        }
-    }
     if let Some(c) = &deno_config {
         push_unique(&mut sb.read, c.clone());
-    }
-    for p in SYSTEM_READ {
-        push_unique(&mut sb.read, PathBuf::from(p));
     }
     for w in &inp.effective.write {
         push_unique(
@@ -301,7 +276,6 @@ pub fn spawn_spec(
             PathBuf::from(resolve_perm_path(w, &user_home, &entry_dir)),
         );
     }
-    push_unique(&mut sb.write, PathBuf::from("/dev/null"));
     if runtime == "deno" {
         let cache = inp
             .env
@@ -317,8 +291,9 @@ pub fn spawn_spec(
             push_unique(&mut sb.write, c);
         }
     }
+    // The program only: for an interpreter runtime the entry is read, never executed (its `#!`
+    // line would otherwise grant e.g. `/usr/bin/env`); for the others it is the program.
     push_unique(&mut sb.exec, program.clone());
-    push_unique(&mut sb.exec, inp.entry.to_path_buf());
     for r in &inp.effective.run {
         if let Some(Some(p)) = inp.which.get(r) {
             push_unique(&mut sb.exec, p.clone());
@@ -402,6 +377,74 @@ mod tests {
             ..Default::default()
         };
         assert!(deno_flags(&p, Path::new("/m"), "/h", &which).contains(&"--allow-run=git".into()));
+    }
+
+    /// compat.md §2.4/§2.5 variant A for an entry in a subdirectory: relative permission paths
+    /// resolve against the entry's directory, flags in the reference order, no `--config` without
+    /// a deno.json, and a sandbox policy with module-specific paths only.
+    #[test]
+    fn deno_spawn_spec_is_variant_a() {
+        let manifest = crate::manifest::parse(
+            br#"{"id":"w","name":"W","entrypoint":"src/runner.ts","sandbox":"required","limits":{"openFiles":64},"permissions":{"read":["."],"write":["../cache/"],"run":["git","nope"],"sys":["hostname"]}}"#,
+        )
+        .unwrap();
+        let effective = manifest.permissions.clone();
+        let env: BTreeMap<String, String> = [
+            ("HOME", "/home/u"),
+            ("PATH", "/usr/bin"),
+            ("SECRET", "x"),
+            ("XDG_CACHE_HOME", "/xdg"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let which: BTreeMap<String, Option<PathBuf>> = [
+            (
+                "deno".to_string(),
+                Some(PathBuf::from("/opt/deno/bin/deno")),
+            ),
+            ("git".to_string(), Some(PathBuf::from("/usr/bin/git"))),
+            ("nope".to_string(), None),
+        ]
+        .into();
+        let kernel = KernelConfig::default();
+        let inp = SpawnInputs {
+            home: Path::new("/h"),
+            env: &env,
+            which: &which,
+            kernel: &kernel,
+            module_real: Path::new("/r/w"),
+            entry: Path::new("/r/w/src/runner.ts"),
+            module_deno_json: false,
+            home_deno_json: false,
+            effective: &effective,
+        };
+        let (spec, notes) = spawn_spec(&manifest, &inp).unwrap();
+        assert!(notes.is_empty());
+        assert_eq!(spec.program, PathBuf::from("/opt/deno/bin/deno"));
+        assert_eq!(
+            spec.args.join(" "),
+            "run --deny-net --allow-read=/r/w/src --allow-write=/r/w/cache/ \
+             --allow-env=DEBUG,HOME,USERPROFILE,PONS_HOME,NODE_ENV,LANG,TERM,TZ --allow-run=git \
+             --allow-sys=hostname --unstable-sloppy-imports /r/w/src/runner.ts"
+        );
+        let env_names: Vec<&str> = spec.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(env_names, ["HOME", "PATH", "PONS_HOME", "XDG_CACHE_HOME"]);
+        let sb = &spec.sandbox;
+        assert_eq!(sb.read, [PathBuf::from("/r/w/src"), PathBuf::from("/r/w")]);
+        assert_eq!(
+            sb.write,
+            [PathBuf::from("/r/w/cache/"), PathBuf::from("/xdg/deno")]
+        );
+        assert_eq!(
+            sb.exec,
+            [
+                PathBuf::from("/opt/deno/bin/deno"),
+                PathBuf::from("/usr/bin/git")
+            ]
+        );
+        assert_eq!(sb.limits.open_files, Some(64));
+        assert!(sb.required);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Golden reconcile cases from `specs/reconcile/<case>/` (see specs/reconcile/README.md):
 //! `before/` (optional home: every runnable module of it is observed running, ready, as
 //! applied), `after/` (the home to plan), optional `observed.json` (status overrides),
-//! `options.json` (`retryCrashed`) and `env.json` (environment / `which` overrides); the plan
+//! `options.json` (`retryCrashed`) and `env.json` (environment / `which` / Landlock overrides); the plan
 //! must equal `expected.txt` and `expected.json`. `UPDATE_GOLDEN=1` rewrites the expectations
 //! (never when `CI` is set). Each case also checks that applying its plan converges: planning
 //! again after a simulated apply has no changes.
@@ -83,8 +83,12 @@ fn snapshot_of(tree: &Path, case: &Path) -> Snapshot {
     let home = PathBuf::from(VHOME);
     let mut env = default_env();
     let mut which = default_which();
+    let mut landlock_abi = Some(7);
     if let Ok(text) = std::fs::read_to_string(case.join("env.json")) {
         let v: serde_json::Value = serde_json::from_str(&text).expect("env.json");
+        if let Some(abi) = v.get("landlockAbi") {
+            landlock_abi = abi.as_u64().map(|a| a as u32);
+        }
         for (k, val) in v["env"].as_object().into_iter().flatten() {
             match val.as_str() {
                 Some(s) => env.insert(k.clone(), s.to_string()),
@@ -168,6 +172,7 @@ fn snapshot_of(tree: &Path, case: &Path) -> Snapshot {
         home_deno_json: tree.join("deno.json").is_file(),
         modules,
         which,
+        landlock_abi,
     }
 }
 

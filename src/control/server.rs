@@ -1,9 +1,10 @@
-//! The control socket server: a Unix stream socket (mode 0600, same-uid peers only) speaking
-//! NDJSON. Each request line is handed to the kernel as a [`ControlCommand`]; progress strings
+//! The control socket server: a Unix stream socket (mode 0600, same-uid peers only, never a
+//! module process: see [`super::peer`]) speaking NDJSON. Each request line is handed to the kernel as a [`ControlCommand`]; progress strings
 //! are streamed back as `{"progress":…}` lines, then the final [`Response`] line. Requests on one
 //! connection are answered in order.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -142,18 +143,23 @@ async fn handle_connection(
     tx: mpsc::Sender<ControlCommand>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (read, mut write) = stream.into_split();
     let uid = own_uid();
-    let peer = read.as_ref().peer_cred().map(|c| c.uid());
-    if peer.as_ref().ok() != Some(&uid) {
-        let who = match peer {
-            Ok(p) => format!("uid {p}"),
-            Err(e) => format!("an unidentifiable peer ({e})"),
-        };
-        let resp = Response::err(format!(
-            "permission denied: the control socket only accepts uid {uid}, not {who}"
-        ));
-        let _ = write_line(&mut write, &resp).await;
+    let cred = stream.peer_cred();
+    let refused = match &cred {
+        Ok(c) if c.uid() == uid => super::peer::check(stream.as_fd(), c.pid()).err(),
+        Ok(c) => Some(format!(
+            "permission denied: the control socket only accepts uid {uid}, not uid {}",
+            c.uid()
+        )),
+        Err(e) => Some(format!(
+            "permission denied: the control socket only accepts uid {uid}, not an unidentifiable peer ({e})"
+        )),
+    };
+    let (read, mut write) = stream.into_split();
+    if let Some(error) = refused {
+        let pid = cred.ok().and_then(|c| c.pid());
+        tracing::warn!(pid = pid, error = %error, "control.refused");
+        let _ = write_line(&mut write, &Response::err(error)).await;
         return;
     }
     let mut reader = BufReader::new(read);

@@ -329,3 +329,96 @@ fn which_python() -> Result<PathBuf, ()> {
     }
     Err(())
 }
+
+/// Runs a python client that sends `status` and prints the first reply line. `nnp`: with
+/// `no_new_privs`, as every module runs; `detached`: started through a shell that exits at once,
+/// so the client is no longer a descendant of this process (the "kernel") when it connects.
+async fn python_client_reply(python: PathBuf, sock: PathBuf, nnp: bool, detached: bool) -> String {
+    // argv[2]: the pid of the shell whose exit the client waits for ("0": none).
+    let script = "import os,socket,sys,time\nd=time.time()+10\nwhile os.getppid()==int(sys.argv[2]) and time.time()<d:\n  time.sleep(0.005)\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ntry:\n  s.sendall(b'{\"cmd\":\"status\"}\\n')\nexcept OSError:\n  pass\nprint(s.makefile().readline(),end='')";
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("reply");
+    let mut cmd = if detached {
+        let mut c = std::process::Command::new("/bin/sh");
+        c.arg("-c")
+            .arg("\"$0\" -c \"$1\" \"$2\" $$ >\"$3\" 2>&1 &")
+            .arg(&python)
+            .arg(script)
+            .arg(&sock)
+            .arg(&out_file);
+        c
+    } else {
+        let mut c = std::process::Command::new(&python);
+        c.arg("-c").arg(script).arg(&sock).arg("0");
+        c
+    };
+    if nnp {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: one prctl system call between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    if !detached {
+        return String::from_utf8_lossy(&out.stdout).into_owned();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+        if text.ends_with("}\n") {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reply from the detached client: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_processes_are_refused() {
+    let Ok(python) = which_python() else {
+        eprintln!("SKIP module_processes_are_refused: python3 not found");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sock = socket_in(dir.path());
+    let _handle = server::serve(sock.clone(), fake_kernel()).await.unwrap();
+    let reply = |text: String| -> serde_json::Value {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("reply {text:?}"))
+    };
+
+    // Not started by us, no no_new_privs: a CLI.
+    let ok = reply(python_client_reply(python.clone(), sock.clone(), false, true).await);
+    assert_eq!(ok["ok"], true, "{ok}");
+
+    // Not started by us, but with no_new_privs: a module's escaped grandchild.
+    let nnp = reply(python_client_reply(python.clone(), sock.clone(), true, true).await);
+    assert_eq!(nnp["ok"], false, "{nnp}");
+    let e = nnp["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("permission denied: the control socket does not accept module processes"),
+        "{e}"
+    );
+    assert!(e.contains("no_new_privs"), "{e}");
+
+    // Started by us ("the kernel"), without no_new_privs.
+    let child = reply(python_client_reply(python, sock, false, false).await);
+    assert_eq!(child["ok"], false, "{child}");
+    assert!(
+        child["error"]
+            .as_str()
+            .unwrap()
+            .contains("was started by the kernel"),
+        "{child}"
+    );
+}

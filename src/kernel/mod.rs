@@ -125,9 +125,9 @@ pub fn run(opts: StartOptions) -> anyhow::Result<()> {
     result
 }
 
-/// Creates the home's runtime directories (0700).
+/// Creates the home's runtime directories (0700; existing ones are tightened to 0700).
 fn prepare_home(home: &Home) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !home.root.is_dir() {
         anyhow::bail!(
             "home directory {} does not exist; create it (with a modules/ folder) or pass --home",
@@ -140,6 +140,9 @@ fn prepare_home(home: &Home) -> anyhow::Result<()> {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            anyhow::anyhow!("cannot make {} private (mode 0700): {e}", dir.display())
+        })?;
     }
     Ok(())
 }

@@ -218,7 +218,8 @@ impl Supervisor {
         if let Some(pg) = pgid {
             self.kernel.watchdog_add(pg);
         }
-        tracing::info!(moduleId = %self.id, pid = pid, runtime = %desired.spawn.runtime, "module.spawn");
+        let sandbox = crate::sandbox::support();
+        tracing::info!(moduleId = %self.id, pid = pid, runtime = %desired.spawn.runtime, sandbox = sandbox.state.as_str(), abi = sandbox.landlock_abi, "module.spawn");
         let spawned = Instant::now();
 
         let outbox = Outbox::new();

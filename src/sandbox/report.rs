@@ -12,9 +12,9 @@ use super::support::support;
 /// `{"landlock":"enforced","abi":7,"required":false,"read":[…],"write":[…],"exec":[…],
 /// "env":["HOME",…],"limits":{…},"system":{"read":[…],"write":[…],"exec":[…]}}`.
 ///
-/// `read` / `write` / `exec` are the module's approved paths (`exec` includes the interpreters
-/// and loaders they need); `system` holds the defaults every module gets on this machine. The
-/// module's own program is not part of `policy`; the kernel adds it to `exec` where it knows it.
+/// `read` / `write` / `exec` are the module's own paths: its directory, approved permissions,
+/// program (in `policy.exec`) and what those need to start (loader, `#!` interpreter, private
+/// install-prefix libraries); `system` holds the defaults every module gets on this machine.
 pub fn module_sandbox_report(policy: &SandboxPolicy, env: &[(String, String)]) -> Value {
     let rules = module_rules(policy, None);
     let pick = |origin: &dyn Fn(Origin) -> bool, grant: Grant| -> Vec<String> {

@@ -101,17 +101,22 @@ pub const SYSTEM_READ_WRITE: &[&str] = &[
 const PREFIX_DIRS: &[&str] = &["lib", "lib64", "share", "libexec"];
 
 /// All rules for a module running `program` under `policy`, in a stable order. System and
-/// program-derived rules that do not exist are left out; policy rules are kept (the caller notes
-/// and skips the missing ones).
+/// program-derived rules that do not exist are left out, and so are program-derived rules a
+/// system rule already covers (e.g. `/usr/lib` for `/usr/bin/python3`); policy rules are kept
+/// (the caller notes and skips the missing ones).
 pub fn module_rules(policy: &SandboxPolicy, program: Option<&Path>) -> Vec<Rule> {
-    let mut rules = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
     let mut push = |path: PathBuf, grant: Grant, origin: Origin| {
+        let covered = origin == Origin::Program
+            && rules.iter().any(|r| {
+                r.origin == Origin::System && path.starts_with(&r.path) && covers(r.grant, grant)
+            });
         let rule = Rule {
             path,
             grant,
             origin,
         };
-        if !rules.contains(&rule) {
+        if !covered && !rules.contains(&rule) {
             rules.push(rule);
         }
     };
@@ -146,6 +151,11 @@ pub fn module_rules(policy: &SandboxPolicy, program: Option<&Path>) -> Vec<Rule>
     rules
 }
 
+/// Whether a rule granting `have` beneath a path also grants `want` beneath it.
+fn covers(have: Grant, want: Grant) -> bool {
+    have == want || want == Grant::Read
+}
+
 /// What running `exe` needs besides itself: its `#!` interpreter or ELF loader (execute) and the
 /// library directories of its install prefix (read). Empty for directories and unreadable files.
 pub fn executable_support(exe: &Path) -> Vec<(PathBuf, Grant)> {
@@ -172,7 +182,8 @@ pub fn executable_support(exe: &Path) -> Vec<(PathBuf, Grant)> {
 }
 
 /// `<prefix>/{lib,lib64,share,libexec}` for `<prefix>/bin/<exe>` (symlinks resolved), existing
-/// ones only, never for the root prefix.
+/// ones only, never for `/`, `/usr` and `/usr/local`, whose library and data directories are
+/// system defaults.
 fn prefix_dirs(exe: &Path) -> Vec<PathBuf> {
     let Ok(real) = std::fs::canonicalize(exe) else {
         return Vec::new();
@@ -187,11 +198,17 @@ fn prefix_dirs(exe: &Path) -> Vec<PathBuf> {
         return Vec::new();
     }
     match bin.parent() {
-        Some(prefix) if prefix != Path::new("/") => PREFIX_DIRS
-            .iter()
-            .map(|d| prefix.join(d))
-            .filter(|d| d.is_dir())
-            .collect(),
+        Some(prefix)
+            if !["/", "/usr", "/usr/local"]
+                .iter()
+                .any(|p| prefix == Path::new(p)) =>
+        {
+            PREFIX_DIRS
+                .iter()
+                .map(|d| prefix.join(d))
+                .filter(|d| d.is_dir())
+                .collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -320,8 +337,8 @@ mod tests {
             "unexpected loader {loader:?}"
         );
         assert!(loader.exists());
-        // /bin/sh lives in /usr/bin: its prefix dirs are /usr/lib and /usr/share.
-        assert!(support.contains(&(PathBuf::from("/usr/lib"), Grant::Read)));
+        // /bin/sh lives in /usr/bin: /usr's library directories are system defaults.
+        assert!(support.iter().all(|(p, _)| !p.starts_with("/usr/lib")));
     }
 
     #[test]
@@ -335,6 +352,20 @@ mod tests {
         assert!(support
             .iter()
             .any(|(p, g)| *g == Grant::Exec && p.to_string_lossy().contains("ld-")));
+    }
+
+    #[test]
+    fn a_private_install_prefix_is_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("opt/tool");
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        std::fs::create_dir_all(prefix.join("lib")).unwrap();
+        let exe = prefix.join("bin/tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        let support = executable_support(&exe);
+        let lib = std::fs::canonicalize(prefix.join("lib")).unwrap();
+        assert!(support.contains(&(lib, Grant::Read)), "{support:?}");
+        assert!(support.contains(&(PathBuf::from("/bin/sh"), Grant::Exec)));
     }
 
     #[test]
@@ -374,5 +405,9 @@ mod tests {
         assert!(rules
             .iter()
             .all(|r| r.origin != Origin::System || r.grant != Grant::Exec));
+        // /bin/sh's prefix dir /usr/lib is a system default already: not repeated.
+        assert!(!rules
+            .iter()
+            .any(|r| r.origin == Origin::Program && r.path == Path::new("/usr/lib")));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The Landlock ABI version comes from `landlock_create_ruleset(NULL, 0, VERSION)`, the same probe
 //! the landlock crate makes internally (the crate keeps its probe private). pons asks for the
-//! filesystem rights of ABI 5 (up to `IOCTL_DEV`) and the signal scope of ABI 6: a kernel with
+//! filesystem rights of ABI 5 (up to `IOCTL_DEV`) and the scopes of ABI 6 (signals, abstract
+//! Unix sockets): a kernel with
 //! ABI ≥ 6 enforces the whole ruleset, ABI 1–5 a part of it (the crate's best-effort mode drops
 //! what the kernel lacks), and without Landlock nothing.
 

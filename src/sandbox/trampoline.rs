@@ -10,7 +10,9 @@
 //! 3. `PR_SET_NO_NEW_PRIVS`;
 //! 4. `chdir` to the module's working directory;
 //! 5. the Landlock ruleset from [`rules::module_rules`] (best effort; paths of the policy that do
-//!    not exist are skipped with a note; with `"sandbox": "required"` and no Landlock: exit 126).
+//!    not exist are skipped with a note; with `"sandbox": "required"` and no Landlock: exit 126),
+//!    scoped (ABI 6) so the module can neither signal processes nor connect to abstract Unix
+//!    sockets outside its sandbox.
 //!    It comes before the rlimits because building it opens one descriptor per path, which a tiny
 //!    `openFiles` limit would refuse;
 //! 6. rlimits: memoryMb → RLIMIT_AS, openFiles → RLIMIT_NOFILE, processes → RLIMIT_NPROC (per
@@ -171,7 +173,7 @@ pub(crate) fn rights(grant: Grant, dir: bool) -> BitFlags<AccessFs> {
 fn apply_landlock(spec: &ExecSpec) -> Result<RulesetStatus, landlock::RulesetError> {
     let mut ruleset = Ruleset::default()
         .handle_access(handled_fs())?
-        .scope(Scope::Signal)?
+        .scope(Scope::from_all(ABI::V6))?
         .create()?;
     for rule in module_rules(&spec.policy, Some(&spec.program)) {
         let fd = match PathFd::new(&rule.path) {
