@@ -17,6 +17,9 @@ use super::supervisor::{SupCmd, Supervisor};
 use super::{Kernel, KernelEvent, StartOptions};
 use crate::watch::Trigger;
 
+/// How long input files must have been left alone before a pass reads them.
+const QUIET: Duration = Duration::from_millis(50);
+
 /// What the loop remembers between passes.
 #[derive(Default)]
 pub struct State {
@@ -247,6 +250,14 @@ pub async fn pass(
 ) -> PassOutcome {
     let home = kernel.home.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
+        // Inputs written less than QUIET ago may be half-written by an editor that saves in
+        // place: wait (a bounded number of times) until they settle.
+        for _ in 0..10 {
+            match crate::snapshot_io::inputs_quiet_for(&home) {
+                Some(quiet) if quiet < QUIET => std::thread::sleep(QUIET - quiet),
+                _ => break,
+            }
+        }
         let env: BTreeMap<String, String> = std::env::vars().collect();
         crate::snapshot_io::read_snapshot(&home, &env)
     })

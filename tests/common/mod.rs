@@ -145,11 +145,10 @@ impl TestHome {
             self.control_path(&spec.id).to_string_lossy().into_owned(),
         ];
         args.extend(spec.args.iter().cloned());
-        std::fs::write(
-            mdir.join("test-module.args"),
-            serde_json::to_vec(&args).expect("args json"),
-        )
-        .expect("write args");
+        write_atomic(
+            &mdir.join("test-module.args"),
+            &serde_json::to_vec(&args).expect("args json"),
+        );
         let mut manifest = json!({
             "id": spec.id,
             "name": format!("test module {}", spec.id),
@@ -159,11 +158,10 @@ impl TestHome {
             "permissions": {"write": [self.path().join("rec").to_string_lossy()], "read": [self.path().join("rec").to_string_lossy()]},
         });
         merge(&mut manifest, spec.manifest.clone());
-        std::fs::write(
-            mdir.join("module.json"),
-            serde_json::to_vec_pretty(&manifest).expect("manifest json"),
-        )
-        .expect("write manifest");
+        write_atomic(
+            &mdir.join("module.json"),
+            &serde_json::to_vec_pretty(&manifest).expect("manifest json"),
+        );
         self.modules.retain(|m| m.id != spec.id);
         self.modules.push(spec);
         self.write_permissions();
@@ -208,11 +206,12 @@ impl TestHome {
                 serde_json::to_string(&caps).expect("json")
             ));
         }
-        std::fs::write(self.path().join("permissions.yaml"), out).expect("write permissions");
+        write_atomic(&self.path().join("permissions.yaml"), out.as_bytes());
     }
 
+    /// Replaces config.yaml (atomically, as an editor that saves by rename would).
     pub fn write_config(&self, yaml: &str) {
-        std::fs::write(self.path().join("config.yaml"), yaml).expect("write config");
+        write_atomic(&self.path().join("config.yaml"), yaml.as_bytes());
     }
 
     /// Every event the module recorded so far.
@@ -416,6 +415,13 @@ impl Drop for KernelProc {
             let _ = c.wait();
         }
     }
+}
+
+/// Writes a file by temp file + rename, so a concurrent reader never sees it half-written.
+pub fn write_atomic(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-test");
+    std::fs::write(&tmp, bytes).expect("write temp file");
+    std::fs::rename(&tmp, path).expect("rename temp file");
 }
 
 /// Whether a process exists (and is not a zombie).
