@@ -194,6 +194,27 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// How long ago the most recently modified input file (config.yaml, permissions.yaml, a
+/// module.json) was written; `None` when none exists. A pass that reads a file an editor is
+/// still writing in place would see it truncated, so the reconcile loop waits until the inputs
+/// have been quiet for a moment.
+pub fn inputs_quiet_for(home: &Home) -> Option<std::time::Duration> {
+    let mut newest: Option<std::time::SystemTime> = None;
+    let mut consider = |p: &Path| {
+        if let Ok(t) = std::fs::metadata(p).and_then(|m| m.modified()) {
+            newest = Some(newest.map_or(t, |n| n.max(t)));
+        }
+    };
+    consider(&home.config_yaml());
+    consider(&home.permissions_yaml());
+    if let Ok(rd) = std::fs::read_dir(home.modules_dir()) {
+        for e in rd.flatten() {
+            consider(&e.path().join("module.json"));
+        }
+    }
+    newest.map(|t| t.elapsed().unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,25 +273,4 @@ mod tests {
         assert!(s.modules.is_empty());
         assert_eq!(s.config_yaml, FileRead::Missing);
     }
-}
-
-/// How long ago the most recently modified input file (config.yaml, permissions.yaml, a
-/// module.json) was written; `None` when none exists. A pass that reads a file an editor is
-/// still writing in place would see it truncated, so the reconcile loop waits until the inputs
-/// have been quiet for a moment.
-pub fn inputs_quiet_for(home: &Home) -> Option<std::time::Duration> {
-    let mut newest: Option<std::time::SystemTime> = None;
-    let mut consider = |p: &Path| {
-        if let Ok(t) = std::fs::metadata(p).and_then(|m| m.modified()) {
-            newest = Some(newest.map_or(t, |n| n.max(t)));
-        }
-    };
-    consider(&home.config_yaml());
-    consider(&home.permissions_yaml());
-    if let Ok(rd) = std::fs::read_dir(home.modules_dir()) {
-        for e in rd.flatten() {
-            consider(&e.path().join("module.json"));
-        }
-    }
-    newest.map(|t| t.elapsed().unwrap_or_default())
 }
