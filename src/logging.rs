@@ -104,7 +104,10 @@ pub fn init(home: Option<&Home>, level: &str) -> anyhow::Result<LogGuard> {
                     dir.display()
                 )
             })?;
+            // The line queue is preallocated (and touched) in full: the default 128,000 slots are
+            // 4 MiB of resident memory; the writer thread keeps up with far fewer.
             let (nb, guard) = NonBlockingBuilder::default()
+                .buffered_lines_limit(8192)
                 .lossy(false)
                 .thread_name("pons-log-file")
                 .finish(daily);

@@ -892,17 +892,29 @@ fn log_levels_change_live_per_module() {
     let _k = home.start();
     home.wait_status("quiet", "ready", T);
     home.wait_status("loud", "ready", T);
-    home.command("quiet", json!({"log": {"level": "info", "msg": "quiet-info-1"}}));
-    home.command("loud", json!({"log": {"level": "info", "msg": "loud-info-1"}}));
+    home.command(
+        "quiet",
+        json!({"log": {"level": "info", "msg": "quiet-info-1"}}),
+    );
+    home.command(
+        "loud",
+        json!({"log": {"level": "info", "msg": "loud-info-1"}}),
+    );
     home.wait_log("loud-info-1", T);
     // Both commands were written before loud's line appeared; give quiet's the same chance.
     home.wait_event("quiet", "log sent", T, |e| e["event"] == "log_sent");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!home.kernel_log().contains("quiet-info-1"), "filtered by logging.levels");
+    assert!(
+        !home.kernel_log().contains("quiet-info-1"),
+        "filtered by logging.levels"
+    );
     home.write_config("logging:\n  level: info\n  levels:\n    quiet: debug\n");
     // The new level takes effect with the pass the edit triggers; no restart.
     wait_for("quiet's info lines logged after the edit", T, || {
-        home.command("quiet", json!({"log": {"level": "info", "msg": "quiet-info-2"}}));
+        home.command(
+            "quiet",
+            json!({"log": {"level": "info", "msg": "quiet-info-2"}}),
+        );
         std::thread::sleep(Duration::from_millis(150));
         home.kernel_log().contains("quiet-info-2").then_some(())
     });

@@ -127,6 +127,8 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         "kernel.boot"
     );
     ask_pass(&kernel, PassKind::Boot);
+    // Ids waiting to be recorded as `firstSpawnAt`, and whether a writer is running.
+    let first_spawns: Arc<parking_lot::Mutex<(Vec<String>, bool)>> = Default::default();
 
     loop {
         tokio::select! {
@@ -144,8 +146,15 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
             ev = events_rx.recv() => match ev {
                 Some(KernelEvent::Shutdown) | None => break,
                 Some(KernelEvent::FirstSpawn(id)) => {
-                    let home = kernel.home.clone();
-                    tokio::task::spawn_blocking(move || persist_first_spawn(&home, &id));
+                    // One blocking writer at a time, taking every id queued meanwhile: 100 modules
+                    // spawned at once are a few rewrites of permissions.yaml, not 100 threads.
+                    let mut q = first_spawns.lock();
+                    q.0.push(id);
+                    if !q.1 {
+                        q.1 = true;
+                        let (home, queue) = (kernel.home.clone(), first_spawns.clone());
+                        tokio::task::spawn_blocking(move || persist_first_spawns(&home, &queue));
+                    }
                 }
             },
         }
@@ -171,11 +180,28 @@ fn write_pid_file(home: &crate::home::Home) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", home.pid_file().display()))
 }
 
-fn persist_first_spawn(home: &crate::home::Home, id: &str) {
-    let now = crate::kernel::calls::now_iso();
-    let res = crate::store::update_permissions(home, |file| Ok(file.set_first_spawn(id, &now)));
-    if let Err(e) = res {
-        tracing::warn!(moduleId = %id, error = %e, "could not record firstSpawnAt in permissions.yaml");
+/// Records `firstSpawnAt` for the queued ids, batch by batch, until the queue is empty.
+fn persist_first_spawns(home: &crate::home::Home, queue: &parking_lot::Mutex<(Vec<String>, bool)>) {
+    loop {
+        let ids = {
+            let mut q = queue.lock();
+            if q.0.is_empty() {
+                q.1 = false;
+                return;
+            }
+            std::mem::take(&mut q.0)
+        };
+        let now = crate::kernel::calls::now_iso();
+        let res = crate::store::update_permissions(home, |file| {
+            let mut changed = false;
+            for id in &ids {
+                changed |= file.set_first_spawn(id, &now);
+            }
+            Ok(changed)
+        });
+        if let Err(e) = res {
+            tracing::warn!(modules = %ids.join(", "), error = %e, "could not record firstSpawnAt in permissions.yaml");
+        }
     }
 }
 

@@ -123,19 +123,24 @@ fn run(
     rescan: Duration,
 ) {
     loop {
-        let relevant = match rx.recv_timeout(rescan) {
+        let (relevant, rescan_now) = match rx.recv_timeout(rescan) {
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-            Ok(Msg::Events(Ok(events))) => events.iter().any(|e| is_relevant(root, e)),
+            Ok(Msg::Events(Ok(events))) => {
+                let r = events.iter().any(|e| is_relevant(root, e));
+                (r, r)
+            }
             Ok(Msg::Events(Err(errors))) => {
                 for e in &errors {
                     tracing::warn!(error = %e, "file watcher error; requesting a full pass");
                 }
-                true
+                (true, true)
             }
-            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Timeout) => (false, true),
         };
-        // Watch new directories before asking for the pass, so no later change is missed.
-        let changed = set.refresh(&mut debouncer);
+        // Watch new directories before asking for the pass, so no later change is missed. A batch
+        // of access events alone (modules opening their own files) changes nothing: refreshing
+        // would read every module.json, whose opens are events again, in an endless loop.
+        let changed = rescan_now && set.refresh(&mut debouncer);
         if (relevant || changed) && tx.send(Trigger::Files).is_err() {
             break;
         }

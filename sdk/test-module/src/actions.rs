@@ -10,6 +10,7 @@ use pons_sdk::Ctx;
 use serde_json::{json, Value};
 
 use crate::args::Burst;
+use crate::bench::BenchOut;
 use crate::record::Recorder;
 
 /// Shared by the handler, the worker threads and the control thread.
@@ -18,16 +19,18 @@ pub struct Actions {
     pub ctx: Ctx,
     pub rec: Recorder,
     pub manifest: Value,
+    pub bench: BenchOut,
     rpc_ids: Arc<AtomicU64>,
     call_ids: Arc<AtomicU64>,
 }
 
 impl Actions {
-    pub fn new(ctx: Ctx, rec: Recorder, manifest: Value) -> Actions {
+    pub fn new(ctx: Ctx, rec: Recorder, manifest: Value, bench: BenchOut) -> Actions {
         Actions {
             ctx,
             rec,
             manifest,
+            bench,
             rpc_ids: Arc::new(AtomicU64::new(1)),
             call_ids: Arc::new(AtomicU64::new(1)),
         }
@@ -84,12 +87,14 @@ impl Actions {
         self.rec.event(&ev);
     }
 
-    /// Sends `ready` with the manifest; records `{"event":"ready_sent"}`.
+    /// Sends `ready` with the manifest; records `{"event":"ready_sent"}` (and
+    /// `{"bench":"ready"}` under `--bench-out`).
     pub fn ready(&self) {
         let mut ev = json!({"event": "ready_sent"});
         if let Err(e) = self.ctx.ready(&self.manifest) {
             ev["error"] = json!(e);
         }
+        self.bench.record("ready", json!({}));
         self.rec.event(&ev);
     }
 }

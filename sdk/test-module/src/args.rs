@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::bench::BenchRpc;
+
 pub const USAGE: &str = "\
 usage: pons-test-module [FLAGS]
   --record FILE                 append one JSON line per event to FILE
@@ -31,6 +33,12 @@ usage: pons-test-module [FLAGS]
   --stop-reading                after deps_ready stop reading stdin, stay alive
   --control FILE                poll FILE every 10 ms for JSON command lines
   --count-only                  count deliveries instead of recording each one
+  --bench-out FILE              append timing records (JSON lines with t_us) to FILE:
+                                ready sent, config:update received, bench results
+  --bench-rpc SERVICE:N[:BYTES] after deps_ready make N timed sequential RPCs (method echo,
+                                params {pad}) and record latency percentiles
+  --bench-now                   start --bench-rpc at once instead of after deps_ready
+  --bench-expect N              record the receive times of every group of N deliveries
 ";
 
 /// A burst to publish after `deps_ready`.
@@ -93,6 +101,10 @@ pub struct Opts {
     pub stop_reading: bool,
     pub control: Option<String>,
     pub count_only: bool,
+    pub bench_out: Option<String>,
+    pub bench_rpc: Option<BenchRpc>,
+    pub bench_now: bool,
+    pub bench_expect: u64,
     pub help: bool,
 }
 
@@ -146,6 +158,10 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--stop-reading" => o.stop_reading = true,
             "--control" => o.control = Some(value()?),
             "--count-only" => o.count_only = true,
+            "--bench-out" => o.bench_out = Some(value()?),
+            "--bench-rpc" => o.bench_rpc = Some(bench_rpc(&value()?)?),
+            "--bench-now" => o.bench_now = true,
+            "--bench-expect" => o.bench_expect = number(flag, &value()?)?,
             "--help" | "-h" => o.help = true,
             other => return Err(format!("unknown flag {other} (see --help)")),
         }
@@ -172,6 +188,21 @@ fn burst(v: &str) -> Result<Burst, String> {
         count: number("--publish", count)?,
         pad: match parts.next() {
             Some(b) => number("--publish", b)?,
+            None => 0,
+        },
+    })
+}
+
+fn bench_rpc(v: &str) -> Result<BenchRpc, String> {
+    let mut parts = v.splitn(3, ':');
+    let (Some(service), Some(count)) = (parts.next(), parts.next()) else {
+        return Err(format!("--bench-rpc needs SERVICE:N[:BYTES], got {v:?}"));
+    };
+    Ok(BenchRpc {
+        service: service.to_owned(),
+        count: number("--bench-rpc", count)?,
+        pad: match parts.next() {
+            Some(b) => number("--bench-rpc", b)?,
             None => 0,
         },
     })
@@ -255,6 +286,31 @@ mod tests {
         assert_eq!(o.call[0].method, "config.get");
         assert_eq!(o.probes, [Probe::OpenFiles(5)]);
         assert_eq!(o.exit_code, 3);
+    }
+
+    #[test]
+    fn parses_bench_flags() {
+        let o = parse(&args(&[
+            "--bench-out",
+            "/tmp/b",
+            "--bench-rpc=svc:100:16",
+            "--bench-now",
+            "--bench-expect",
+            "5",
+        ]))
+        .unwrap();
+        assert_eq!(o.bench_out.as_deref(), Some("/tmp/b"));
+        assert_eq!(
+            o.bench_rpc,
+            Some(BenchRpc {
+                service: "svc".into(),
+                count: 100,
+                pad: 16
+            })
+        );
+        assert!(o.bench_now);
+        assert_eq!(o.bench_expect, 5);
+        assert!(parse(&args(&["--bench-rpc", "svc"])).is_err());
     }
 
     #[test]

@@ -9,12 +9,15 @@ use serde_json::{json, Value};
 
 use crate::actions::Actions;
 use crate::args::Opts;
+use crate::bench::{self, Expect};
 
 pub struct TestModule {
     pub opts: Opts,
     pub actions: Actions,
     /// Deliveries seen (for `--count-only`).
     pub delivered: Arc<AtomicU64>,
+    /// `--bench-expect` groups.
+    pub expect: Expect,
 }
 
 impl TestModule {
@@ -56,6 +59,10 @@ impl Handler for TestModule {
             ctx.stop_reading();
             self.actions.rec.event(&json!({"event": "stopped_reading"}));
         }
+        if let (Some(spec), false) = (&self.opts.bench_rpc, self.opts.bench_now) {
+            let (ctx, spec, out) = (ctx.clone(), spec.clone(), self.actions.bench.clone());
+            std::thread::spawn(move || bench::run_rpc(&ctx, &spec, &out));
+        }
         let work = (
             self.opts.call_after_ready.clone(),
             self.opts.rpc.clone(),
@@ -80,6 +87,7 @@ impl Handler for TestModule {
 
     fn on_message(&mut self, _: &Ctx, _: &str, _: Option<&RawValue>) -> Result<(), String> {
         self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.expect.on_deliver(&self.actions.bench);
         Ok(())
     }
 
@@ -104,8 +112,21 @@ impl Handler for TestModule {
         Reply::Later
     }
 
+    fn on_config_update(
+        &mut self,
+        _ctx: &Ctx,
+        config: &Value,
+        changed: &[String],
+    ) -> Result<(), String> {
+        self.actions
+            .bench
+            .record("config", json!({"config": config, "changed": changed}));
+        Ok(())
+    }
+
     fn on_shutdown(&mut self, _ctx: &Ctx) {
         self.record_count();
+        self.expect.on_shutdown(&self.actions.bench);
         self.actions.rec.event(&json!({"event": "shutdown"}));
     }
 

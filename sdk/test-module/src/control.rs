@@ -4,7 +4,8 @@
 //!
 //! Commands: `{"publish":{"topic","payload"}}`, `{"rpc":{"service","method","params"}}`,
 //! `{"call":{"method","params"}}`, `{"exit":code}`, `{"raw":"<line>"}`, `{"ready":true}`,
-//! `{"log":{"level","msg","data"}}`, `{"stop_reading":true}`.
+//! `{"log":{"level","msg","data"}}`, `{"stop_reading":true}`,
+//! `{"burst":{"topic","count","bytes"}}` (like `--publish`, on its own thread).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::actions::Actions;
+use crate::args::Burst;
 
 /// Starts the polling thread.
 pub fn start(path: String, actions: Actions) {
@@ -111,6 +113,17 @@ fn run(line: &str, a: &Actions) {
         let msg = l["msg"].as_str().unwrap_or("");
         let r = a.ctx.log(level, msg, l.get("data"));
         a.rec.event(&json!({"event": "log_sent", "ok": r.is_ok()}));
+    } else if let Some(b) = cmd.get("burst") {
+        let (Some(topic), Some(count)) = (b["topic"].as_str(), b["count"].as_u64()) else {
+            return bad(a, line, "burst needs a string topic and a number count");
+        };
+        let burst = Burst {
+            topic: topic.to_owned(),
+            count,
+            pad: b["bytes"].as_u64().unwrap_or(0) as usize,
+        };
+        let a = a.clone();
+        std::thread::spawn(move || a.burst(&burst));
     } else if cmd.get("stop_reading").is_some() {
         a.ctx.stop_reading();
         a.rec.event(&json!({"event": "stopped_reading"}));

@@ -5,6 +5,7 @@
 mod actions;
 mod args;
 mod behaviour;
+mod bench;
 mod control;
 mod probes;
 mod record;
@@ -18,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use crate::actions::Actions;
 use crate::behaviour::TestModule;
+use crate::bench::{BenchOut, Expect};
 use crate::record::Recorder;
 
 fn main() {
@@ -45,6 +47,13 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let bench_out = match BenchOut::open(opts.bench_out.as_deref()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("pons-test-module: {e}");
+            std::process::exit(2);
+        }
+    };
     rec.event(&start_event(&argv));
 
     if opts.ignore_shutdown {
@@ -67,12 +76,13 @@ fn main() {
     let manifest = opts.manifest.clone().unwrap_or_else(|| json!({}));
     let mut actions = None;
     let module = Module::new_with(|ctx| {
-        let a = Actions::new(ctx.clone(), rec.clone(), manifest);
+        let a = Actions::new(ctx.clone(), rec.clone(), manifest, bench_out.clone());
         actions = Some(a.clone());
         TestModule {
             opts: opts.clone(),
             actions: a,
             delivered: delivered.clone(),
+            expect: Expect::new(opts.bench_expect),
         }
     });
     let Some(actions) = actions else {
@@ -90,6 +100,11 @@ fn main() {
     }
     if opts.count_only {
         count_reporter(delivered, rec.clone());
+    }
+    if let (Some(spec), true) = (&opts.bench_rpc, opts.bench_now) {
+        // Direct mode (no kernel): the peer answers without init, so start at once.
+        let (ctx, spec, out) = (actions.ctx.clone(), spec.clone(), bench_out.clone());
+        std::thread::spawn(move || bench::run_rpc(&ctx, &spec, &out));
     }
 
     let tap_rec = rec.clone();

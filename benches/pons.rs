@@ -1,0 +1,181 @@
+//! The pons benchmarks (DESIGN.md §6): each runs the real release `pons` binary on a temporary
+//! home with modules built on the Rust SDK (`pons-test-module`), measures its baseline in the
+//! same run, and prints the absolute figures, the ratio and the target; then a summary table.
+//!
+//! ```text
+//! cargo bench --bench pons                      # everything (≈ 2–3 min on 2 cores)
+//! cargo bench --bench pons -- --quick           # smaller counts (< 30 s)
+//! cargo bench --bench pons -- rpc throughput    # only benchmarks whose name contains a word
+//! cargo bench --bench pons -- --json            # JSON on stdout, human output on stderr
+//! ```
+//!
+//! Benchmarks: `rpc`, `throughput`, `burst`, `startup` (with `rss`), `plan`, `config`.
+//! Results of a full run are kept in benches/RESULTS.md.
+
+#[path = "pons/config.rs"]
+mod config;
+#[path = "pons/harness.rs"]
+mod harness;
+#[path = "pons/plan.rs"]
+mod plan;
+#[path = "pons/report.rs"]
+mod report;
+#[path = "pons/rpc.rs"]
+mod rpc;
+#[path = "pons/startup.rs"]
+mod startup;
+#[path = "pons/throughput.rs"]
+mod throughput;
+
+use std::time::Instant;
+
+use report::Figure;
+use serde_json::json;
+
+/// Command-line options.
+pub struct Opts {
+    pub quick: bool,
+    pub json: bool,
+    pub filters: Vec<String>,
+}
+
+type BenchFn = fn(&Opts) -> Vec<Figure>;
+
+/// name, other names that select it, what it measures, the function.
+const BENCHES: &[(&str, &[&str], &str, BenchFn)] = &[
+    (
+        "rpc",
+        &[],
+        "RPC round trip through the kernel vs a direct pipe ping-pong",
+        rpc::run,
+    ),
+    (
+        "throughput",
+        &["publish", "deliver"],
+        "publish → deliver 1→1 / 1→10, 128 B / 4 KiB vs a direct pipe stream",
+        throughput::run,
+    ),
+    (
+        "burst",
+        &[],
+        "200,000-message burst: delivered without loss, and time",
+        throughput::burst,
+    ),
+    (
+        "startup",
+        &["rss"],
+        "100 modules start → all ready vs direct spawn + handshake; kernel RSS idle",
+        startup::run,
+    ),
+    (
+        "plan",
+        &[],
+        "build_desired + plan for 1,000 modules (pure)",
+        plan::run,
+    ),
+    (
+        "config",
+        &["signal"],
+        "config.yaml saved / SIGUSR1 → config:update",
+        config::run,
+    ),
+];
+
+const USAGE: &str = "usage: cargo bench --bench pons -- [--quick] [--json] [NAME…]
+  NAME      run only benchmarks whose name contains NAME: rpc throughput burst startup rss plan config
+  --quick   smaller counts (whole run under 30 s)
+  --json    print the results as JSON on stdout (human output goes to stderr)
+";
+
+fn main() {
+    let mut opts = Opts {
+        quick: false,
+        json: false,
+        filters: Vec::new(),
+    };
+    for a in std::env::args().skip(1) {
+        match a.as_str() {
+            "--quick" => opts.quick = true,
+            "--json" => opts.json = true,
+            // Passed by `cargo bench`.
+            "--bench" => {}
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return;
+            }
+            s if s.starts_with('-') => {
+                eprintln!("unknown option {s}\n{USAGE}");
+                std::process::exit(2);
+            }
+            s => opts.filters.push(s.to_string()),
+        }
+    }
+    let selected: Vec<_> = BENCHES
+        .iter()
+        .filter(|(name, aliases, _, _)| {
+            opts.filters.is_empty()
+                || opts.filters.iter().any(|f| {
+                    name.contains(f.as_str()) || aliases.iter().any(|a| a.contains(f.as_str()))
+                })
+        })
+        .collect();
+    if selected.is_empty() {
+        eprintln!("no benchmark matches {:?}\n{USAGE}", opts.filters);
+        std::process::exit(2);
+    }
+
+    // Human output: stdout, or stderr when stdout carries JSON.
+    let say = |s: &str| {
+        if opts.json {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    };
+    let machine = report::machine();
+    say(&format!(
+        "pons benchmarks{} — {} × {}, Linux {}",
+        if opts.quick { " (quick)" } else { "" },
+        machine["cpus"],
+        machine["cpuModel"].as_str().unwrap_or("?"),
+        machine["linux"].as_str().unwrap_or("?")
+    ));
+    say(&format!(
+        "binaries: {} and {}",
+        harness::pons_bin().display(),
+        harness::test_module_bin().display()
+    ));
+
+    let started = Instant::now();
+    let mut figures: Vec<Figure> = Vec::new();
+    let mut timings = serde_json::Map::new();
+    for (name, _, what, run) in selected {
+        say(&format!("\n== {name}: {what}"));
+        let t = Instant::now();
+        let figs = run(&opts);
+        for f in &figs {
+            say(&f.line());
+        }
+        let secs = t.elapsed().as_secs_f64();
+        timings.insert(name.to_string(), json!((secs * 10.0).round() / 10.0));
+        say(&format!("   ({secs:.1} s)"));
+        figures.extend(figs);
+    }
+    let total = started.elapsed().as_secs_f64();
+    say(&format!("\nSummary ({total:.0} s):\n"));
+    say(&report::table(&figures));
+    let missed = figures.iter().filter(|f| f.ok() == Some(false)).count();
+    if missed > 0 {
+        say(&format!("{missed} target(s) missed"));
+    }
+    if opts.json {
+        let doc = json!({
+            "machine": machine,
+            "quick": opts.quick,
+            "seconds": total,
+            "benchSeconds": timings,
+            "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+    }
+}
