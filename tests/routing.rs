@@ -354,14 +354,34 @@ fn burst_of_200k_messages_loses_nothing() {
     home.wait_event("firehose", "publish_done", Duration::from_secs(120), |e| {
         e["event"] == "publish_done"
     });
-    wait_for("all 200000 delivered", Duration::from_secs(120), || {
-        home.events("sink")
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let last = home
+            .events("sink")
             .iter()
             .rev()
             .find(|e| e["event"] == "count")
-            .filter(|e| e["n"] == 200_000)
-            .cloned()
-    });
+            .cloned();
+        if last.as_ref().is_some_and(|e| e["n"] == 200_000) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = home.kernel_log();
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.starts_with('{'))
+                .rev()
+                .take(30)
+                .collect();
+            panic!(
+                "not all 200000 delivered: last count {last:?}; sink starts {}; status {}; log tail:\n{}",
+                home.starts("sink").len(),
+                home.status(),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let st = home.module_status("sink").unwrap();
     assert_eq!(st["dropped"].as_u64().unwrap_or(0), 0, "{st}");
 }
