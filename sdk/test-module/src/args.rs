@@ -231,6 +231,21 @@ fn call(flag: &str, v: &str) -> Result<Call, String> {
     })
 }
 
+/// Arguments from `test-module.args` (a JSON array of strings) in the executable's directory;
+/// empty when there is no such file.
+pub fn from_file_beside_exe() -> Vec<String> {
+    let Ok(exe) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    let Some(dir) = exe.parent() else {
+        return Vec::new();
+    };
+    match std::fs::read(dir.join("test-module.args")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,20 +323,5 @@ mod tests {
         assert!(parse(&args(&["--rpc", "svc:m"])).is_err());
         assert!(parse(&args(&["--call", "m:{bad"])).is_err());
         assert_eq!(parse(&[]).unwrap().exit_code, 1);
-    }
-}
-
-/// Arguments from `test-module.args` (a JSON array of strings) in the executable's directory;
-/// empty when there is no such file.
-pub fn from_file_beside_exe() -> Vec<String> {
-    let Ok(exe) = std::env::current_exe() else {
-        return Vec::new();
-    };
-    let Some(dir) = exe.parent() else {
-        return Vec::new();
-    };
-    match std::fs::read(dir.join("test-module.args")) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Err(_) => Vec::new(),
     }
 }
