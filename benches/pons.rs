@@ -9,7 +9,7 @@
 //! cargo bench --bench pons -- --json            # JSON on stdout, human output on stderr
 //! ```
 //!
-//! Benchmarks: `rpc`, `throughput`, `burst`, `startup` (with `rss`), `plan`, `config`.
+//! Benchmarks: `route`, `rpc`, `throughput`, `burst`, `startup` (with `rss`), `plan`, `config`.
 //! Results of a full run are kept in benches/RESULTS.md.
 
 #[path = "pons/config.rs"]
@@ -20,6 +20,8 @@ mod harness;
 mod plan;
 #[path = "pons/report.rs"]
 mod report;
+#[path = "pons/route.rs"]
+mod route;
 #[path = "pons/rpc.rs"]
 mod rpc;
 #[path = "pons/startup.rs"]
@@ -43,6 +45,12 @@ type BenchFn = fn(&Opts) -> Vec<Figure>;
 
 /// name, other names that select it, what it measures, the function.
 const BENCHES: &[(&str, &[&str], &str, BenchFn)] = &[
+    (
+        "route",
+        &["router"],
+        "the routing core in process: CPU per routed message",
+        route::run,
+    ),
     (
         "rpc",
         &[],
@@ -82,7 +90,7 @@ const BENCHES: &[(&str, &[&str], &str, BenchFn)] = &[
 ];
 
 const USAGE: &str = "usage: cargo bench --bench pons -- [--quick] [--json] [NAME…]
-  NAME      run only benchmarks whose name contains NAME: rpc throughput burst startup rss plan config
+  NAME      run only benchmarks whose name contains NAME: route rpc throughput burst startup rss plan config
   --quick   smaller counts (whole run under 30 s)
   --json    print the results as JSON on stdout (human output goes to stderr)
 ";

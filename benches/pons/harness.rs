@@ -323,6 +323,17 @@ impl Kernel {
         )
     }
 
+    /// CPU time the kernel process has used so far (all threads), in nanoseconds.
+    pub fn cpu_ns(&self) -> u64 {
+        let Ok(rd) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return 0;
+        };
+        rd.flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// VmRSS and VmHWM of the kernel process, in KiB.
     pub fn rss_kib(&self) -> (u64, u64) {
         proc_rss_kib(self.pid())

@@ -71,7 +71,8 @@ pub fn run(opts: &Opts) -> Vec<Figure> {
     let mut figs = Vec::new();
     for (subs, bytes, n) in cases {
         let direct = direct(subs, bytes, n);
-        let (kernel, total) = through_kernel(subs, bytes, n, Duration::from_secs(120));
+        let run = through_kernel(subs, bytes, n, Duration::from_secs(120));
+        let kernel = run.stream;
         let size = if bytes >= 1024 {
             format!("{} KiB", bytes / 1024)
         } else {
@@ -88,9 +89,21 @@ pub fn run(opts: &Opts) -> Vec<Figure> {
             target,
             details: json!({"subscribers": subs, "payloadBytes": bytes, "perSubscriber": n,
                             "pons": kernel.map(Stream::json), "direct": direct.json(),
-                            "delivered": total}),
+                            "delivered": run.delivered}),
         };
         figs.push(fig);
+        if bytes == 128 {
+            figs.push(Figure {
+                bench: "throughput",
+                metric: format!("kernel CPU per delivery 1→{subs}, {size}"),
+                unit: "ns",
+                pons: run.cpu_ns_per_delivery,
+                baseline: None,
+                baseline_name: "",
+                target: None,
+                details: json!({"note": "kernel process CPU (all threads, /proc/<pid>/task/*/schedstat) from the burst command to the last ack, divided by deliveries"}),
+            });
+        }
     }
     figs
 }
@@ -100,7 +113,8 @@ pub fn run(opts: &Opts) -> Vec<Figure> {
 pub fn burst(_opts: &Opts) -> Vec<Figure> {
     const N: u64 = 200_000;
     let direct = direct(1, 128, N);
-    let (kernel, total) = through_kernel(1, 128, N, Duration::from_secs(60));
+    let run = through_kernel(1, 128, N, Duration::from_secs(60));
+    let (kernel, total) = (run.stream, run.delivered);
     let details = json!({"messages": N, "payloadBytes": 128, "pons": kernel.map(Stream::json),
                          "direct": direct.json()});
     vec![
@@ -130,7 +144,18 @@ pub fn burst(_opts: &Opts) -> Vec<Figure> {
 /// Publisher `pub` (bursts on a control command) and `subs` subscribers through the kernel.
 /// Returns the stream (`None` if not every delivery arrived within `timeout`) and the total
 /// deliveries the subscribers counted.
-fn through_kernel(subs: usize, bytes: usize, n: u64, timeout: Duration) -> (Option<Stream>, u64) {
+/// One run through the kernel.
+struct KernelRun {
+    /// `None` if not every delivery arrived in time.
+    stream: Option<Stream>,
+    /// Deliveries the subscribers counted.
+    delivered: u64,
+    /// CPU the kernel process used from the burst command until everything (acks included) was
+    /// handled, per delivery.
+    cpu_ns_per_delivery: f64,
+}
+
+fn through_kernel(subs: usize, bytes: usize, n: u64, timeout: Duration) -> KernelRun {
     let mut home = BenchHome::new();
     let expect = n.to_string();
     let mut specs = vec![Spec::new(
@@ -150,6 +175,7 @@ fn through_kernel(subs: usize, bytes: usize, n: u64, timeout: Duration) -> (Opti
     let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     kernel.wait_ready(&ids, Duration::from_secs(30));
+    let cpu0 = kernel.cpu_ns();
     home.command(
         "pub.control",
         json!({"burst": {"topic": TOPIC, "count": n, "bytes": pad_for(bytes)}}),
@@ -158,12 +184,19 @@ fn through_kernel(subs: usize, bytes: usize, n: u64, timeout: Duration) -> (Opti
     let got = std::panic::catch_unwind(|| {
         wait_records(&out, "expect", subs, timeout, Duration::from_millis(20))
     });
+    // Let the kernel read the last acks.
+    std::thread::sleep(Duration::from_millis(100));
+    let cpu = kernel.cpu_ns().saturating_sub(cpu0);
     kernel.stop();
-    let total = records(&out, "delivered")
+    let delivered = records(&out, "delivered")
         .iter()
         .filter_map(|r| r["n"].as_u64())
         .sum();
-    (got.ok().map(|r| stream_of(&r)), total)
+    KernelRun {
+        stream: got.ok().map(|r| stream_of(&r)),
+        delivered,
+        cpu_ns_per_delivery: cpu as f64 / (n * subs as u64).max(1) as f64,
+    }
 }
 
 /// The baseline: the deliver lines the kernel would write, streamed into `subs` subscriber

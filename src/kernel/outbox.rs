@@ -123,6 +123,25 @@ impl Outbox {
         }
     }
 
+    /// The writer's half of the queue: swaps everything queued into `batch` (empty on entry).
+    /// The bytes stay counted as queued until [`Outbox::written`].
+    #[inline]
+    pub fn swap_queued(&self, batch: &mut Vec<u8>) {
+        std::mem::swap(&mut *self.buf.lock(), batch);
+    }
+
+    /// `n` bytes taken by [`Outbox::swap_queued`] reached the module: progress for the hung
+    /// consumer check, and waiting publishers are released once the queue is below the low-water
+    /// mark.
+    #[inline]
+    pub fn written(&self, n: usize) {
+        self.touch();
+        let left = self.queued.fetch_sub(n, Ordering::AcqRel) - n;
+        if left <= LOW_WATER {
+            self.drained.notify_waiters();
+        }
+    }
+
     /// Closes the outbox: queued and later messages are discarded; the writer task ends.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
@@ -144,10 +163,7 @@ pub async fn writer_task(outbox: Arc<Outbox>, mut stdin: ChildStdin) {
             break;
         }
         let notified = outbox.wake_writer.notified();
-        {
-            let mut buf = outbox.buf.lock();
-            std::mem::swap(&mut *buf, &mut batch);
-        }
+        outbox.swap_queued(&mut batch);
         if batch.is_empty() {
             notified.await;
             continue;
@@ -161,11 +177,7 @@ pub async fn writer_task(outbox: Arc<Outbox>, mut stdin: ChildStdin) {
         if batch.capacity() > (4 << 20) {
             batch.shrink_to(64 << 10);
         }
-        outbox.touch();
-        let left = outbox.queued.fetch_sub(n, Ordering::AcqRel) - n;
-        if left <= LOW_WATER {
-            outbox.drained.notify_waiters();
-        }
+        outbox.written(n);
     }
     let _ = stdin.shutdown().await;
     drop(stdin);

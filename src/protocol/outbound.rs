@@ -24,9 +24,9 @@ pub fn init(buf: &mut Vec<u8>, config: &Value, workspace: &str) {
     buf.extend_from_slice(b",\"config\":");
     json(buf, config);
     buf.extend_from_slice(b",\"workspacePath\":");
-    json(buf, workspace);
+    string(buf, workspace);
     buf.extend_from_slice(b",\"projectRoot\":");
-    json(buf, workspace);
+    string(buf, workspace);
     end(buf);
 }
 
@@ -38,7 +38,7 @@ pub fn deps_ready(buf: &mut Vec<u8>) {
 /// `{"type":"service_available","service":…}`
 pub fn service_available(buf: &mut Vec<u8>, service: &str) {
     buf.extend_from_slice(b"{\"type\":\"service_available\",\"service\":");
-    json(buf, service);
+    string(buf, service);
     end(buf);
 }
 
@@ -55,9 +55,9 @@ pub fn ping(buf: &mut Vec<u8>) {
 /// `{"type":"deliver","id":…,"topic":…,"payload":…}` (`payload` absent when `None`).
 pub fn deliver(buf: &mut Vec<u8>, id: &str, topic: &str, payload: Option<&RawValue>) {
     buf.extend_from_slice(b"{\"type\":\"deliver\",\"id\":");
-    json(buf, id);
+    string(buf, id);
     buf.extend_from_slice(b",\"topic\":");
-    json(buf, topic);
+    string(buf, topic);
     raw_field(buf, b",\"payload\":", payload);
     end(buf);
 }
@@ -74,9 +74,9 @@ pub fn config_update(buf: &mut Vec<u8>, config: &Value, changed: &[String]) {
 /// `{"type":"call","id":…,"method":…,"params":…}` (kernel calling a module method).
 pub fn call(buf: &mut Vec<u8>, id: &str, method: &str, params: Option<&RawValue>) {
     buf.extend_from_slice(b"{\"type\":\"call\",\"id\":");
-    json(buf, id);
+    string(buf, id);
     buf.extend_from_slice(b",\"method\":");
-    json(buf, method);
+    string(buf, method);
     raw_field(buf, b",\"params\":", params);
     end(buf);
 }
@@ -84,7 +84,7 @@ pub fn call(buf: &mut Vec<u8>, id: &str, method: &str, params: Option<&RawValue>
 /// `{"type":"call:response","id":…,"result":…}` (`result` absent when `None`).
 pub fn call_response_ok(buf: &mut Vec<u8>, id: &str, result: Option<&RawValue>) {
     buf.extend_from_slice(b"{\"type\":\"call:response\",\"id\":");
-    json(buf, id);
+    string(buf, id);
     raw_field(buf, b",\"result\":", result);
     end(buf);
 }
@@ -92,9 +92,9 @@ pub fn call_response_ok(buf: &mut Vec<u8>, id: &str, result: Option<&RawValue>) 
 /// `{"type":"call:response","id":…,"error":"<text>"}`
 pub fn call_response_err(buf: &mut Vec<u8>, id: &str, error: &str) {
     buf.extend_from_slice(b"{\"type\":\"call:response\",\"id\":");
-    json(buf, id);
+    string(buf, id);
     buf.extend_from_slice(b",\"error\":");
-    json(buf, error);
+    string(buf, error);
     end(buf);
 }
 
@@ -108,13 +108,13 @@ pub fn rpc_request(
     params: Option<&RawValue>,
 ) {
     buf.extend_from_slice(b"{\"type\":\"rpc_request\",\"id\":");
-    json(buf, id);
+    string(buf, id);
     buf.extend_from_slice(b",\"from\":");
-    json(buf, from);
+    string(buf, from);
     buf.extend_from_slice(b",\"service\":");
-    json(buf, service);
+    string(buf, service);
     buf.extend_from_slice(b",\"method\":");
-    json(buf, method);
+    string(buf, method);
     raw_field(buf, b",\"params\":", params);
     end(buf);
 }
@@ -128,7 +128,7 @@ pub fn rpc_response(
     error: Option<&RawValue>,
 ) {
     buf.extend_from_slice(b"{\"type\":\"rpc_response\",\"id\":");
-    json(buf, id);
+    string(buf, id);
     raw_field(buf, b",\"result\":", result);
     raw_field(buf, b",\"error\":", error);
     end(buf);
@@ -137,10 +137,52 @@ pub fn rpc_response(
 /// `{"type":"rpc_response","id":…,"error":"<text>"}`: a kernel-generated RPC error.
 pub fn rpc_error(buf: &mut Vec<u8>, id: &str, error: &str) {
     buf.extend_from_slice(b"{\"type\":\"rpc_response\",\"id\":");
-    json(buf, id);
+    string(buf, id);
     buf.extend_from_slice(b",\"error\":");
-    json(buf, error);
+    string(buf, error);
     end(buf);
+}
+
+/// Appends `s` as a JSON string literal. Strings with nothing to escape (ids, topics, service and
+/// method names: nearly all of them) are copied as they are, which gives exactly what serde_json
+/// writes (it escapes only `"`, `\\` and control characters) at a fraction of its per-byte cost.
+#[inline]
+fn string(buf: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        json(buf, s);
+    } else {
+        buf.reserve(s.len() + 2);
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    }
+}
+
+/// Whether `b` holds a control character, `"` or `\\`; eight bytes per step.
+#[inline]
+fn needs_escape(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero (or, for `x - k*ONES`, below k) exactly where this sets its high bit;
+    // bytes ≥ 0x80 (UTF-8 beyond ASCII) never need escaping and are masked out by `!w`.
+    let hit = |w: u64| {
+        let lt_space = w.wrapping_sub(0x20 * ONES) & !w;
+        let q = w ^ (b'"' as u64 * ONES);
+        let bs = w ^ (b'\\' as u64 * ONES);
+        (lt_space | (q.wrapping_sub(ONES) & !q) | (bs.wrapping_sub(ONES) & !bs)) & HIGH != 0
+    };
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if hit(u64::from_le_bytes(w)) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
 }
 
 /// Appends `value` as compact JSON.

@@ -2,9 +2,9 @@
 //! RPCs, kernel calls, publish bursts, `ready`.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pons_sdk::Ctx;
 use serde_json::{json, Value};
@@ -22,6 +22,8 @@ pub struct Actions {
     pub bench: BenchOut,
     rpc_ids: Arc<AtomicU64>,
     call_ids: Arc<AtomicU64>,
+    /// Actions running on their own threads (control RPCs, calls, bursts, the deps_ready work).
+    inflight: Arc<AtomicUsize>,
 }
 
 impl Actions {
@@ -33,6 +35,26 @@ impl Actions {
             bench,
             rpc_ids: Arc::new(AtomicU64::new(1)),
             call_ids: Arc::new(AtomicU64::new(1)),
+            inflight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Runs `f` on its own thread, counted as in flight until it returns.
+    pub fn spawn(&self, f: impl FnOnce(&Actions) + Send + 'static) {
+        let a = self.clone();
+        a.inflight.fetch_add(1, Ordering::AcqRel);
+        std::thread::spawn(move || {
+            f(&a);
+            a.inflight.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+
+    /// Before exiting: lets actions whose answer already arrived record it (a reply and the
+    /// `shutdown` that follows it are read together), waiting at most `max`.
+    pub fn settle(&self, max: Duration) {
+        let deadline = Instant::now() + max;
+        while self.inflight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 

@@ -71,8 +71,7 @@ impl Handler for TestModule {
         if work.0.is_empty() && work.1.is_empty() && work.2.is_empty() {
             return;
         }
-        let a = self.actions.clone();
-        std::thread::spawn(move || {
+        self.actions.spawn(move |a| {
             for c in &work.0 {
                 a.call(&c.method, &c.params, "deps_ready");
             }

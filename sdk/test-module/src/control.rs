@@ -86,15 +86,13 @@ fn run(line: &str, a: &Actions) {
         };
         let (service, method, params) =
             (service.to_owned(), method.to_owned(), r["params"].clone());
-        let a = a.clone();
-        std::thread::spawn(move || a.rpc(&service, &method, &params, "control"));
+        a.spawn(move |a| a.rpc(&service, &method, &params, "control"));
     } else if let Some(c) = cmd.get("call") {
         let Some(method) = c["method"].as_str() else {
             return bad(a, line, "call needs a string method");
         };
         let (method, params) = (method.to_owned(), c["params"].clone());
-        let a = a.clone();
-        std::thread::spawn(move || a.call(&method, &params, "control"));
+        a.spawn(move |a| a.call(&method, &params, "control"));
     } else if let Some(code) = cmd.get("exit") {
         let code = code.as_i64().unwrap_or(0) as i32;
         let _ = a.ctx.flush();
@@ -122,8 +120,7 @@ fn run(line: &str, a: &Actions) {
             count,
             pad: b["bytes"].as_u64().unwrap_or(0) as usize,
         };
-        let a = a.clone();
-        std::thread::spawn(move || a.burst(&burst));
+        a.spawn(move |a| a.burst(&burst));
     } else if cmd.get("stop_reading").is_some() {
         a.ctx.stop_reading();
         a.rec.event(&json!({"event": "stopped_reading"}));

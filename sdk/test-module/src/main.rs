@@ -120,6 +120,7 @@ fn main() {
             _ => tap_rec.recv(line),
         })
         .run();
+    actions.settle(Duration::from_millis(300));
     rec.event(&json!({"event": "exit", "code": code}));
     std::process::exit(code);
 }

@@ -1,14 +1,14 @@
 //! Subscriptions: topic pattern → subscribed modules. Exact topics are a hash lookup; wildcard
 //! subscriptions are few and scanned.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::fasthash::FastMap;
 use super::topics::Pattern;
 
 #[derive(Debug, Default)]
 pub struct Bus {
-    exact: HashMap<String, Vec<Arc<str>>>,
+    exact: FastMap<String, Vec<Arc<str>>>,
     prefixes: Vec<(String, Arc<str>)>,
 }
 

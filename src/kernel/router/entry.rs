@@ -23,7 +23,7 @@ pub struct Entry {
     /// Topic capabilities (publish and subscribe).
     pub topics: PatternSet,
     /// Service capabilities (RPC).
-    pub services: std::collections::HashSet<String>,
+    pub services: super::fasthash::FastSet<String>,
     pub spawned_at: Option<Instant>,
     pub ready_at: Option<Instant>,
     pub waiting_since: Option<Instant>,

@@ -8,11 +8,12 @@
 
 pub mod bus;
 pub mod entry;
+pub mod fasthash;
 pub mod lifecycle;
 pub mod rpc;
 pub mod topics;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pons_reconciler::config::EnforcementMode;
@@ -25,6 +26,7 @@ use crate::protocol::inbound::{decode, DecodeError, Inbound};
 use crate::protocol::outbound;
 
 pub use entry::Entry;
+pub use fasthash::{FastMap, FastSet};
 pub use rpc::PendingRpcs;
 
 /// Settings the router needs, taken from config.yaml on every pass.
@@ -57,10 +59,10 @@ pub enum RouterEvent {
 
 /// Router state. See the module docs.
 pub struct Core {
-    pub modules: HashMap<Arc<str>, Entry>,
+    pub modules: FastMap<Arc<str>, Entry>,
     pub bus: bus::Bus,
     /// service → the runnable module that declares it (from the desired state).
-    pub declared: HashMap<String, Arc<str>>,
+    pub declared: FastMap<String, Arc<str>>,
     /// service → provider, for providers that are ready (the service directory).
     pub registered: BTreeMap<String, Arc<str>>,
     pub rpcs: PendingRpcs,
@@ -77,9 +79,9 @@ impl Core {
         changed: Arc<tokio::sync::Notify>,
     ) -> Core {
         Core {
-            modules: HashMap::new(),
+            modules: FastMap::default(),
             bus: bus::Bus::default(),
-            declared: HashMap::new(),
+            declared: FastMap::default(),
             registered: BTreeMap::new(),
             rpcs: PendingRpcs::default(),
             settings,

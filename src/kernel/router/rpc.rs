@@ -2,7 +2,7 @@
 //! towards the provider, the caller's id restored on the way back, timeouts, cleanup when either
 //! side leaves.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,7 +30,7 @@ pub struct PendingRpc {
 #[derive(Debug, Default)]
 pub struct PendingRpcs {
     next: u64,
-    live: HashMap<u64, PendingRpc>,
+    live: super::fasthash::FastMap<u64, PendingRpc>,
     deadlines: VecDeque<(Instant, u64)>,
 }
 

@@ -47,7 +47,7 @@ impl Pattern {
 /// A set of patterns (e.g. a module's topic capabilities).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatternSet {
-    exact: std::collections::HashSet<String>,
+    exact: super::fasthash::FastSet<String>,
     prefixes: Vec<String>,
 }
 

@@ -387,3 +387,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn plain_acks_decode_like_any_other_ack() {
+    let ok = |line: &str, id: &str| match decode(line.as_bytes()) {
+        Ok(Inbound::Ack { id: Some(got) }) => assert_eq!(got, id, "{line}"),
+        other => panic!("{line}: {other:?}"),
+    };
+    ok(
+        r#"{"type":"ack","id":"6c1f0a52-8f5e-4a57-9d0b-2f1f6e9b3c11"}"#,
+        "6c1f0a52-8f5e-4a57-9d0b-2f1f6e9b3c11",
+    );
+    ok(r#"{"type":"ack","id":""}"#, "");
+    ok(r#"{"type":"ack","id":"ü ✓"}"#, "ü ✓");
+    ok(r#"{"type":"ack","id":"a\"b"}"#, "a\"b");
+    ok(r#"{"type":"ack","id":"a\\b"}"#, "a\\b");
+    ok(r#"{"type":"ack", "id":"x"}"#, "x");
+    for bad in [
+        r#"{"type":"ack","id":"a"b"}"#,
+        r#"{"type":"ack","id":"x"}}"#,
+        "{\"type\":\"ack\",\"id\":\"a\u{1}b\"}",
+    ] {
+        assert!(decode(bad.as_bytes()).is_err(), "{bad}");
+    }
+    let mut invalid_utf8 = br#"{"type":"ack","id":""#.to_vec();
+    invalid_utf8.extend_from_slice(&[0xff, b'"', b'}']);
+    assert!(matches!(
+        decode(&invalid_utf8),
+        Err(DecodeError::InvalidJson { .. })
+    ));
+}

@@ -185,3 +185,26 @@ fn many_messages_append() {
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2]["error"], "forbidden");
 }
+
+#[test]
+fn strings_are_written_exactly_as_serde_json_writes_them() {
+    // Every ASCII byte at every position of an 8-byte word and in the tail, plus non-ASCII.
+    let mut cases: Vec<String> = vec![String::new(), "héllo wörld ✓ 𝄞".into(), "\u{7f}".into()];
+    for c in 0u8..128 {
+        for pos in 0..11 {
+            let mut s = "abcdefghijk"[..pos].to_string();
+            s.push(c as char);
+            s.push_str("xyz0123456789");
+            cases.push(s);
+        }
+    }
+    for s in &cases {
+        let mut buf = Vec::new();
+        out::rpc_error(&mut buf, s, s);
+        let expected = format!(
+            "{{\"type\":\"rpc_response\",\"id\":{0},\"error\":{0}}}\n",
+            serde_json::to_string(s).unwrap()
+        );
+        assert_eq!(String::from_utf8(buf).unwrap(), expected, "{s:?}");
+    }
+}
