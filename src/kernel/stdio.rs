@@ -35,7 +35,7 @@ pub async fn stdout_task(
             reader.drain(|line| {
                 core.handle_line(&module, gen, line, &mut congested);
                 n += 1;
-                if n % LINES_PER_TURN == 0 {
+                if n.is_multiple_of(LINES_PER_TURN) {
                     parking_lot::MutexGuard::bump(&mut core);
                 }
             });
