@@ -43,7 +43,7 @@ fn received(out: &Path, v: u64) -> u64 {
 }
 
 pub fn run(opts: &Opts) -> Vec<Figure> {
-    let (k_file, k_sig) = if opts.quick { (4, 5) } else { (10, 20) };
+    let (k_file, k_sig) = if opts.quick { (4, 5) } else { (15, 30) };
     let file = file_saved(k_file);
     let sig = signal(k_sig);
     let fig = |metric: &str, mut v: Vec<f64>, target: f64| Figure {

@@ -15,7 +15,7 @@ use crate::Opts;
 const PAD: usize = 16;
 
 pub fn run(opts: &Opts) -> Vec<Figure> {
-    let n = if opts.quick { 3_000 } else { 20_000 };
+    let n = if opts.quick { 3_000 } else { 30_000 };
     let direct = direct(n);
     let kernel = through_kernel(n);
     let f = |key: &str| {

@@ -10,6 +10,9 @@ use crate::kernel::supervisor::SupCmd;
 use crate::kernel::Kernel;
 use crate::protocol::framing::LineReader;
 
+/// Lines routed per hold of the router lock before a waiting thread gets its turn.
+const LINES_PER_TURN: u32 = 64;
+
 /// Reads and routes stdout of process `gen` of `module` until end of file.
 pub async fn stdout_task(
     kernel: Arc<Kernel>,
@@ -22,14 +25,21 @@ pub async fn stdout_task(
     let mut congested = Vec::new();
     let mut dropped_seen = 0;
     loop {
-        let more = reader
-            .read_batch(|line| {
-                kernel
-                    .core
-                    .lock()
-                    .handle_line(&module, gen, line, &mut congested);
-            })
-            .await;
+        let more = reader.fill().await;
+        {
+            // One lock per batch rather than per line: the readers of a publisher and of its
+            // subscribers' acks would otherwise contend on every line. Waiting readers get a
+            // turn every `LINES_PER_TURN` lines, so a burst never holds the router for long.
+            let mut core = kernel.core.lock();
+            let mut n = 0u32;
+            reader.drain(|line| {
+                core.handle_line(&module, gen, line, &mut congested);
+                n += 1;
+                if n.is_multiple_of(LINES_PER_TURN) {
+                    parking_lot::MutexGuard::bump(&mut core);
+                }
+            });
+        }
         let dropped = reader.oversize_dropped();
         if dropped > dropped_seen {
             tracing::warn!(module = %module, dropped = dropped - dropped_seen, maxBytes = max_line, "oversize line dropped");

@@ -25,6 +25,20 @@ pub struct LineReader<R> {
     discarding: bool,
     eof: bool,
     dropped: u64,
+    /// What the last [`LineReader::fill`] left for [`LineReader::drain`].
+    filled: Filled,
+}
+
+/// The state between [`LineReader::fill`] and [`LineReader::drain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filled {
+    /// Nothing new.
+    Nothing,
+    /// New bytes; the first `scanned` bytes of the buffer hold no `\n`.
+    Bytes { scanned: usize },
+    /// End of stream reached: the unterminated tail (if any) is the last line; `scanned` as in
+    /// `Bytes` when an earlier fill was not drained yet.
+    Eof { scanned: Option<usize> },
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
@@ -37,6 +51,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             discarding: false,
             eof: false,
             dropped: 0,
+            filled: Filled::Nothing,
         }
     }
 
@@ -66,19 +81,34 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     ///
     /// Cancel-safe (usable in `tokio::select!`): dropping the future before it completes loses
     /// no data, since bytes are only consumed after the read returns.
-    pub async fn read_batch(&mut self, mut on_line: impl FnMut(&[u8])) -> std::io::Result<bool> {
+    pub async fn read_batch(&mut self, on_line: impl FnMut(&[u8])) -> std::io::Result<bool> {
+        let more = self.fill().await?;
+        self.drain(on_line);
+        Ok(more)
+    }
+
+    /// The first half of [`LineReader::read_batch`]: does one read (nothing after end of
+    /// stream). Returns `Ok(false)` once the stream has ended. The lines it completed are handed
+    /// out by [`LineReader::drain`], so a caller can take a lock once for a whole batch.
+    /// Cancel-safe like `read_batch`.
+    pub async fn fill(&mut self) -> std::io::Result<bool> {
         if self.eof {
             return Ok(false);
         }
-        let scanned = self.buf.len();
-        if self.buf.capacity() - scanned < READ_CHUNK {
+        let scanned = match self.filled {
+            // A previous fill was not drained: drain it first (no bytes are lost either way).
+            Filled::Bytes { scanned } => scanned,
+            _ => self.buf.len(),
+        };
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK {
             // Grow by doubling (amortised copies for long lines) but never past what the
             // longest acceptable line plus one read needs.
+            let len = self.buf.len();
             let cap = self.buf.capacity();
             let target = (cap * 2)
                 .min(self.max_line.saturating_add(READ_CHUNK))
-                .max(scanned + READ_CHUNK);
-            self.buf.reserve_exact(target - scanned);
+                .max(len + READ_CHUNK);
+            self.buf.reserve_exact(target - len);
         }
         let n = loop {
             let mut limited = (&mut self.inner).take(READ_CHUNK as u64);
@@ -90,19 +120,35 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         };
         if n == 0 {
             self.eof = true;
-            if self.discarding {
-                // The oversize line was already counted.
-            } else if self.buf.len() > self.max_line {
-                self.dropped += 1;
-            } else {
-                emit(&self.buf, &mut on_line);
-            }
-            self.buf.clear();
-            self.shrink();
+            let pending = matches!(self.filled, Filled::Bytes { .. }).then_some(scanned);
+            self.filled = Filled::Eof { scanned: pending };
             return Ok(false);
         }
-        self.split(scanned, &mut on_line);
+        self.filled = Filled::Bytes { scanned };
         Ok(true)
+    }
+
+    /// The second half of [`LineReader::read_batch`]: calls `on_line` for every line the last
+    /// [`LineReader::fill`] completed (and, at end of stream, for the unterminated tail).
+    pub fn drain(&mut self, mut on_line: impl FnMut(&[u8])) {
+        match std::mem::replace(&mut self.filled, Filled::Nothing) {
+            Filled::Nothing => {}
+            Filled::Bytes { scanned } => self.split(scanned, &mut on_line),
+            Filled::Eof { scanned } => {
+                if let Some(scanned) = scanned {
+                    self.split(scanned, &mut on_line);
+                }
+                if self.discarding {
+                    // The oversize line was already counted.
+                } else if self.buf.len() > self.max_line {
+                    self.dropped += 1;
+                } else {
+                    emit(&self.buf, &mut on_line);
+                }
+                self.buf.clear();
+                self.shrink();
+            }
+        }
     }
 
     /// Emits the complete lines in `buf` (the first `scanned` bytes hold no `\n`) and keeps the

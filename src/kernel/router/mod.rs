@@ -99,25 +99,41 @@ impl Core {
         line: &[u8],
         congested: &mut Vec<Arc<Outbox>>,
     ) {
-        match self.modules.get(module) {
-            Some(e) if e.gen == gen && e.status.is_live() => {}
+        // One lookup serves the liveness check and the counters (acks are half of all lines).
+        let entry = match self.modules.get_mut(module) {
+            Some(e) if e.gen == gen && e.status.is_live() => e,
             _ => return,
-        }
+        };
         let msg = match decode(line) {
             Ok(m) => m,
             Err(DecodeError::InvalidJson { .. }) => {
                 let text = String::from_utf8_lossy(line);
                 let cut: String = text.chars().take(512).collect();
                 tracing::warn!(module = %module, source = "stdout", "{cut}");
-                self.count_invalid(module);
+                entry.invalid_lines += 1;
                 return;
             }
             Err(e) => {
                 tracing::warn!(module = %module, reason = %e, "Invalid IPC message — ignoring");
-                self.count_invalid(module);
+                entry.invalid_lines += 1;
                 return;
             }
         };
+        match msg {
+            Inbound::Ack { .. } => {
+                entry.acks += 1;
+                return;
+            }
+            Inbound::Nack { .. } => {
+                entry.nacks += 1;
+                return;
+            }
+            Inbound::Pong => {
+                entry.pongs += 1;
+                return;
+            }
+            _ => {}
+        }
         match msg {
             Inbound::Publish { topic, payload } => self.publish(module, &topic, payload, congested),
             Inbound::RpcRequest {
@@ -130,21 +146,8 @@ impl Core {
                 self.rpc_response(module, &id, result, error, congested)
             }
             Inbound::Ready => self.on_ready(module),
-            Inbound::Pong => {
-                if let Some(e) = self.modules.get_mut(module) {
-                    e.pongs += 1;
-                }
-            }
-            Inbound::Ack { .. } => {
-                if let Some(e) = self.modules.get_mut(module) {
-                    e.acks += 1;
-                }
-            }
-            Inbound::Nack { .. } => {
-                if let Some(e) = self.modules.get_mut(module) {
-                    e.nacks += 1;
-                }
-            }
+            // Counted above.
+            Inbound::Pong | Inbound::Ack { .. } | Inbound::Nack { .. } => {}
             Inbound::Call { id, method, params } => {
                 let _ = self.events.send(RouterEvent::Call {
                     module: module.clone(),
@@ -188,12 +191,6 @@ impl Core {
                     &items,
                 );
             }
-        }
-    }
-
-    fn count_invalid(&mut self, module: &str) {
-        if let Some(e) = self.modules.get_mut(module) {
-            e.invalid_lines += 1;
         }
     }
 

@@ -219,3 +219,22 @@ proptest! {
         prop_assert_eq!(dropped, want_dropped);
     }
 }
+
+#[test]
+fn fill_then_drain_is_read_batch_in_two_steps() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let data: &[u8] = b"one\ntwo\nthr";
+        let mut lr = LineReader::new(data, 100);
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        // Two fills before a drain lose nothing; end of stream then emits the tail.
+        assert!(lr.fill().await.unwrap());
+        assert!(!lr.fill().await.unwrap());
+        lr.drain(|l| got.push(l.to_vec()));
+        assert_eq!(got, [b"one".to_vec(), b"two".to_vec(), b"thr".to_vec()]);
+        lr.drain(|_| panic!("nothing left"));
+        assert!(!lr.fill().await.unwrap());
+    });
+}
