@@ -97,6 +97,12 @@ impl Kernel {
         }
     }
 
+    /// Sends a command to a module's supervisor; false when the module has none (or it ended).
+    pub fn tell(&self, module: &str, cmd: supervisor::SupCmd) -> bool {
+        let sup = self.core.lock().modules.get(module).map(|e| e.sup.clone());
+        sup.is_some_and(|s| s.send(cmd).is_ok())
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }

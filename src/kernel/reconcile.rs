@@ -417,14 +417,13 @@ async fn apply_plan(
         let id = action.module.as_str();
         match action.action {
             ActionKind::Stop => {
-                let sup = kernel.core.lock().modules.get(id).map(|e| e.sup.clone());
-                if let Some(sup) = sup {
-                    let (tx, rx) = oneshot::channel();
-                    let _ = sup.send(SupCmd::Stop {
-                        reason: action.reason.clone(),
-                        tier: 0,
-                        done: Some(tx),
-                    });
+                let (tx, rx) = oneshot::channel();
+                let stop = SupCmd::Stop {
+                    reason: action.reason.clone(),
+                    tier: 0,
+                    done: Some(tx),
+                };
+                if kernel.tell(id, stop) {
                     let _ = rx.await;
                 }
                 kernel.core.lock().modules.remove(id);
@@ -435,25 +434,18 @@ async fn apply_plan(
                     continue;
                 };
                 let d = Arc::new(d.clone());
-                let sup = kernel.core.lock().modules.get(id).map(|e| e.sup.clone());
-                match sup {
-                    Some(sup) if !sup.is_closed() => {
-                        let (tx, rx) = oneshot::channel();
-                        let _ = sup.send(SupCmd::Restart {
-                            desired: d.clone(),
-                            reason: action.reason.clone(),
-                            done: Some(tx),
-                        });
-                        let _ = rx.await;
-                        if let Some(e) = kernel.core.lock().modules.get_mut(id) {
-                            e.desired = d;
-                        }
-                        say(format!("~ {id}: restarted ({})", action.reason));
-                    }
-                    _ => {
-                        spawn_module(kernel, d);
-                        say(format!("+ {id}: spawned ({})", action.reason));
-                    }
+                let (tx, rx) = oneshot::channel();
+                let restart = SupCmd::Restart {
+                    desired: d.clone(),
+                    reason: action.reason.clone(),
+                    done: Some(tx),
+                };
+                if kernel.tell(id, restart) {
+                    let _ = rx.await;
+                    say(format!("~ {id}: restarted ({})", action.reason));
+                } else {
+                    spawn_module(kernel, d);
+                    say(format!("+ {id}: spawned ({})", action.reason));
                 }
             }
             ActionKind::Config => {
@@ -502,15 +494,7 @@ async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<Rout
                 gen,
                 reason,
             } => {
-                let sup = kernel
-                    .core
-                    .lock()
-                    .modules
-                    .get(&module)
-                    .map(|e| e.sup.clone());
-                if let Some(sup) = sup {
-                    let _ = sup.send(SupCmd::Fail { gen, reason });
-                }
+                kernel.tell(&module, SupCmd::Fail { gen, reason });
             }
             RouterEvent::Call {
                 module,

@@ -62,15 +62,7 @@ pub async fn stdout_task(
             Ok(false) | Err(_) => break,
         }
     }
-    let sup = kernel
-        .core
-        .lock()
-        .modules
-        .get(&module)
-        .map(|e| e.sup.clone());
-    if let Some(sup) = sup {
-        let _ = sup.send(SupCmd::StdoutClosed { gen });
-    }
+    kernel.tell(&module, SupCmd::StdoutClosed { gen });
 }
 
 /// Logs every stderr line of `module` and keeps the last one.
