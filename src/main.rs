@@ -2,8 +2,9 @@
 //! watchdog.
 //!
 //! The hidden modes are dispatched before anything else (no clap, no runtime, no thread):
-//! `pons __exec` is the exec trampoline the kernel starts every module through, `pons __watchdog`
-//! the process that kills the modules of a kernel that died.
+//! `pons __exec` is the exec trampoline (the fallback when no usable `pons-exec` lies next to this
+//! binary, see `pons::sandbox::locate`), `pons __watchdog` the process that kills the modules of a
+//! kernel that died.
 
 fn main() -> std::process::ExitCode {
     let mut args = std::env::args_os().skip(1);

@@ -1,5 +1,6 @@
-//! Black-box tests of the exec trampoline (`pons __exec`) and the watchdog (`pons __watchdog`),
-//! driving the real `pons` binary with `/bin/sh -c` modules.
+//! Black-box tests of the exec trampoline (`pons-exec __exec`, and `pons __exec` its fallback) and
+//! the watchdog (`pons __watchdog`), driving the real binaries with `/bin/sh -c` modules. Every
+//! spec [`run`] starts goes through both trampolines, which must behave the same.
 //!
 //! Tests that need Landlock print `SKIP: …` with the probe result and pass where the running
 //! kernel lacks it. The spawn-cost benchmark is `#[ignore]`d: run it with
@@ -14,13 +15,23 @@ use std::time::{Duration, Instant};
 use pons::sandbox::{self, ExecOptions, ExecSpec, SandboxState, Watchdog};
 use pons_reconciler::desired::{Limits, SandboxPolicy, SpawnSpec};
 
+mod common;
+
 fn pons_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pons"))
 }
 
+fn pons_exec_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pons-exec"))
+}
+
 fn opts(landlock: bool) -> ExecOptions {
+    opts_with(pons_exec_bin(), landlock)
+}
+
+fn opts_with(trampoline: PathBuf, landlock: bool) -> ExecOptions {
     ExecOptions {
-        trampoline: Some(pons_bin()),
+        trampoline: Some(trampoline),
         landlock,
         kernel_pid: None,
     }
@@ -47,10 +58,22 @@ fn sh_spec(script: &str, cwd: &Path, policy: SandboxPolicy, landlock: bool) -> E
     }
 }
 
+/// Runs `spec` through `pons-exec` and through `pons __exec`; both must give the same exit status,
+/// stdout and stderr. Returns the output.
 fn run(spec: &ExecSpec) -> Output {
-    let mut cmd = sandbox::std_command(spec, &opts(spec.landlock));
-    cmd.stdin(Stdio::null());
-    cmd.output().expect("spawn the trampoline")
+    let through = |bin: PathBuf| {
+        let mut cmd = sandbox::std_command(spec, &opts_with(bin, spec.landlock));
+        cmd.stdin(Stdio::null());
+        cmd.output().expect("spawn the trampoline")
+    };
+    let small = through(pons_exec_bin());
+    let full = through(pons_bin());
+    assert_eq!(
+        (small.status, text(&small.stdout), text(&small.stderr)),
+        (full.status, text(&full.stdout), text(&full.stderr)),
+        "pons-exec and `pons __exec` disagree on {spec:?}"
+    );
+    small
 }
 
 fn text(b: &[u8]) -> String {
@@ -517,15 +540,22 @@ fn spawn_overhead() {
         kernel_pid: std::process::id(),
         landlock,
     };
-    let plain = time_spawns(N, || sandbox::std_command(&spec_for(false), &opts(false)));
-    let confined = time_spawns(N, || sandbox::std_command(&spec_for(true), &opts(true)));
     println!(
-        "spawn+wait median over {N}: /bin/true direct {direct} µs; via trampoline without Landlock \
-         {plain} µs (+{} µs); with Landlock {confined} µs (+{} µs); landlock {}",
-        plain.saturating_sub(direct),
-        confined.saturating_sub(direct),
+        "spawn+wait median over {N}: /bin/true direct {direct} µs; landlock {}",
         sandbox::support().to_json()
     );
+    for bin in [pons_exec_bin(), pons_bin()] {
+        let name = bin.file_name().unwrap().to_string_lossy().into_owned();
+        let o = |landlock| opts_with(bin.clone(), landlock);
+        let plain = time_spawns(N, || sandbox::std_command(&spec_for(false), &o(false)));
+        let confined = time_spawns(N, || sandbox::std_command(&spec_for(true), &o(true)));
+        println!(
+            "  via `{name} __exec` without Landlock {plain} µs (+{} µs); with Landlock {confined} µs \
+             (+{} µs)",
+            plain.saturating_sub(direct),
+            confined.saturating_sub(direct),
+        );
+    }
 }
 
 #[test]
@@ -557,4 +587,96 @@ fn abstract_unix_sockets_outside_the_sandbox_are_out_of_reach() {
             assert_eq!(stdout.trim(), "connected", "{stdout} {}", text(&out.stderr));
         }
     }
+}
+
+#[test]
+fn pons_exec_answers_its_identity_and_nothing_else() {
+    let out = Command::new(pons_exec_bin())
+        .arg(sandbox::locate::IDENTITY_ARG)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), sandbox::locate::identity());
+    let out = Command::new(pons_exec_bin()).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(sandbox::trampoline::EXIT_CANNOT_EXEC)
+    );
+    assert!(
+        text(&out.stderr).contains("run `pons` instead"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = Command::new(pons_exec_bin())
+        .arg("__exec")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(sandbox::trampoline::EXIT_CANNOT_EXEC)
+    );
+    assert!(
+        text(&out.stderr).contains("PONS_EXEC_SPEC_PARTS"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The files the kernel `pid` holds open (targets of `/proc/<pid>/fd/*`).
+fn open_files(pid: i32) -> Vec<PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_kernel_starts_modules_through_pons_exec_next_to_it() {
+    let mut home = common::TestHome::new();
+    home.add(common::ModuleSpec::new("m"));
+    let mut kernel = home.start();
+    home.wait_status("m", "ready", Duration::from_secs(20));
+    let exec = std::fs::canonicalize(pons_exec_bin()).unwrap();
+    assert!(
+        open_files(kernel.pid()).contains(&exec),
+        "the kernel does not hold {} open: {:?}",
+        exec.display(),
+        open_files(kernel.pid())
+    );
+    assert!(kernel.stop().success());
+}
+
+#[test]
+fn a_stale_pons_exec_is_not_used() {
+    // A copy of `pons` beside a `pons-exec` from "another build": the kernel must fall back to
+    // its own binary, and modules still start.
+    let bin_dir = tempfile::tempdir().unwrap();
+    let pons = bin_dir.path().join("pons");
+    std::fs::copy(pons_bin(), &pons).unwrap();
+    let stale = bin_dir.path().join("pons-exec");
+    // An ELF binary that runs but answers `__identity` wrongly (it echoes it).
+    std::fs::copy("/bin/echo", &stale).unwrap();
+    let mut home = common::TestHome::new();
+    home.add(common::ModuleSpec::new("m"));
+    let log = std::fs::File::create(home.path().join("kernel.stderr")).unwrap();
+    let child = Command::new(&pons)
+        .args(["kernel", "start", "--home"])
+        .arg(home.path())
+        .env_remove("PONS_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut kernel = common::KernelProc {
+        child: Some(child),
+        home: home.path().to_path_buf(),
+    };
+    home.wait_status("m", "ready", Duration::from_secs(20));
+    let stale = std::fs::canonicalize(&stale).unwrap();
+    assert!(!open_files(kernel.pid()).contains(&stale));
+    assert!(kernel.stop().success());
 }

@@ -1,4 +1,5 @@
-//! Exec trampoline and process hygiene: every module starts as `pons __exec`, which applies
+//! Exec trampoline and process hygiene: every module starts as `pons-exec __exec` (or, without a
+//! usable `pons-exec` next to the kernel, `pons __exec`; see [`locate`]), which applies
 //! `PR_SET_PDEATHSIG`, `no_new_privs`, the Landlock ruleset, rlimits and the cleared environment,
 //! then `exec`s the module ([`trampoline`]). A watchdog process (`pons __watchdog`, [`watchdog`])
 //! kills every module process group if the kernel itself dies; [`kill`] signals groups.
@@ -7,6 +8,7 @@
 //! the machine's Landlock state and [`module_sandbox_report`] for what each module may touch.
 
 pub mod kill;
+pub mod locate;
 pub mod report;
 pub mod rules;
 pub mod spec;
@@ -15,7 +17,7 @@ pub mod trampoline;
 pub mod watchdog;
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use pons_reconciler::desired::SpawnSpec;
@@ -28,8 +30,10 @@ pub use watchdog::{watchdog_main, Watchdog};
 /// How [`command_with`] builds the trampoline command.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
-    /// The `pons` binary to run as the trampoline; `None`: `/proc/self/exe` (the running kernel's
-    /// own binary, even if the file on disk was replaced since it started).
+    /// The binary to run as `<binary> __exec` (`pons` or `pons-exec`); `None`:
+    /// [`locate::default_trampoline`] — the `pons-exec` next to the running executable, opened once
+    /// and checked, else `/proc/self/exe` (either way the file the kernel chose when it started,
+    /// even if the one on disk was replaced since).
     pub trampoline: Option<PathBuf>,
     /// Apply Landlock (false e.g. with `security.enforcementMode: off`; a module whose manifest
     /// says `"sandbox": "required"` is confined or refused regardless).
@@ -78,10 +82,10 @@ pub fn command_with(spec: &SpawnSpec, opts: &ExecOptions) -> tokio::process::Com
 /// The same command as a `std::process::Command` (for tests, benchmarks and non-tokio callers),
 /// built from a ready [`ExecSpec`]. No `pre_exec` hook: the trampoline does all the work.
 pub fn std_command(spec: &ExecSpec, opts: &ExecOptions) -> std::process::Command {
-    let exe = opts
-        .trampoline
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    let exe: &Path = match &opts.trampoline {
+        Some(path) => path,
+        None => locate::default_trampoline(),
+    };
     let mut cmd = std::process::Command::new(exe);
     cmd.arg0("pons")
         .arg("__exec")

@@ -105,31 +105,56 @@ const PREFIX_DIRS: &[&str] = &["lib", "lib64", "share", "libexec"];
 /// system rule already covers (e.g. `/usr/lib` for `/usr/bin/python3`); policy rules are kept
 /// (the caller notes and skips the missing ones).
 pub fn module_rules(policy: &SandboxPolicy, program: Option<&Path>) -> Vec<Rule> {
-    let mut rules: Vec<Rule> = Vec::new();
+    build_rules(policy, program, true)
+}
+
+/// [`module_rules`] without probing the system paths: every system rule is listed, and the caller
+/// skips those whose path cannot be opened (the trampoline opens each path anyway, so a separate
+/// existence check would only cost a second path walk). A program-derived rule beneath a
+/// system path that does not exist does not exist either, so both lists enforce the same.
+pub fn module_rules_unprobed(policy: &SandboxPolicy, program: Option<&Path>) -> Vec<Rule> {
+    build_rules(policy, program, false)
+}
+
+fn build_rules(policy: &SandboxPolicy, program: Option<&Path>, probe: bool) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = Vec::with_capacity(SYSTEM_READ.len() + SYSTEM_READ_WRITE.len() + 8);
+    // The system rules are distinct constants: no duplicate check.
+    let system = SYSTEM_READ
+        .iter()
+        .map(|p| (p, Grant::Read))
+        .chain(SYSTEM_READ_WRITE.iter().map(|p| (p, Grant::ReadWrite)));
+    for (p, grant) in system {
+        if !probe || Path::new(p).exists() {
+            rules.push(Rule {
+                path: PathBuf::from(p),
+                grant,
+                origin: Origin::System,
+            });
+        }
+    }
+    let system_count = rules.len();
     let mut push = |path: PathBuf, grant: Grant, origin: Origin| {
         let covered = origin == Origin::Program
-            && rules.iter().any(|r| {
-                r.origin == Origin::System && path.starts_with(&r.path) && covers(r.grant, grant)
-            });
+            && rules[..system_count]
+                .iter()
+                .any(|r| path.starts_with(&r.path) && covers(r.grant, grant));
+        if covered {
+            return;
+        }
         let rule = Rule {
             path,
             grant,
             origin,
         };
-        if !covered && !rules.contains(&rule) {
+        // Same as `rules.contains(&rule)`, but the cheap fields first: a path comparison walks
+        // components, and a system rule (another origin) can never be a duplicate.
+        let dup = rules[system_count..]
+            .iter()
+            .any(|r| r.grant == rule.grant && r.origin == rule.origin && r.path == rule.path);
+        if !dup {
             rules.push(rule);
         }
     };
-    for p in SYSTEM_READ {
-        if Path::new(p).exists() {
-            push(PathBuf::from(p), Grant::Read, Origin::System);
-        }
-    }
-    for p in SYSTEM_READ_WRITE {
-        if Path::new(p).exists() {
-            push(PathBuf::from(p), Grant::ReadWrite, Origin::System);
-        }
-    }
     for p in &policy.read {
         push(p.clone(), Grant::Read, Origin::Policy);
     }

@@ -9,8 +9,9 @@
 //!    so it must never spawn modules from `spawn_blocking` threads, which exit when idle;
 //! 3. `PR_SET_NO_NEW_PRIVS`;
 //! 4. `chdir` to the module's working directory;
-//! 5. the Landlock ruleset from [`rules::module_rules`] (best effort; paths of the policy that do
-//!    not exist are skipped with a note; with `"sandbox": "required"` and no Landlock: exit 126),
+//! 5. the Landlock ruleset from [`rules::module_rules_unprobed`] (best effort; system paths that
+//!    cannot be opened are skipped silently, paths of the policy with a note; with
+//!    `"sandbox": "required"` and no Landlock: exit 126),
 //!    scoped (ABI 6) so the module can neither signal processes nor connect to abstract Unix
 //!    sockets outside its sandbox.
 //!    It comes before the rlimits because building it opens one descriptor per path, which a tiny
@@ -34,7 +35,7 @@ use landlock::{
 use pons_reconciler::desired::Limits;
 use rustix::process::{Resource, Rlimit, Signal};
 
-use super::rules::{module_rules, Grant, Origin};
+use super::rules::{module_rules_unprobed, Grant, Origin};
 use super::spec::ExecSpec;
 
 /// Exit code for a failure to set up the sandbox or to execute the program.
@@ -175,7 +176,7 @@ fn apply_landlock(spec: &ExecSpec) -> Result<RulesetStatus, landlock::RulesetErr
         .handle_access(handled_fs())?
         .scope(Scope::from_all(ABI::V6))?
         .create()?;
-    for rule in module_rules(&spec.policy, Some(&spec.program)) {
+    for rule in module_rules_unprobed(&spec.policy, Some(&spec.program)) {
         let fd = match PathFd::new(&rule.path) {
             Ok(fd) => fd,
             Err(_) => {
