@@ -129,11 +129,7 @@ fn changed_bytes_are_parsed_again() {
     changed.config_yaml = FileRead::Bytes(cfg.into_bytes());
     changed.modules[4].manifest = FileRead::Bytes(b"{not json".to_vec());
     let next = build_desired(&changed, Some(&first));
-    assert_eq!(next, {
-        let mut fresh = build_desired(&changed, Some(&first));
-        fresh.digests = next.digests.clone();
-        fresh
-    });
+    assert_eq!(next.modules["mod0004"], first.modules["mod0004"]);
     assert_eq!(
         next.modules["mod0003"].config_section,
         Some(json!({"port": 1}))
