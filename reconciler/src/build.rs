@@ -28,8 +28,8 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         home: snapshot.home.clone(),
         ..Desired::default()
     };
-    d.permissions = load_permissions(snapshot, previous, &mut d.errors);
-    d.config_raw = load_config(snapshot, previous, &mut d.errors);
+    (d.permissions, d.digests.permissions) = load_permissions(snapshot, previous, &mut d.errors);
+    (d.config_raw, d.digests.config) = load_config(snapshot, previous, &mut d.errors);
     let prev_kernel = previous.map(|p| p.kernel.clone()).unwrap_or_default();
     let (kernel, kerrs) = config::kernel_config(&d.config_raw, &prev_kernel);
     d.kernel = kernel;
@@ -115,25 +115,49 @@ fn duplicate(id: &str, md: &ModuleDir, other: &str) -> BlockedModule {
     }
 }
 
+/// The previous value of an input file when its bytes are the ones it was parsed from, with
+/// their digest: parsing depends on the bytes alone, so the value is the same.
+fn reuse<'a, T>(
+    bytes: &[u8],
+    previous: Option<&'a Desired>,
+    pick: impl Fn(&'a Desired) -> (&'a T, &'a Option<String>),
+) -> (String, Option<&'a T>) {
+    let digest = sha256_hex(bytes);
+    let same = previous
+        .map(&pick)
+        .filter(|(_, d)| d.as_deref() == Some(digest.as_str()))
+        .map(|(v, _)| v);
+    (digest, same)
+}
+
 fn load_permissions(
     snapshot: &Snapshot,
     previous: Option<&Desired>,
     errors: &mut Vec<InputError>,
-) -> PermissionsFile {
+) -> (PermissionsFile, Option<String>) {
     let file = snapshot.home.join("permissions.yaml");
-    let fallback = || previous.map(|p| p.permissions.clone()).unwrap_or_default();
+    let fallback = || match previous {
+        Some(p) => (p.permissions.clone(), p.digests.permissions.clone()),
+        None => (PermissionsFile::default(), None),
+    };
     match &snapshot.permissions_yaml {
-        FileRead::Missing => PermissionsFile::default(),
-        FileRead::Bytes(b) => match permissions::parse(b) {
-            Ok(p) => p,
-            Err(e) => {
-                errors.push(InputError {
-                    file,
-                    error: format!("{e}; the last good permissions are kept"),
-                });
-                fallback()
+        FileRead::Missing => (PermissionsFile::default(), None),
+        FileRead::Bytes(b) => {
+            let (digest, same) = reuse(b, previous, |p| (&p.permissions, &p.digests.permissions));
+            if let Some(v) = same {
+                return (v.clone(), Some(digest));
             }
-        },
+            match permissions::parse(b) {
+                Ok(p) => (p, Some(digest)),
+                Err(e) => {
+                    errors.push(InputError {
+                        file,
+                        error: format!("{e}; the last good permissions are kept"),
+                    });
+                    fallback()
+                }
+            }
+        }
         FileRead::Error(e) => {
             errors.push(InputError {
                 file,
@@ -148,25 +172,30 @@ fn load_config(
     snapshot: &Snapshot,
     previous: Option<&Desired>,
     errors: &mut Vec<InputError>,
-) -> Value {
+) -> (Value, Option<String>) {
     let file = snapshot.home.join("config.yaml");
-    let fallback = || {
-        previous
-            .map(|p| p.config_raw.clone())
-            .unwrap_or_else(|| Value::Object(Default::default()))
+    let fallback = || match previous {
+        Some(p) => (p.config_raw.clone(), p.digests.config.clone()),
+        None => (Value::Object(Default::default()), None),
     };
     match &snapshot.config_yaml {
-        FileRead::Missing => Value::Object(Default::default()),
-        FileRead::Bytes(b) => match config::parse(b) {
-            Ok(v) => v,
-            Err(e) => {
-                errors.push(InputError {
-                    file,
-                    error: format!("{e}; the last good config is kept"),
-                });
-                fallback()
+        FileRead::Missing => (Value::Object(Default::default()), None),
+        FileRead::Bytes(b) => {
+            let (digest, same) = reuse(b, previous, |p| (&p.config_raw, &p.digests.config));
+            if let Some(v) = same {
+                return (v.clone(), Some(digest));
             }
-        },
+            match config::parse(b) {
+                Ok(v) => (v, Some(digest)),
+                Err(e) => {
+                    errors.push(InputError {
+                        file,
+                        error: format!("{e}; the last good config is kept"),
+                    });
+                    fallback()
+                }
+            }
+        }
         FileRead::Error(e) => {
             errors.push(InputError {
                 file,
@@ -238,7 +267,17 @@ fn discover(
         FileRead::Error(e) => return broken(format!("module.json cannot be read: {e}")),
         FileRead::Bytes(b) => b,
     };
-    let m = match manifest::parse(bytes) {
+    let hash = manifest::hash(bytes);
+    // A manifest is parsed from its bytes alone: the previous module's is reused when the bytes
+    // are the same (for valid UTF-8, `hash` is the exact digest of the bytes after the BOM).
+    let reused = prev_module
+        .filter(|p| p.manifest_hash == hash && std::str::from_utf8(bytes).is_ok())
+        .map(|p| p.manifest.clone());
+    let parsed = match reused {
+        Some(m) => Ok(m),
+        None => manifest::parse(bytes),
+    };
+    let m = match parsed {
         Ok(m) => m,
         Err(ManifestError::ProtocolVersion { id, version }) => {
             return blocked(
@@ -251,7 +290,6 @@ fn discover(
         Err(e) => return broken(e.to_string()),
     };
     let id = m.id.clone();
-    let hash = manifest::hash(bytes);
 
     // Approval and tamper check.
     let Some(entry) = d.permissions.modules.get(&id) else {
@@ -555,11 +593,14 @@ fn load_module_schema(
 /// Of two providers of one service the first by (runnable in the previous pass, priority, id)
 /// keeps it: a newly added module never displaces a provider that already runs.
 fn check_graph(
-    mut mods: Vec<DesiredModule>,
+    mods: Vec<DesiredModule>,
     incumbents: &BTreeSet<&str>,
 ) -> (Vec<DesiredModule>, Vec<BlockedModule>) {
     let mut blocked = Vec::new();
-    mods.sort_by(|a, b| {
+    // Sorted through indices: a `DesiredModule` is large, moving it around in a sort is not free.
+    let mut idx: Vec<usize> = (0..mods.len()).collect();
+    idx.sort_by(|&i, &j| {
+        let (a, b) = (&mods[i], &mods[j]);
         let new_a = !incumbents.contains(a.id.as_str());
         let new_b = !incumbents.contains(b.id.as_str());
         new_a
@@ -567,6 +608,8 @@ fn check_graph(
             .then(a.manifest.priority().total_cmp(&b.manifest.priority()))
             .then(a.id.cmp(&b.id))
     });
+    let mut slots: Vec<Option<DesiredModule>> = mods.into_iter().map(Some).collect();
+    let mods: Vec<DesiredModule> = idx.into_iter().filter_map(|i| slots[i].take()).collect();
     let block = |m: &DesiredModule, reason: BlockReason| BlockedModule {
         id: m.id.clone(),
         dir_name: m.dir_name.clone(),

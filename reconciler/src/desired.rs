@@ -276,6 +276,19 @@ pub struct Desired {
     /// Whole config as parsed (after defaults; module sections *not* interpolated).
     pub config_raw: serde_json::Value,
     pub errors: Vec<InputError>,
+    /// Digests of the bytes `permissions` and `config_raw` were parsed from: a pass given this
+    /// state as `previous` reuses a value whose file did not change instead of parsing it again.
+    #[serde(skip)]
+    pub digests: InputDigests,
+}
+
+/// SHA-256 (hex) of the bytes of permissions.yaml / config.yaml behind the parsed values of a
+/// [`Desired`]; `None` when the value did not come from parsing bytes (missing file, nothing good
+/// yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InputDigests {
+    pub permissions: Option<String>,
+    pub config: Option<String>,
 }
 
 pub use crate::build::build_desired;
