@@ -228,14 +228,7 @@ pub(super) fn approve_entry(
 /// The permissions and capabilities to approve, as printed before asking.
 fn describe_request(p: &PermissionSet, caps: &Capabilities) -> String {
     let mut out = String::from("Permissions requested:\n");
-    let fields = [
-        ("net", &p.net),
-        ("read", &p.read),
-        ("write", &p.write),
-        ("env", &p.env),
-        ("run", &p.run),
-        ("sys", &p.sys),
-    ];
+    let fields = p.fields();
     if fields.iter().all(|(_, v)| v.is_empty()) {
         out.push_str("    none (no network, files, extra environment, processes or system info)\n");
     }

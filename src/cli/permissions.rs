@@ -109,14 +109,7 @@ fn list(home: &Home, module: Option<&str>, json: bool) -> anyhow::Result<ExitCod
 }
 
 fn perm_lines(p: &PermissionSet) -> String {
-    let fields = [
-        ("net", &p.net),
-        ("read", &p.read),
-        ("write", &p.write),
-        ("env", &p.env),
-        ("run", &p.run),
-        ("sys", &p.sys),
-    ];
+    let fields = p.fields();
     let mut out = String::new();
     for (name, v) in fields.iter().filter(|(_, v)| !v.is_empty()) {
         out.push_str(&format!("    {name:<6} {}\n", v.join(", ")));
@@ -129,14 +122,7 @@ fn perm_lines(p: &PermissionSet) -> String {
 
 /// Compact `net: a, b; env: X` rendering of a permission set.
 fn perm_summary(p: &PermissionSet) -> String {
-    let fields = [
-        ("net", &p.net),
-        ("read", &p.read),
-        ("write", &p.write),
-        ("env", &p.env),
-        ("run", &p.run),
-        ("sys", &p.sys),
-    ];
+    let fields = p.fields();
     let parts: Vec<String> = fields
         .iter()
         .filter(|(_, v)| !v.is_empty())
