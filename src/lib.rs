@@ -9,6 +9,7 @@ pub mod control;
 pub mod home;
 pub mod kernel;
 pub mod logging;
+pub mod pidfile;
 pub mod protocol;
 pub mod sandbox;
 pub mod snapshot_io;

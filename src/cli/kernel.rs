@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 
 use super::args::StartArgs;
-use super::{offline, output, pidfile, remote};
+use super::{offline, output, remote};
 use crate::control::api::StatusReport;
 use crate::control::client;
 use crate::home::Home;
 use crate::kernel::StartOptions;
+use crate::pidfile;
 
 /// How long `kernel stop` waits for an ordered drain before it sends SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);

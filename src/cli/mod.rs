@@ -16,7 +16,6 @@ mod modules;
 mod offline;
 mod output;
 mod permissions;
-mod pidfile;
 mod plan;
 mod remote;
 mod status;

@@ -155,15 +155,8 @@ fn prepare_home(home: &Home) -> anyhow::Result<()> {
 
 /// The pid in `.runtime/kernel.pid` if that process is alive.
 pub fn running_pid(home: &Home) -> Option<u32> {
-    let text = std::fs::read_to_string(home.pid_file()).ok()?;
-    let pid: i32 = text.trim().parse().ok()?;
-    if pid <= 0 {
-        return None;
-    }
-    // Signal 0 probes for existence.
-    let alive = unsafe { libc::kill(pid, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    alive.then_some(pid as u32)
+    let pid = crate::pidfile::read_pid(home)?;
+    crate::pidfile::is_alive(pid).then_some(pid as u32)
 }
 
 pub(crate) fn new_core(

@@ -1,5 +1,5 @@
-//! `.runtime/kernel.pid` and process probes: is the kernel process alive, signal it, wait for
-//! it to be gone.
+//! `.runtime/kernel.pid` and process probes, for the kernel and the CLI: is the kernel process
+//! alive, signal it, wait for it to be gone.
 
 use std::time::{Duration, Instant};
 
