@@ -23,6 +23,15 @@ fn config_updates(home: &TestHome, id: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Starts the kernel (with `args`) on a two-module home and waits until both are ready.
+fn start_two(home: &mut TestHome, args: &[&str]) -> KernelProc {
+    two_modules(home);
+    let k = home.start_with(args, &[]);
+    home.wait_status("alpha", "ready", T);
+    home.wait_status("beta", "ready", T);
+    k
+}
+
 fn two_modules(home: &mut TestHome) {
     home.write_config("lifecycle:\n  shutdownGraceMs: 1000\nalpha:\n  port: 1\nbeta:\n  port: 2\n");
     home.add(ModuleSpec::new("alpha").manifest(json!({"configKey": "alpha"})));
@@ -32,10 +41,7 @@ fn two_modules(home: &mut TestHome) {
 #[test]
 fn config_edit_pushes_config_update_only_to_the_owner() {
     let mut home = TestHome::new();
-    two_modules(&mut home);
-    let _k = home.start();
-    home.wait_status("alpha", "ready", T);
-    home.wait_status("beta", "ready", T);
+    let _k = start_two(&mut home, &[]);
     let (pa, pb) = (pid_of(&home, "alpha"), pid_of(&home, "beta"));
     home.write_config(
         "lifecycle:\n  shutdownGraceMs: 1000\nalpha:\n  port: 10\nbeta:\n  port: 2\n",
@@ -75,10 +81,7 @@ fn config_saved_by_rename_is_seen() {
 #[test]
 fn manual_mode_waits_for_apply() {
     let mut home = TestHome::new();
-    two_modules(&mut home);
-    let _k = home.start_with(&["--manual"], &[]);
-    home.wait_status("alpha", "ready", T);
-    home.wait_status("beta", "ready", T);
+    let _k = start_two(&mut home, &["--manual"]);
     let out = home.pons(&["plan", "--detailed-exitcode"]);
     assert_eq!(
         out.status.code(),
@@ -128,10 +131,7 @@ fn manual_mode_waits_for_apply() {
 #[test]
 fn added_module_is_spawned_and_removed_one_stopped() {
     let mut home = TestHome::new();
-    two_modules(&mut home);
-    let _k = home.start();
-    home.wait_status("alpha", "ready", T);
-    home.wait_status("beta", "ready", T);
+    let _k = start_two(&mut home, &[]);
     let pa = pid_of(&home, "alpha");
     home.add(ModuleSpec::new("gamma"));
     home.wait_status("gamma", "ready", T);
@@ -148,14 +148,11 @@ fn added_module_is_spawned_and_removed_one_stopped() {
 #[test]
 fn permission_change_restarts_only_that_module() {
     let mut home = TestHome::new();
-    two_modules(&mut home);
-    let _k = home.start();
-    home.wait_status("alpha", "ready", T);
-    home.wait_status("beta", "ready", T);
+    let _k = start_two(&mut home, &[]);
     let (pa, pb) = (pid_of(&home, "alpha"), pid_of(&home, "beta"));
     let p = home.path().join("permissions.yaml");
     let text = std::fs::read_to_string(&p).unwrap();
-    // Grant alpha an environment variable in its approved base permissions.
+    // Grant alpha `sys: [hostname]` in its approved base permissions.
     let edited = text.replacen(
         "  alpha:\n    base:\n",
         "  alpha:\n    base:\n      sys: [hostname]\n",
@@ -167,7 +164,7 @@ fn permission_change_restarts_only_that_module() {
         1,
     );
     assert_ne!(edited, text);
-    std::fs::write(&p, edited).unwrap();
+    write_atomic(&p, edited.as_bytes());
     wait_for("alpha restarted", T, || {
         home.module_status("alpha")
             .filter(|m| m["status"] == "ready" && m["pid"].as_u64() != Some(pa))
@@ -204,10 +201,7 @@ fn invalid_yaml_changes_nothing_and_is_reported() {
 #[test]
 fn sighup_with_nothing_changed_does_nothing() {
     let mut home = TestHome::new();
-    two_modules(&mut home);
-    let k = home.start();
-    home.wait_status("alpha", "ready", T);
-    home.wait_status("beta", "ready", T);
+    let k = start_two(&mut home, &[]);
     let before = (home.received("alpha").len(), home.received("beta").len());
     let pids = (pid_of(&home, "alpha"), pid_of(&home, "beta"));
     k.signal(libc::SIGHUP);
