@@ -82,6 +82,7 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
         landlock_abi: crate::sandbox::support()
             .landlock_abi
             .and_then(|abi| u32::try_from(abi).ok()),
+        down: Default::default(),
     }
 }
 

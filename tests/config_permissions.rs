@@ -847,9 +847,16 @@ fn config_calls_keep_to_the_callers_section_and_coerce_strings() {
         ),
         "{r}"
     );
-    wait_for("proto restarted after the violation", T, || {
-        (home.starts("proto").len() >= 2).then_some(())
-    });
+    // A violation stops the module for good (no restart), with the reference's token.
+    let st = home.wait_status("proto", "stopped", T);
+    assert!(
+        st["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("security-violation: config:"),
+        "{st}"
+    );
+    assert_eq!(home.starts("proto").len(), 1);
     // Item 64: kernel sections are protected.
     let r = home.wait_event("sec", "call result", T, |e| e["event"] == "call_result");
     assert_eq!(
@@ -857,9 +864,16 @@ fn config_calls_keep_to_the_callers_section_and_coerce_strings() {
         "Error: Security violation: section \"security\" is protected and cannot be modified by modules",
         "{r}"
     );
-    wait_for("sec restarted after the violation", T, || {
-        (home.starts("sec").len() >= 2).then_some(())
-    });
+    // A violation stops the module for good (no restart), with the reference's token.
+    let st = home.wait_status("sec", "stopped", T);
+    assert!(
+        st["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("security-violation: config:"),
+        "{st}"
+    );
+    assert_eq!(home.starts("sec").len(), 1);
     home.wait_log("security.violation", T);
     let cfg = std::fs::read_to_string(home.path().join("config.yaml")).unwrap();
     assert!(!cfg.contains("enforcementMode"), "{cfg}");

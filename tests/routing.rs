@@ -67,7 +67,7 @@ fn publish_reaches_subscribers_but_not_the_publisher() {
 }
 
 #[test]
-fn forbidden_publish_is_refused_and_restarts_the_publisher_in_strict_mode() {
+fn forbidden_publish_is_refused_and_stops_the_publisher_in_strict_mode() {
     let mut home = TestHome::new();
     home.write_config("lifecycle:\n  shutdownGraceMs: 1000\n");
     home.add(ModuleSpec::new("rogue").manifest(json!({"publishes": ["ok:t"]})));
@@ -80,9 +80,16 @@ fn forbidden_publish_is_refused_and_restarts_the_publisher_in_strict_mode() {
         json!({"publish": {"topic": "secret:t", "payload": 1}}),
     );
     home.wait_log("security.violation", T);
-    wait_for("rogue restarted", T, || {
-        (home.starts("rogue").len() >= 2).then_some(())
-    });
+    // Stopped for good, as the reference does: no restart loop for a module that broke its grant.
+    let st = home.wait_status("rogue", "stopped", T);
+    assert!(
+        st["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("security-violation: "),
+        "{st}"
+    );
+    assert_eq!(home.starts("rogue").len(), 1);
     assert!(
         delivers(&home, "victim", "secret:t").is_empty(),
         "nothing delivered"
@@ -179,7 +186,7 @@ fn rpc_errors() {
 }
 
 #[test]
-fn forbidden_rpc_answers_forbidden_then_restarts_the_caller() {
+fn forbidden_rpc_answers_forbidden_then_stops_the_caller() {
     let mut home = TestHome::new();
     home.write_config("lifecycle:\n  shutdownGraceMs: 1000\n");
     home.add(
@@ -203,9 +210,16 @@ fn forbidden_rpc_answers_forbidden_then_restarts_the_caller() {
     });
     assert_eq!(r["error"], "forbidden", "{r}");
     assert_eq!(r["id"], "tm-rpc-1", "the caller's own id");
-    wait_for("thief restarted", T, || {
-        (home.starts("thief").len() >= 2).then_some(())
-    });
+    // Stopped for good, as the reference does: no restart loop for a module that broke its grant.
+    let st = home.wait_status("thief", "stopped", T);
+    assert!(
+        st["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("security-violation: "),
+        "{st}"
+    );
+    assert_eq!(home.starts("thief").len(), 1);
 }
 
 #[test]
@@ -305,9 +319,16 @@ fn kernel_calls() {
             .starts_with("Error: Security violation: not permitted to read config key"),
         "{res}"
     );
-    wait_for("me restarted after the violation", T, || {
-        (home.starts("me").len() >= 2).then_some(())
-    });
+    // Stopped for good, as the reference does: no restart loop for a module that broke its grant.
+    let st = home.wait_status("me", "stopped", T);
+    assert!(
+        st["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("security-violation: "),
+        "{st}"
+    );
+    assert_eq!(home.starts("me").len(), 1);
 }
 
 #[test]

@@ -158,7 +158,9 @@ fn config_key_traversal_is_a_violation() {
             .contains("Security violation"),
         "{r}"
     );
-    wait_for("restart after the violation", T, || {
-        (home.starts("me").len() >= 2).then_some(())
-    });
+    let st = home.wait_status("me", "stopped", T);
+    assert_eq!(
+        st["reason"], "security-violation: config:me.__proto__.x",
+        "{st}"
+    );
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::config;
-use crate::desired::{BlockReason, BlockedModule, Desired, DesiredModule, InputError};
+use crate::desired::{BlockReason, BlockedModule, Desired, DesiredModule, HashSide, InputError};
 use crate::digest::{sha256_hex, Hasher};
 use crate::graph::{self, Node};
 use crate::manifest::{self, Manifest, ManifestError};
@@ -57,7 +57,15 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         if !md.is_dir || md.dir_name.starts_with('.') {
             continue;
         }
-        let prev = prev_by_dir.get(md.dir_name.as_str()).copied();
+        let prev = Prev {
+            module: prev_by_dir.get(md.dir_name.as_str()).copied(),
+            blocked: previous.and_then(|p| {
+                p.blocked
+                    .iter()
+                    .find(|b| b.dir_name == md.dir_name)
+                    .map(|b| &b.reason)
+            }),
+        };
         match discover(snapshot, md, &d, prev) {
             Found::Runnable(m) => {
                 if let Some(other) = claimed.get(&m.id) {
@@ -90,7 +98,12 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
     }
 
     let incumbents: BTreeSet<&str> = prev_by_dir.values().map(|m| m.id.as_str()).collect();
-    let (kept, blocked) = check_graph(runnable, &incumbents);
+    let claims = Claims {
+        incumbents: &incumbents,
+        down: &snapshot.down,
+        pinned: &d.permissions.service_providers,
+    };
+    let (kept, blocked) = check_graph(runnable, &claims);
     d.blocked.extend(blocked);
     let nodes: Vec<Node> = kept
         .iter()
@@ -225,12 +238,38 @@ fn blocked(id: &str, md: &ModuleDir, reason: BlockReason, has_id: bool) -> Found
     )
 }
 
-fn discover(
-    snapshot: &Snapshot,
-    md: &ModuleDir,
-    d: &Desired,
-    prev_module: Option<&DesiredModule>,
-) -> Found {
+/// What the previous pass made of one module directory.
+#[derive(Clone, Copy)]
+struct Prev<'a> {
+    module: Option<&'a DesiredModule>,
+    blocked: Option<&'a BlockReason>,
+}
+
+/// Which side of an approval changed (see [`HashSide`]).
+fn hash_side(prev: Prev, hash: &str, stored: &str) -> HashSide {
+    if let Some(m) = prev.module {
+        return if m.manifest_hash == hash {
+            HashSide::StoredHash
+        } else {
+            HashSide::ModuleJson
+        };
+    }
+    if let Some(BlockReason::HashMismatch { side, .. }) = prev.blocked {
+        return *side;
+    }
+    let sha256 = stored.len() == 64
+        && stored
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    if sha256 {
+        HashSide::Unknown
+    } else {
+        HashSide::MalformedHash
+    }
+}
+
+fn discover(snapshot: &Snapshot, md: &ModuleDir, d: &Desired, prev: Prev) -> Found {
+    let prev_module = prev.module;
     let file = md.path.join("module.json");
     let broken = |error: String| -> Found {
         match prev_module {
@@ -313,6 +352,7 @@ fn discover(
             BlockReason::HashMismatch {
                 id: id.clone(),
                 dir: md.dir_name.clone(),
+                side: hash_side(prev, &hash, &entry.base_manifest_hash),
             },
             true,
         );
@@ -587,24 +627,50 @@ fn load_module_schema(
     }
 }
 
+/// What decides which of two providers of one service keeps it.
+struct Claims<'a> {
+    /// Runnable in the previous pass.
+    incumbents: &'a BTreeSet<&'a str>,
+    /// Crashed or stopped: holds nothing.
+    down: &'a BTreeSet<String>,
+    /// `serviceProviders` of permissions.yaml: service → module.
+    pinned: &'a BTreeMap<String, String>,
+}
+
+impl Claims<'_> {
+    /// Sort key, smallest first: pinned for one of its services and up, not down, running
+    /// before, then priority and id.
+    fn rank(&self, m: &DesiredModule) -> (bool, bool, bool) {
+        let down = self.down.contains(&m.id);
+        let pinned = m
+            .manifest
+            .provides
+            .iter()
+            .any(|s| self.pinned.get(s) == Some(&m.id));
+        let incumbent = self.incumbents.contains(m.id.as_str());
+        (!pinned || down, down, !incumbent)
+    }
+}
+
 /// Service-graph checks across the runnable modules: duplicate providers, dependency cycles,
 /// missing required providers (to a fixpoint). Returns (still runnable, blocked).
 ///
-/// Of two providers of one service the first by (runnable in the previous pass, priority, id)
-/// keeps it: a newly added module never displaces a provider that already runs.
+/// Of two providers of one service the first by (pinned in `serviceProviders` and not down, not
+/// crashed or stopped, runnable in the previous pass, priority, id) keeps it: a newly added
+/// module never displaces a provider that runs, and a provider that is down gives its services
+/// up to another.
 fn check_graph(
     mods: Vec<DesiredModule>,
-    incumbents: &BTreeSet<&str>,
+    claims: &Claims,
 ) -> (Vec<DesiredModule>, Vec<BlockedModule>) {
     let mut blocked = Vec::new();
     // Sorted through indices: a `DesiredModule` is large, moving it around in a sort is not free.
     let mut idx: Vec<usize> = (0..mods.len()).collect();
     idx.sort_by(|&i, &j| {
         let (a, b) = (&mods[i], &mods[j]);
-        let new_a = !incumbents.contains(a.id.as_str());
-        let new_b = !incumbents.contains(b.id.as_str());
-        new_a
-            .cmp(&new_b)
+        claims
+            .rank(a)
+            .cmp(&claims.rank(b))
             .then(a.manifest.priority().total_cmp(&b.manifest.priority()))
             .then(a.id.cmp(&b.id))
     });

@@ -44,6 +44,8 @@ pub enum BlockReason {
     HashMismatch {
         id: String,
         dir: String,
+        /// Which side changed since the approval, as far as the kernel saw it happen.
+        side: HashSide,
     },
     ProtocolVersion {
         id: String,
@@ -97,9 +99,10 @@ impl std::fmt::Display for BlockReason {
             BlockReason::NotApproved { dir, .. } => {
                 write!(f, "not approved: run `pons modules approve {dir}`")
             }
-            BlockReason::HashMismatch { dir, .. } => write!(
+            BlockReason::HashMismatch { dir, side, .. } => write!(
                 f,
-                "manifest hash mismatch (module.json changed after approval): approve again with `pons modules approve {dir}`"
+                "manifest hash mismatch ({}): approve again with `pons modules approve {dir}`",
+                side.as_str()
             ),
             BlockReason::ProtocolVersion { version, .. } => write!(
                 f,
@@ -135,6 +138,15 @@ impl std::fmt::Display for BlockReason {
                 "config section `{section}` is invalid: {}",
                 errors.join("; ")
             ),
+            BlockReason::RuntimeNotFound { runtime, program }
+                if !crate::manifest::RUNTIMES.contains(&runtime.as_str()) =>
+            {
+                write!(
+                    f,
+                    "unknown runtime `{runtime}` (such modules are started with `{program}`, which is not on PATH): set `runtime` in module.json to one of {}",
+                    crate::manifest::RUNTIMES.join(", ")
+                )
+            }
             BlockReason::RuntimeNotFound { runtime, program } => write!(
                 f,
                 "runtime `{runtime}` needs `{program}`, which is not on PATH: install it or set `kernel.runtimes.{runtime}` in config.yaml"
@@ -146,6 +158,37 @@ impl std::fmt::Display for BlockReason {
                 f,
                 "its entry in permissions.yaml cannot be read ({error}): approve it again with `pons modules approve {dir}`"
             ),
+        }
+    }
+}
+
+/// Which side of an approval changed: the manifest, or the hash stored in permissions.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HashSide {
+    /// module.json changed while the stored hash stayed.
+    ModuleJson,
+    /// `baseManifestHash` in permissions.yaml was edited while module.json stayed.
+    StoredHash,
+    /// `baseManifestHash` is not a SHA-256 (64 lowercase hex digits).
+    MalformedHash,
+    /// Both were as they are when the kernel first read them.
+    Unknown,
+}
+
+impl HashSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashSide::ModuleJson => "module.json changed after approval",
+            HashSide::StoredHash => {
+                "baseManifestHash in permissions.yaml was edited; module.json is unchanged"
+            }
+            HashSide::MalformedHash => {
+                "baseManifestHash in permissions.yaml is not a SHA-256 of 64 lowercase hex digits"
+            }
+            HashSide::Unknown => {
+                "module.json does not match the baseManifestHash approved in permissions.yaml"
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod observed;
 pub mod permissions;
 pub mod plan;
+pub mod reason;
 pub mod render;
 pub mod snapshot;
 pub mod spawn;

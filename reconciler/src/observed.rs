@@ -57,6 +57,10 @@ pub struct ObservedModule {
     pub capabilities_fingerprint: String,
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// Why it is not running, as the supervisor reports it (crashed, stopped by a security
+    /// violation, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// What the supervisor last applied to this module (spawned with, or pushed config from):
     /// lets the plan say *what* changed. `None` gives generic reasons.
     #[serde(skip)]
@@ -74,6 +78,7 @@ impl ObservedModule {
             capabilities_fingerprint: m.capabilities_fingerprint.clone(),
             pid: None,
             restarts: 0,
+            reason: None,
             applied: Some(m.clone()),
         }
     }

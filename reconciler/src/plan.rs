@@ -36,6 +36,7 @@ use serde_json::Value;
 use crate::desired::{BlockReason, Desired, DesiredModule, InputError};
 use crate::graph::{self, Node};
 use crate::observed::{Observed, ObservedModule, Status};
+use crate::reason::{self, Reason};
 
 /// What to do to one module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -68,6 +69,10 @@ pub struct Action {
     pub module: String,
     /// One plain sentence, e.g. "config section `gateway` changed".
     pub reason: String,
+    /// The lifecycle token a stop or restart is announced with (`system:module:stopped`'s
+    /// `reason`, see [`crate::reason`]); the token a blocked module would be stopped with.
+    #[serde(skip)]
+    pub token: &'static str,
     /// Config actions: the changed section names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sections: Option<Vec<String>>,
@@ -77,11 +82,17 @@ pub struct Action {
 }
 
 impl Action {
-    fn new(action: ActionKind, module: &str, reason: impl Into<String>) -> Action {
+    fn new(
+        action: ActionKind,
+        module: &str,
+        token: &'static str,
+        reason: impl Into<String>,
+    ) -> Action {
         Action {
             action,
             module: module.to_string(),
             reason: reason.into(),
+            token,
             sections: None,
             diff: None,
         }
@@ -146,12 +157,19 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
     let mut blocked: Vec<Action> = desired
         .blocked
         .iter()
-        .map(|b| Action::new(ActionKind::Blocked, &b.id, b.reason.to_string()))
+        .map(|b| {
+            Action::new(
+                ActionKind::Blocked,
+                &b.id,
+                b.reason.token(),
+                b.reason.to_string(),
+            )
+        })
         .collect();
 
     // Observed modules that are no longer runnable.
     let mut stop_nodes: Vec<Node> = Vec::new();
-    let mut stop_reasons: BTreeMap<String, String> = BTreeMap::new();
+    let mut stop_reasons: BTreeMap<String, Reason> = BTreeMap::new();
     for (id, obs) in &observed.modules {
         if desired.modules.contains_key(id) {
             continue;
@@ -162,7 +180,7 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
         };
         let mut reason = stop_reason(desired, id, obs);
         if matches!(status, Status::Crashed | Status::Stopped) {
-            reason = format!("{reason} (it was {})", status.as_str());
+            reason.detail = format!("{} (it was {})", reason.detail, status.as_str());
         }
         stop_reasons.insert(id.clone(), reason);
         stop_nodes.push(match &obs.applied {
@@ -178,7 +196,7 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
     for tier in graph::tiers(&graph::dependencies(&stop_nodes)) {
         for id in tier {
             if let Some(r) = stop_reasons.remove(&id) {
-                stops.push(Action::new(ActionKind::Stop, &id, r));
+                stops.push(Action::new(ActionKind::Stop, &id, r.token, r.detail));
             }
         }
     }
@@ -198,35 +216,46 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
             } else {
                 "new module"
             };
-            spawns.push(Action::new(ActionKind::Spawn, id, reason));
+            spawns.push(Action::new(ActionKind::Spawn, id, "", reason));
             continue;
         };
         let spawn_changed = obs.spawn_fingerprint != m.spawn_fingerprint;
         match status {
             Some(Status::Stopping) => {}
             Some(s @ (Status::Crashed | Status::Stopped)) => {
-                let what = if s == Status::Crashed {
-                    format!("crashed after {} restarts", obs.restarts)
-                } else {
-                    format!("stopped after {} restarts", obs.restarts)
+                let what = match (&obs.reason, s) {
+                    (Some(r), Status::Stopped) => format!("stopped ({r})"),
+                    (_, Status::Crashed) => format!("crashed after {} restarts", obs.restarts),
+                    _ => format!("stopped after {} restarts", obs.restarts),
                 };
                 if spawn_changed {
                     let why = explain_restart(obs.applied.as_ref(), m);
                     restarts.push(Action::new(
                         ActionKind::Restart,
                         id,
+                        restart_token(obs.applied.as_ref(), m),
                         format!("{why} (it was {})", s.as_str()),
+                    ));
+                } else if obs.capabilities_fingerprint != m.capabilities_fingerprint {
+                    // A changed approval revives a module stopped for a violation.
+                    restarts.push(Action::new(
+                        ActionKind::Restart,
+                        id,
+                        reason::PERMISSION_UPDATE,
+                        format!("approved capabilities changed (it was {})", s.as_str()),
                     ));
                 } else if opts.retry_crashed {
                     restarts.push(Action::new(
                         ActionKind::Restart,
                         id,
+                        reason::REQUESTED,
                         format!("{what}; retried by apply"),
                     ));
                 } else {
                     blocked.push(Action::new(
                         ActionKind::Blocked,
                         id,
+                        "",
                         format!("{what}; run `pons apply` to retry it"),
                     ));
                 }
@@ -236,6 +265,7 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
                     restarts.push(Action::new(
                         ActionKind::Restart,
                         id,
+                        restart_token(obs.applied.as_ref(), m),
                         explain_restart(obs.applied.as_ref(), m),
                     ));
                 } else if obs.config_fingerprint != m.config_fingerprint {
@@ -257,13 +287,13 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
     }
 }
 
-fn stop_reason(desired: &Desired, id: &str, obs: &ObservedModule) -> String {
+fn stop_reason(desired: &Desired, id: &str, obs: &ObservedModule) -> Reason {
     if let Some(b) = desired
         .blocked
         .iter()
         .find(|b| b.id == id && !matches!(b.reason, BlockReason::DuplicateId { .. }))
     {
-        return format!("blocked: {}", b.reason);
+        return Reason::new(b.reason.token(), format!("blocked: {}", b.reason));
     }
     if let Some(a) = &obs.applied {
         let now = desired
@@ -279,10 +309,22 @@ fn stop_reason(desired: &Desired, id: &str, obs: &ObservedModule) -> String {
                     .map(|b| b.id.clone())
             });
         if let Some(new_id) = now {
-            return format!("the manifest in `{}` now has id `{new_id}`", a.dir_name);
+            return Reason::new(
+                reason::UNINSTALLED,
+                format!("the manifest in `{}` now has id `{new_id}`", a.dir_name),
+            );
         }
     }
-    "module directory removed".to_string()
+    Reason::new(reason::UNINSTALLED, "module directory removed")
+}
+
+/// The token of a restart: `permission-update` when the effective permissions changed, else
+/// `hot-swap` (manifest, command line, environment, `configDependencies`).
+fn restart_token(applied: Option<&DesiredModule>, d: &DesiredModule) -> &'static str {
+    match applied {
+        Some(a) if a.effective_permissions != d.effective_permissions => reason::PERMISSION_UPDATE,
+        _ => reason::HOT_SWAP,
+    }
 }
 
 /// Why the spawn fingerprint changed, comparing what was applied with what is desired.
@@ -387,7 +429,7 @@ fn config_action(obs: &ObservedModule, m: &DesiredModule) -> Action {
         .get(&key)
         .or_else(|| obs.applied.as_ref().and_then(|a| a.config_text.get(&key)));
     let new_text = m.config_text.get(&key);
-    let mut a = Action::new(ActionKind::Config, &m.id, String::new());
+    let mut a = Action::new(ActionKind::Config, &m.id, "", String::new());
     a.sections = Some(vec![key.clone()]);
     match (old_text, new_text) {
         (Some(old), Some(new)) if old != new => {
@@ -422,10 +464,12 @@ mod tests {
     fn blocked_entries_are_not_changes() {
         let mut p = Plan::default();
         assert!(!p.has_changes());
-        p.actions.push(Action::new(ActionKind::Blocked, "a", "x"));
+        p.actions
+            .push(Action::new(ActionKind::Blocked, "a", "", "x"));
         assert!(!p.has_changes());
         assert_eq!(p.summary().blocked, 1);
-        p.actions.push(Action::new(ActionKind::Config, "b", "y"));
+        p.actions
+            .push(Action::new(ActionKind::Config, "b", "", "y"));
         assert!(p.has_changes());
     }
 

@@ -150,6 +150,7 @@ mod tests {
                     reason: "config section `web` changed".into(),
                     sections: Some(vec!["web".into()]),
                     diff: Some("d".into()),
+                    token: "",
                 },
                 Action {
                     action: ActionKind::Spawn,
@@ -157,6 +158,7 @@ mod tests {
                     reason: "new module".into(),
                     sections: None,
                     diff: None,
+                    token: "",
                 },
             ],
             errors: vec![],

@@ -42,6 +42,10 @@ pub struct Snapshot {
     /// The running Linux's Landlock ABI version, `None` where Landlock is unavailable (the
     /// default: a module whose manifest says `"sandbox": "required"` is then blocked).
     pub landlock_abi: Option<u32>,
+    /// Modules the supervisor reports `crashed` or `stopped`: they hold no services, so another
+    /// approved provider of one of their services may take it over (the service directory
+    /// follows the processes).
+    pub down: std::collections::BTreeSet<String>,
 }
 
 /// One entry of `<home>/modules`.

@@ -217,7 +217,17 @@ pub fn spawn_spec(
     let mut deno_config: Option<PathBuf> = None;
     let (program, args) = match interpreter(&runtime) {
         Some(name) => {
-            let program = find_program(&runtime, name, inp.kernel, inp.which)?;
+            let program =
+                find_program(&runtime, name, inp.kernel, inp.which).map_err(|e| match e {
+                    // Name what the operator wrote, not the fallback.
+                    BlockReason::RuntimeNotFound { program, .. } if runtime != asked => {
+                        BlockReason::RuntimeNotFound {
+                            runtime: asked.to_string(),
+                            program,
+                        }
+                    }
+                    other => other,
+                })?;
             let args = match runtime.as_str() {
                 "deno" => {
                     let mut a = vec!["run".to_string()];

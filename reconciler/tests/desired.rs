@@ -114,6 +114,7 @@ fn snapshot(mods: &[Mod], permissions: &str, config: &str) -> Snapshot {
             .collect(),
         which,
         landlock_abi: Some(7),
+        down: Default::default(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Golden reconcile cases from `specs/reconcile/<case>/` (see specs/reconcile/README.md):
 //! `before/` (optional home: every runnable module of it is observed running, ready, as
-//! applied), `after/` (the home to plan), optional `observed.json` (status overrides),
+//! applied), `after/` (the home to plan), optional `observed.json` (status, restarts and reason overrides),
 //! `options.json` (`retryCrashed`) and `env.json` (environment / `which` / Landlock overrides); the plan
 //! must equal `expected.txt` and `expected.json`. `UPDATE_GOLDEN=1` rewrites the expectations
 //! (never when `CI` is set). Each case also checks that applying its plan converges: planning
@@ -173,6 +173,7 @@ fn snapshot_of(tree: &Path, case: &Path) -> Snapshot {
         modules,
         which,
         landlock_abi,
+        down: Default::default(),
     }
 }
 
@@ -202,6 +203,9 @@ fn observed_of(before: Option<&Desired>, case: &Path) -> Observed {
             }
             if let Some(r) = o["restarts"].as_u64() {
                 m.restarts = r as u32;
+            }
+            if let Some(r) = o["reason"].as_str() {
+                m.reason = Some(r.to_string());
             }
         }
     }
@@ -234,10 +238,14 @@ fn run_case(case: &Path) -> Result<(), String> {
         .is_dir()
         .then(|| build_desired(&snapshot_of(&before, case), None));
     let observed = observed_of(before_desired.as_ref(), case);
-    let after = build_desired(
-        &snapshot_of(&case.join("after"), case),
-        before_desired.as_ref(),
-    );
+    let mut after_snapshot = snapshot_of(&case.join("after"), case);
+    after_snapshot.down = observed
+        .modules
+        .iter()
+        .filter(|(_, o)| matches!(o.status, Some(Status::Crashed | Status::Stopped)))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let after = build_desired(&after_snapshot, before_desired.as_ref());
     let mut opts = PlanOptions::default();
     if let Ok(text) = std::fs::read_to_string(case.join("options.json")) {
         let v: serde_json::Value = serde_json::from_str(&text).expect("options.json");

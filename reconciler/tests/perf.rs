@@ -73,6 +73,7 @@ fn snapshot(n: usize) -> Snapshot {
         modules,
         which: BTreeMap::new(),
         landlock_abi: Some(4),
+        down: Default::default(),
     }
 }
 

@@ -120,14 +120,7 @@ async fn dispatch(
 }
 
 fn module_list(kernel: &Kernel) -> Value {
-    let core = kernel.core.lock();
-    let mut list: Vec<Value> = core
-        .modules
-        .values()
-        .map(|e| json!({"id": &*e.id, "status": e.status.as_str(), "provides": e.desired.manifest.provides}))
-        .collect();
-    list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    Value::Array(list)
+    Value::Array(super::observe::module_list(kernel))
 }
 
 fn service_list(kernel: &Kernel) -> Value {
@@ -167,7 +160,7 @@ fn check_key(
     match core.settings.enforcement {
         EnforcementMode::Strict => {
             tracing::error!(moduleId = %module, action = "deny", target = %target, "security.violation");
-            core.fail(module, "security-violation");
+            core.fail_violation(module, format!("config:{target}"));
             Err(format!(
                 "Error: Security violation: not permitted to {verb} config key \"{target}\""
             ))
@@ -226,7 +219,7 @@ async fn config_set(kernel: &Arc<Kernel>, module: &Arc<str>, params: Option<&Val
             let core = kernel.core.lock();
             tracing::error!(moduleId = %module, action = "deny", target = %key.unwrap_or(""), "security.violation");
             if core.settings.enforcement == EnforcementMode::Strict {
-                core.fail(module, "security-violation");
+                core.fail_violation(module, format!("config:{}", key.unwrap_or("")));
             }
             return Err(format!(
                 "Error: Security violation: section \"{first}\" is protected and cannot be modified by modules"

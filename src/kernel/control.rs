@@ -28,16 +28,7 @@ pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
             let _ = kernel.events.send(KernelEvent::Shutdown);
             Response::ok(json!({"stopping": true, "pid": std::process::id()}))
         }
-        "module.list" => {
-            let core = kernel.core.lock();
-            let mut modules: Vec<_> = core
-                .modules
-                .values()
-                .map(|e| json!({"id": &*e.id, "status": e.status.as_str(), "provides": e.desired.manifest.provides}))
-                .collect();
-            modules.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-            Response::ok(json!({ "modules": modules }))
-        }
+        "module.list" => Response::ok(json!({ "modules": super::observe::module_list(&kernel) })),
         "module.status" => module_status(&kernel, request.module_id.as_deref()),
         "module.restart" => module_restart(&kernel, request.module_id.as_deref()).await,
         "module.install" => {
@@ -165,7 +156,10 @@ async fn module_restart(kernel: &Arc<Kernel>, id: Option<&str>) -> Response {
     if sup
         .send(SupCmd::Restart {
             desired,
-            reason: "restart requested".into(),
+            reason: pons_reconciler::reason::Reason::new(
+                pons_reconciler::reason::REQUESTED,
+                "restart requested",
+            ),
             done: Some(tx),
         })
         .is_err()

@@ -11,6 +11,7 @@ pub mod control;
 pub mod observe;
 pub mod outbox;
 pub mod reconcile;
+pub mod refusals;
 pub mod router;
 pub mod shutdown;
 pub mod stdio;
@@ -45,6 +46,9 @@ pub enum KernelEvent {
     FirstSpawn(String),
     /// Begin the ordered shutdown.
     Shutdown,
+    /// A module went down for good (crashed, stopped by a violation): a pass lets another
+    /// provider take over its services.
+    ModuleDown,
 }
 
 /// The kernel's shared state.

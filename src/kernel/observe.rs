@@ -26,6 +26,7 @@ pub fn observed(kernel: &Kernel) -> Observed {
                     capabilities_fingerprint: d.capabilities_fingerprint.clone(),
                     pid: e.pid,
                     restarts: e.restarts,
+                    reason: e.reason.clone(),
                     applied: Some((**d).clone()),
                 },
             )
@@ -35,6 +36,38 @@ pub fn observed(kernel: &Kernel) -> Observed {
         kernel_running: true,
         modules,
     }
+}
+
+/// `module.list`: `{id, status, provides}` of every module the kernel manages and of those a
+/// pass stopped (status `stopped`), by id.
+pub fn module_list(kernel: &Kernel) -> Vec<serde_json::Value> {
+    let core = kernel.core.lock();
+    let mut list: Vec<(&str, serde_json::Value)> = core
+        .modules
+        .values()
+        .map(|e| {
+            let v = serde_json::json!({"id": &*e.id, "status": e.status.as_str(), "provides": e.desired.manifest.provides});
+            (&*e.id, v)
+        })
+        .chain(core.departed.iter().map(|(id, d)| {
+            let v = serde_json::json!({"id": &**id, "status": "stopped", "provides": d.provides});
+            (&**id, v)
+        }))
+        .collect();
+    list.sort_by(|a, b| a.0.cmp(b.0));
+    list.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Modules whose process is down for good (crashed, stopped): they hold no services.
+pub fn down(kernel: &Kernel) -> std::collections::BTreeSet<String> {
+    kernel
+        .core
+        .lock()
+        .modules
+        .values()
+        .filter(|e| matches!(e.status, Status::Crashed | Status::Stopped))
+        .map(|e| e.id.to_string())
+        .collect()
 }
 
 /// `pons status --json` of a running kernel.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pons_reconciler::config::ReconcileMode;
+use pons_reconciler::reason::Reason;
 use pons_reconciler::{build_desired, plan, ActionKind, Desired, Plan, PlanOptions};
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,6 +32,8 @@ pub struct State {
     pub mode: ReconcileMode,
     /// Input errors already logged (so a broken file is reported once, not every pass).
     logged_errors: Vec<String>,
+    /// Refusals and fallbacks already logged.
+    refusals: super::refusals::Refusals,
 }
 
 /// How a pass was asked for.
@@ -145,6 +148,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
             },
             ev = events_rx.recv() => match ev {
                 Some(KernelEvent::Shutdown) | None => break,
+                Some(KernelEvent::ModuleDown) => ask_pass(&kernel, PassKind::Auto),
                 Some(KernelEvent::FirstSpawn(id)) => {
                     // One blocking writer at a time, taking every id queued meanwhile: 100 modules
                     // spawned at once are a few rewrites of permissions.yaml, not 100 threads.
@@ -258,7 +262,19 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
         let apply = applies.iter().any(|r| r.kind != PassKind::Auto || !manual);
         let retry = applies.iter().any(|r| r.kind == PassKind::Apply);
         let progress = applies.iter().find_map(|r| r.progress.clone());
+        let signalled = applies.iter().any(|r| r.kind == PassKind::Signal);
         let outcome = pass(&kernel, apply, retry, progress).await;
+        if signalled
+            && !outcome
+                .plan
+                .actions
+                .iter()
+                .any(|a| a.action == ActionKind::Config)
+        {
+            tracing::warn!(
+                "config unchanged: no module's config section differs from what it was sent"
+            );
+        }
         for r in applies {
             if let Some(reply) = r.reply {
                 let _ = reply.send(outcome.clone());
@@ -289,6 +305,13 @@ pub async fn pass(
     })
     .await
     .unwrap_or_default();
+    let mut snapshot = snapshot;
+    snapshot.down = super::observe::down(kernel);
+    let config_missing = matches!(
+        snapshot.config_yaml,
+        pons_reconciler::snapshot::FileRead::Missing
+    )
+    .then(|| kernel.home.config_yaml());
     let previous = kernel.state.lock().desired.clone();
     let desired = Arc::new(build_desired(&snapshot, previous.as_deref()));
     apply_settings(kernel, &desired);
@@ -314,6 +337,7 @@ pub async fn pass(
             }
         }
         st.logged_errors = errors;
+        st.refusals.report(&desired, config_missing.as_deref());
         st.desired = Some(desired.clone());
         if apply || !st.pending || changes {
             st.plan = Some(plan.clone());
@@ -419,14 +443,22 @@ async fn apply_plan(
             ActionKind::Stop => {
                 let (tx, rx) = oneshot::channel();
                 let stop = SupCmd::Stop {
-                    reason: action.reason.clone(),
+                    reason: Reason::new(action.token, action.reason.clone()),
                     tier: 0,
                     done: Some(tx),
                 };
                 if kernel.tell(id, stop) {
                     let _ = rx.await;
                 }
-                kernel.core.lock().modules.remove(id);
+                {
+                    let mut core = kernel.core.lock();
+                    if let Some(e) = core.modules.remove(id) {
+                        let departed = super::router::Departed {
+                            provides: e.desired.manifest.provides.clone(),
+                        };
+                        core.departed.insert(e.id, departed);
+                    }
+                }
                 say(format!("- {id}: stopped ({})", action.reason));
             }
             ActionKind::Restart | ActionKind::Spawn => {
@@ -437,14 +469,15 @@ async fn apply_plan(
                 let (tx, rx) = oneshot::channel();
                 let restart = SupCmd::Restart {
                     desired: d.clone(),
-                    reason: action.reason.clone(),
+                    reason: Reason::new(action.token, action.reason.clone()),
                     done: Some(tx),
                 };
                 if kernel.tell(id, restart) {
                     let _ = rx.await;
                     say(format!("~ {id}: restarted ({})", action.reason));
                 } else {
-                    spawn_module(kernel, d);
+                    // One at a time, in plan order (providers first, then priority, then id).
+                    let _ = spawn_module(kernel, d).await;
                     say(format!("+ {id}: spawned ({})", action.reason));
                 }
             }
@@ -471,18 +504,23 @@ async fn apply_plan(
     }
 }
 
-/// Creates the router entry and the supervisor task of a module.
-pub fn spawn_module(kernel: &Arc<Kernel>, desired: Arc<pons_reconciler::DesiredModule>) {
+/// Creates the router entry and the supervisor task of a module; the receiver yields once its
+/// first process was spawned (or failed to).
+pub fn spawn_module(
+    kernel: &Arc<Kernel>,
+    desired: Arc<pons_reconciler::DesiredModule>,
+) -> oneshot::Receiver<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     {
         let mut core = kernel.core.lock();
-        core.modules.insert(
-            Arc::from(desired.id.as_str()),
-            Entry::new(desired.clone(), tx),
-        );
+        let id: Arc<str> = Arc::from(desired.id.as_str());
+        core.departed.remove(&id);
+        core.modules.insert(id, Entry::new(desired.clone(), tx));
     }
-    let sup = Supervisor::new(kernel.clone(), desired, rx);
+    let (spawned_tx, spawned_rx) = oneshot::channel();
+    let sup = Supervisor::new(kernel.clone(), desired, rx, spawned_tx);
     tokio::spawn(sup.run());
+    spawned_rx
 }
 
 /// Forwards router requests: failures to the supervisors, kernel calls to their handler.

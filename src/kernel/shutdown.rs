@@ -63,7 +63,10 @@ pub async fn stop_all(kernel: &Arc<Kernel>) {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 if sup
                     .send(SupCmd::Stop {
-                        reason: "shutdown".into(),
+                        reason: pons_reconciler::reason::Reason::new(
+                            pons_reconciler::reason::SHUTDOWN,
+                            "",
+                        ),
                         tier,
                         done: Some(tx),
                     })

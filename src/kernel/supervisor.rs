@@ -8,6 +8,7 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pons_reconciler::reason::{self, Reason};
 use pons_reconciler::{DesiredModule, Status};
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
@@ -21,18 +22,18 @@ use crate::protocol::outbound;
 pub enum SupCmd {
     /// Stop for good (module removed, blocked, kernel shutdown); the task ends.
     Stop {
-        reason: String,
+        reason: Reason,
         tier: usize,
         done: Option<oneshot::Sender<()>>,
     },
     /// Stop the current process and start a new one from `desired` (fresh restart count).
     Restart {
         desired: Arc<DesiredModule>,
-        reason: String,
+        reason: Reason,
         done: Option<oneshot::Sender<()>>,
     },
     /// Go through the restart path (if `gen` is still the current process).
-    Fail { gen: u64, reason: String },
+    Fail { gen: u64, reason: Reason },
     /// The stdout of process `gen` reached end of file.
     StdoutClosed { gen: u64 },
 }
@@ -43,8 +44,11 @@ enum Ended {
     Stopped,
     /// Replaced on request by a new desired state.
     Replaced(Arc<DesiredModule>, Option<oneshot::Sender<()>>),
-    /// A failure: restart path.
-    Failed { ready_for: Duration },
+    /// A failure: restart path (a security violation: stopped until asked again).
+    Failed {
+        ready_for: Duration,
+        reason: Option<Reason>,
+    },
 }
 
 const RESET_AFTER: Duration = Duration::from_secs(60);
@@ -58,6 +62,8 @@ pub struct Supervisor {
     desired: Arc<DesiredModule>,
     rx: mpsc::UnboundedReceiver<SupCmd>,
     gen: u64,
+    /// Told once the first process was spawned (or failed to): passes spawn in plan order.
+    first_spawn: Option<oneshot::Sender<()>>,
 }
 
 impl Supervisor {
@@ -65,6 +71,7 @@ impl Supervisor {
         kernel: Arc<Kernel>,
         desired: Arc<DesiredModule>,
         rx: mpsc::UnboundedReceiver<SupCmd>,
+        first_spawn: oneshot::Sender<()>,
     ) -> Supervisor {
         Supervisor {
             kernel,
@@ -72,6 +79,7 @@ impl Supervisor {
             desired,
             rx,
             gen: 0,
+            first_spawn: Some(first_spawn),
         }
     }
 
@@ -118,7 +126,16 @@ impl Supervisor {
                     }
                     next_spawn = Some(tokio::time::Instant::now());
                 }
-                Ended::Failed { ready_for } => {
+                Ended::Failed {
+                    reason: Some(r), ..
+                } if r.token == reason::SECURITY_VIOLATION => {
+                    // As the reference: a module that broke its grant is stopped, not restarted;
+                    // `pons modules restart` or a changed approval revives it.
+                    self.finish_stopped(&r);
+                    self.kernel.event(KernelEvent::ModuleDown);
+                    next_spawn = None;
+                }
+                Ended::Failed { ready_for, .. } => {
                     next_spawn = self.after_failure(ready_for);
                 }
             }
@@ -171,6 +188,8 @@ impl Supervisor {
                 "system:module:crashed",
                 &serde_json::json!({"moduleId": &*self.id, "restartCount": n}),
             );
+            drop(core);
+            self.kernel.event(KernelEvent::ModuleDown);
             return None;
         }
         let exp = BASE_BACKOFF_MS.saturating_mul(1u64 << (n - 1).min(30));
@@ -188,7 +207,7 @@ impl Supervisor {
         Some(tokio::time::Instant::now() + delay)
     }
 
-    fn finish_stopped(&self, reason: &str) {
+    fn finish_stopped(&self, reason: &Reason) {
         let mut core = self.kernel.core.lock();
         core.on_leave(&self.id);
         core.set_status(&self.id, Status::Stopped);
@@ -202,12 +221,16 @@ impl Supervisor {
         let lc = self.kernel.lifecycle();
         let desired = self.current_desired();
         self.desired = desired.clone();
-        let mut child = match crate::sandbox::command(&desired.spawn).spawn() {
+        let spawned = crate::sandbox::command(&desired.spawn).spawn();
+        let first_spawn = self.first_spawn.take();
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
+                drop(first_spawn);
                 tracing::error!(moduleId = %self.id, program = %desired.spawn.program.display(), error = %e, "module.spawn failed");
                 return Ended::Failed {
                     ready_for: Duration::ZERO,
+                    reason: None,
                 };
             }
         };
@@ -220,6 +243,9 @@ impl Supervisor {
         }
         let sandbox = crate::sandbox::support();
         tracing::info!(moduleId = %self.id, pid = pid, runtime = %desired.spawn.runtime, sandbox = sandbox.state.as_str(), abi = sandbox.landlock_abi, "module.spawn");
+        if let Some(tx) = first_spawn {
+            let _ = tx.send(());
+        }
         let spawned = Instant::now();
 
         let outbox = Outbox::new();
@@ -255,14 +281,19 @@ impl Supervisor {
             let home = core.settings.home.clone();
             outbox.push_with(|b| outbound::init(b, &config, &home));
         }
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(stdio::stdout_task(
+        let mut proc = Proc {
+            child,
+            pgid,
+            stdout: None,
+        };
+        if let Some(stdout) = proc.child.stdout.take() {
+            proc.stdout = Some(tokio::spawn(stdio::stdout_task(
                 self.kernel.clone(),
                 self.id.clone(),
                 gen,
                 stdout,
                 lc.max_message_bytes as usize,
-            ));
+            )));
         }
 
         let mut health = Health::default();
@@ -270,50 +301,41 @@ impl Supervisor {
             let now = tokio::time::Instant::now();
             let tick = now + self.tick_interval(&health);
             tokio::select! {
-                status = child.wait() => {
-                    return self.exited(status.ok(), &last_stderr, spawned, pgid).await;
+                status = proc.child.wait() => {
+                    return self.exited(status.ok(), &last_stderr, spawned, &mut proc).await;
                 }
                 cmd = self.rx.recv() => match cmd {
                     None => {
-                        self.terminate(&mut child, pgid, "shutdown", 0).await;
+                        let r = Reason::new(reason::SHUTDOWN, "");
+                        self.terminate(&mut proc, &r, 0).await;
                         return Ended::Stopped;
                     }
                     Some(SupCmd::Stop { reason, tier, done }) => {
-                        self.terminate(&mut child, pgid, &reason, tier).await;
+                        self.terminate(&mut proc, &reason, tier).await;
                         self.finish_stopped(&reason);
                         if let Some(d) = done { let _ = d.send(()); }
                         return Ended::Stopped;
                     }
                     Some(SupCmd::Restart { desired, reason, done }) => {
-                        self.terminate(&mut child, pgid, &reason, 0).await;
+                        self.terminate(&mut proc, &reason, 0).await;
                         return Ended::Replaced(desired, done);
                     }
                     Some(SupCmd::Fail { gen: g, reason }) if g == gen => {
-                        tracing::warn!(moduleId = %self.id, reason = %reason, "module failed — restarting");
-                        let ready_for = self.ready_for();
-                        self.terminate(&mut child, pgid, &reason, 0).await;
-                        self.set_reason(&reason);
-                        return Ended::Failed { ready_for };
+                        return self.failed(&mut proc, reason).await;
                     }
                     Some(SupCmd::StdoutClosed { gen: g }) if g == gen => {
                         // Usually the process is exiting; give it a moment to report how.
-                        if let Ok(status) = tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
-                            return self.exited(status.ok(), &last_stderr, spawned, pgid).await;
+                        if let Ok(status) = tokio::time::timeout(Duration::from_millis(500), proc.child.wait()).await {
+                            return self.exited(status.ok(), &last_stderr, spawned, &mut proc).await;
                         }
-                        let ready_for = self.ready_for();
-                        self.terminate(&mut child, pgid, "stdout-closed", 0).await;
-                        self.set_reason("stdout closed");
-                        return Ended::Failed { ready_for };
+                        let r = Reason::new(reason::STDOUT_CLOSED, "stdout closed while the process lives on");
+                        return self.failed(&mut proc, r).await;
                     }
                     Some(_) => {}
                 },
                 _ = tokio::time::sleep_until(tick) => {
                     if let Some(reason) = self.check(&mut health, &outbox) {
-                        tracing::warn!(moduleId = %self.id, reason = %reason, "module failed — restarting");
-                        let ready_for = self.ready_for();
-                        self.terminate(&mut child, pgid, &reason, 0).await;
-                        self.set_reason(&reason);
-                        return Ended::Failed { ready_for };
+                        return self.failed(&mut proc, reason).await;
                     }
                 }
             }
@@ -349,6 +371,23 @@ impl Supervisor {
             .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
+    /// A failure detected while the process runs: stop it and take the restart path (or, for a
+    /// security violation, stop it for good).
+    async fn failed(&mut self, proc: &mut Proc, reason: Reason) -> Ended {
+        if reason.token == reason::SECURITY_VIOLATION {
+            tracing::warn!(moduleId = %self.id, reason = reason.token, detail = %reason.detail, "module stopped: security violation");
+        } else {
+            tracing::warn!(moduleId = %self.id, reason = reason.token, detail = %reason.detail, "module failed — restarting");
+        }
+        let ready_for = self.ready_for();
+        self.terminate(proc, &reason, 0).await;
+        self.set_reason(&reason.to_string());
+        Ended::Failed {
+            ready_for,
+            reason: Some(reason),
+        }
+    }
+
     fn set_reason(&self, reason: &str) {
         if let Some(e) = self.kernel.core.lock().modules.get_mut(&self.id) {
             e.reason = Some(reason.to_string());
@@ -356,7 +395,7 @@ impl Supervisor {
     }
 
     /// Periodic checks: ready timeout, requires timeout, health, hung consumer, counter reset.
-    fn check(&self, health: &mut Health, outbox: &Outbox) -> Option<String> {
+    fn check(&self, health: &mut Health, outbox: &Outbox) -> Option<Reason> {
         let lc = self.kernel.lifecycle();
         let mut core = self.kernel.core.lock();
         let e = core.modules.get_mut(&self.id)?;
@@ -365,9 +404,9 @@ impl Supervisor {
             Status::Starting | Status::Restarting => {
                 let since = e.spawned_at.map_or(Duration::ZERO, |t| t.elapsed());
                 if since >= Duration::from_millis(lc.ready_timeout_ms) {
-                    return Some(format!(
-                        "ready-timeout: no `ready` within {} ms",
-                        lc.ready_timeout_ms
+                    return Some(Reason::new(
+                        reason::READY_TIMEOUT,
+                        format!("no `ready` within {} ms", lc.ready_timeout_ms),
                     ));
                 }
             }
@@ -375,10 +414,13 @@ impl Supervisor {
                 let since = e.waiting_since.map_or(Duration::ZERO, |t| t.elapsed());
                 if since >= Duration::from_millis(lc.requires_timeout_ms) {
                     let missing = core.missing_requires(&self.desired.manifest.requires);
-                    return Some(format!(
-                        "requires-timeout: required services {} not ready within {} ms",
-                        missing.join(", "),
-                        lc.requires_timeout_ms
+                    return Some(Reason::new(
+                        reason::REQUIRES_TIMEOUT,
+                        format!(
+                            "required services {} not ready within {} ms",
+                            missing.join(", "),
+                            lc.requires_timeout_ms
+                        ),
                     ));
                 }
             }
@@ -399,9 +441,9 @@ impl Supervisor {
                         health.failures += 1;
                         tracing::debug!(moduleId = %self.id, failures = health.failures, "Health check failed — retrying");
                         if health.failures >= lc.health_max_failures {
-                            return Some(format!(
-                                "health-check-failed: {} pings unanswered",
-                                health.failures
+                            return Some(Reason::new(
+                                reason::HEALTH_CHECK_FAILED,
+                                format!("{} pings unanswered", health.failures),
                             ));
                         }
                     }
@@ -416,10 +458,13 @@ impl Supervisor {
                 }
                 let stalled = outbox.stalled_for();
                 if stalled >= Duration::from_millis(lc.slow_consumer_ms) {
-                    return Some(format!(
-                        "slow-consumer: {} bytes unread for {} ms",
-                        outbox.queued(),
-                        stalled.as_millis()
+                    return Some(Reason::new(
+                        reason::SLOW_CONSUMER,
+                        format!(
+                            "{} bytes unread for {} ms",
+                            outbox.queued(),
+                            stalled.as_millis()
+                        ),
                     ));
                 }
             }
@@ -434,13 +479,15 @@ impl Supervisor {
         status: Option<ExitStatus>,
         last_stderr: &parking_lot::Mutex<Option<String>>,
         spawned: Instant,
-        pgid: Option<i32>,
+        proc: &mut Proc,
     ) -> Ended {
         let ready_for = self.ready_for();
-        if let Some(pg) = pgid {
+        if let Some(pg) = proc.pgid {
             let _ = crate::sandbox::kill::kill_group(pg);
             self.kernel.watchdog_remove(pg);
         }
+        // What the process wrote before it died is still routed (its last logs, its answers).
+        proc.drain_stdout().await;
         // Give the stderr reader a moment to deliver the last line.
         tokio::task::yield_now().await;
         let alive = spawned.elapsed();
@@ -470,12 +517,17 @@ impl Supervisor {
             tracing::error!(moduleId = %self.id, exitCode = code, signal = signal, restartCount = restarts, aliveMs = alive.as_millis() as u64, stderr = stderr.as_deref(), "Module exited unexpectedly — {detail}");
         }
         self.set_reason(&format!("exited unexpectedly: {detail}"));
-        Ended::Failed { ready_for }
+        Ended::Failed {
+            ready_for,
+            reason: None,
+        }
     }
 
     /// Stops the current process: `system:module:stopping`, `shutdown`, grace, SIGTERM to the
-    /// group, SIGKILL; then the module's routing state is cleaned up.
-    async fn terminate(&mut self, child: &mut Child, pgid: Option<i32>, reason: &str, tier: usize) {
+    /// group, SIGKILL; then, once what it wrote until its exit is routed (answers to RPCs in
+    /// flight, shutdown logs), the module's routing state is cleaned up.
+    async fn terminate(&mut self, proc: &mut Proc, reason: &Reason, tier: usize) {
+        let (child, pgid) = (&mut proc.child, proc.pgid);
         let grace = Duration::from_millis(self.kernel.lifecycle().shutdown_grace_ms);
         {
             let mut core = self.kernel.core.lock();
@@ -507,13 +559,34 @@ impl Supervisor {
             let _ = crate::sandbox::kill::kill_group(pg);
             self.kernel.watchdog_remove(pg);
         }
+        proc.drain_stdout().await;
         let mut core = self.kernel.core.lock();
         core.on_leave(&self.id);
         core.emit(
             "system:module:stopped",
-            &serde_json::json!({"moduleId": &*self.id, "reason": reason}),
+            &serde_json::json!({"moduleId": &*self.id, "reason": reason.token, "detail": reason.detail}),
         );
-        tracing::info!(moduleId = %self.id, reason = %reason, "module.killed");
+        tracing::info!(moduleId = %self.id, reason = reason.token, detail = %reason.detail, "module.killed");
+    }
+}
+
+/// The running process of one module and the task that reads its stdout.
+struct Proc {
+    child: Child,
+    pgid: Option<i32>,
+    stdout: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How long the lines a process wrote before it exited may take to be routed.
+const DRAIN_STDOUT: Duration = Duration::from_secs(2);
+
+impl Proc {
+    /// Waits (bounded) until the stdout reader has routed everything the process wrote: its
+    /// group is gone, so the pipe reaches end of file.
+    async fn drain_stdout(&mut self) {
+        if let Some(task) = self.stdout.take() {
+            let _ = tokio::time::timeout(DRAIN_STDOUT, task).await;
+        }
     }
 }
 

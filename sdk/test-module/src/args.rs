@@ -20,6 +20,8 @@ usage: pons-test-module [FLAGS]
   --echo                        answer rpc_request and call with {echo,method,from}
   --slow-rpc-ms N               answer requests after N ms
   --no-reply                    never answer requests
+  --answer-on-shutdown          hold requests; answer them (as --echo) from the shutdown handler
+  --shutdown-log TEXT           log TEXT (info) from the shutdown handler
   --no-ack                      do not ack deliveries
   --rpc-timeout-ms N            timeout of the module's own RPCs and calls
   --publish TOPIC:COUNT[:BYTES] after deps_ready publish COUNT {seq,pad} messages (repeatable)
@@ -89,6 +91,8 @@ pub struct Opts {
     pub echo: bool,
     pub slow_rpc_ms: u64,
     pub no_reply: bool,
+    pub answer_on_shutdown: bool,
+    pub shutdown_log: Option<String>,
     pub no_ack: bool,
     pub rpc_timeout_ms: Option<u64>,
     pub publish: Vec<Burst>,
@@ -142,6 +146,8 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--echo" => o.echo = true,
             "--slow-rpc-ms" => o.slow_rpc_ms = number(flag, &value()?)?,
             "--no-reply" => o.no_reply = true,
+            "--answer-on-shutdown" => o.answer_on_shutdown = true,
+            "--shutdown-log" => o.shutdown_log = Some(value()?),
             "--no-ack" => o.no_ack = true,
             "--rpc-timeout-ms" => o.rpc_timeout_ms = Some(number(flag, &value()?)?),
             "--publish" => o.publish.push(burst(&value()?)?),

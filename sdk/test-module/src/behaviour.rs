@@ -18,6 +18,8 @@ pub struct TestModule {
     pub delivered: Arc<AtomicU64>,
     /// `--bench-expect` groups.
     pub expect: Expect,
+    /// `--answer-on-shutdown`: requests held until the shutdown handler answers them.
+    pub held: Vec<(pons_sdk::Responder, Result<Value, String>)>,
 }
 
 impl TestModule {
@@ -94,11 +96,15 @@ impl Handler for TestModule {
         if self.opts.no_reply {
             return Reply::Later;
         }
-        let reply = if self.opts.echo {
+        let reply = if self.opts.echo || self.opts.answer_on_shutdown {
             Ok(json!({"echo": req.params_value(), "method": req.method, "from": req.from}))
         } else {
             Err(format!("Error: Unknown method: {}", req.method))
         };
+        if self.opts.answer_on_shutdown {
+            self.held.push((req.responder(), reply));
+            return Reply::Later;
+        }
         if self.opts.slow_rpc_ms == 0 {
             return Reply::from(reply);
         }
@@ -123,7 +129,13 @@ impl Handler for TestModule {
         Ok(())
     }
 
-    fn on_shutdown(&mut self, _ctx: &Ctx) {
+    fn on_shutdown(&mut self, ctx: &Ctx) {
+        for (to, reply) in self.held.drain(..) {
+            let _ = ctx.respond(&to, reply);
+        }
+        if let Some(text) = &self.opts.shutdown_log {
+            let _ = ctx.log("info", text, None);
+        }
         self.record_count();
         self.expect.on_shutdown(&self.actions.bench);
         self.actions.rec.event(&json!({"event": "shutdown"}));

@@ -83,6 +83,7 @@ fn main() {
             actions: a,
             delivered: delivered.clone(),
             expect: Expect::new(opts.bench_expect),
+            held: Vec::new(),
         }
     });
     let Some(actions) = actions else {

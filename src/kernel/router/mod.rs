@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pons_reconciler::config::EnforcementMode;
+use pons_reconciler::reason::{self, Reason};
 use pons_reconciler::Status;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -53,9 +54,13 @@ pub enum RouterEvent {
     Fail {
         module: Arc<str>,
         gen: u64,
-        reason: String,
+        reason: Reason,
     },
 }
+
+/// Topics of the kernel's own events (`system:module:ready`, `system:rpc`, …): modules may
+/// subscribe to them, never publish.
+pub const SYSTEM_PREFIX: &str = "system:";
 
 /// Router state. See the module docs.
 pub struct Core {
@@ -70,6 +75,15 @@ pub struct Core {
     pub events: mpsc::UnboundedSender<RouterEvent>,
     /// Bumped on every status change (apply waits on it).
     pub changed: Arc<tokio::sync::Notify>,
+    /// Modules a pass stopped for good (removed, blocked): `module.list` still shows them as
+    /// `stopped`, as the reference's registry does, until they are spawned again.
+    pub departed: BTreeMap<Arc<str>, Departed>,
+}
+
+/// A module a pass stopped and forgot.
+#[derive(Debug, Clone)]
+pub struct Departed {
+    pub provides: Vec<String>,
 }
 
 impl Core {
@@ -87,6 +101,7 @@ impl Core {
             settings,
             events,
             changed,
+            departed: BTreeMap::new(),
         }
     }
 
@@ -100,8 +115,10 @@ impl Core {
         congested: &mut Vec<Arc<Outbox>>,
     ) {
         // One lookup serves the liveness check and the counters (acks are half of all lines).
+        // A stopping module is still heard: its answers to RPCs in flight, its acks and its
+        // shutdown logs are routed; new publishes and requests are refused below.
         let entry = match self.modules.get_mut(module) {
-            Some(e) if e.gen == gen && e.status.is_live() => e,
+            Some(e) if e.gen == gen && (e.status.is_live() || e.status == Status::Stopping) => e,
             _ => return,
         };
         let msg = match decode(line) {
@@ -210,14 +227,19 @@ impl Core {
     }
 
     /// Sends `module` through the restart path.
-    pub fn fail(&self, module: &Arc<str>, reason: &str) {
+    pub fn fail(&self, module: &Arc<str>, reason: Reason) {
         if let Some(e) = self.modules.get(module) {
             let _ = self.events.send(RouterEvent::Fail {
                 module: module.clone(),
                 gen: e.gen,
-                reason: reason.to_string(),
+                reason,
             });
         }
+    }
+
+    /// Stops `module` for a refused action under strict enforcement (`target`: what it tried).
+    pub fn fail_violation(&self, module: &Arc<str>, target: impl Into<String>) {
+        self.fail(module, Reason::new(reason::SECURITY_VIOLATION, target));
     }
 
     fn publish(
@@ -231,13 +253,22 @@ impl Core {
             return;
         };
         if sender.status != Status::Ready {
-            tracing::warn!(module = %module, topic = %topic, "Rejected message from module not in ready state");
+            tracing::warn!(module = %module, topic = %topic, status = sender.status.as_str(), "Rejected message from module not in ready state");
+            return;
+        }
+        if topic.starts_with(SYSTEM_PREFIX) {
+            // Kernel topics: no capability lets a module speak with the kernel's voice.
+            let target = format!("publish:{topic}");
+            tracing::error!(moduleId = %module, action = "deny", target = %target, "security.violation");
+            if self.settings.enforcement == EnforcementMode::Strict {
+                self.fail_violation(module, target);
+            }
             return;
         }
         if self.settings.enforcement != EnforcementMode::Off && !sender.topics.matches(topic) {
             let target = format!("publish:{topic}");
             if !self.violation(module, &target) {
-                self.fail(module, "security-violation");
+                self.fail_violation(module, target);
                 return;
             }
         }

@@ -87,8 +87,13 @@ impl Core {
             return;
         };
         if c.status != Status::Ready {
-            tracing::warn!(module = %caller, service = %service, "Rejected RPC from module not in ready state");
-            self.send(caller, |b| outbound::rpc_error(b, id, "Module not ready"));
+            let error = if c.status == Status::Stopping {
+                "Module is stopping: no new RPCs"
+            } else {
+                "Module not ready"
+            };
+            tracing::warn!(module = %caller, service = %service, status = c.status.as_str(), "Rejected RPC from module not in ready state");
+            self.send(caller, |b| outbound::rpc_error(b, id, error));
             return;
         }
         let caller_gen = c.gen;
@@ -96,7 +101,7 @@ impl Core {
             let target = format!("rpc:{service}");
             if !self.violation(caller, &target) {
                 self.send(caller, |b| outbound::rpc_error(b, id, "forbidden"));
-                self.fail(caller, "security-violation");
+                self.fail_violation(caller, target);
                 return;
             }
         }

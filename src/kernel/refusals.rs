@@ -1,0 +1,45 @@
+//! Refusals and fallbacks a pass decides on — blocked modules (unapproved, tampered, unknown
+//! runtime, …), notes on manifests (an unknown runtime started as deno, an unsupported schema),
+//! a missing config.yaml — logged once at warn, and again only when they change.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use pons_reconciler::Desired;
+
+/// What was reported by earlier passes.
+#[derive(Default)]
+pub struct Refusals {
+    seen: BTreeSet<String>,
+}
+
+impl Refusals {
+    /// Logs what is new in this pass's refusals; forgets what went away.
+    pub fn report(&mut self, desired: &Desired, config_missing: Option<&Path>) {
+        let mut now = BTreeSet::new();
+        for b in &desired.blocked {
+            let key = format!("blocked\0{}\0{}", b.id, b.reason);
+            if !self.seen.contains(&key) {
+                tracing::warn!(moduleId = %b.id, reason = b.reason.token(), "module not started: {}", b.reason);
+            }
+            now.insert(key);
+        }
+        for m in desired.modules.values() {
+            for note in &m.notes {
+                let key = format!("note\0{}\0{note}", m.id);
+                if !self.seen.contains(&key) {
+                    tracing::warn!(moduleId = %m.id, "{note}");
+                }
+                now.insert(key);
+            }
+        }
+        if let Some(file) = config_missing {
+            let key = "config-missing".to_string();
+            if !self.seen.contains(&key) {
+                tracing::warn!(file = %file.display(), "config.yaml not found — using defaults");
+            }
+            now.insert(key);
+        }
+        self.seen = now;
+    }
+}
