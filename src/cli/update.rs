@@ -240,8 +240,9 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
     })
 }
 
-fn short(sha: &Option<String>) -> &str {
-    sha.as_deref().map_or("?", |s| &s[..s.len().min(7)])
+fn short(sha: &Option<String>) -> String {
+    sha.as_deref()
+        .map_or_else(|| "?".into(), |s| s.chars().take(7).collect())
 }
 
 /// The human lines for one module (failures on stderr).
