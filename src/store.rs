@@ -20,7 +20,9 @@ use pons_reconciler::permissions::PermissionsFile;
 use crate::home::Home;
 
 pub use lock::{lock, lock_path, FileLock, LOCK_TIMEOUT};
-pub use yaml_edit::{parse_yaml, render_document, set_config_key, set_path};
+pub use yaml_edit::{
+    locate_key, parse_yaml, remove_config_key, render_document, set_config_key, set_path,
+};
 
 /// The temp file used by [`write_atomic`] for `path`: `.<name>.tmp.<pid>` in the same directory.
 pub fn temp_path(path: &Path) -> PathBuf {

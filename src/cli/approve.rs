@@ -166,14 +166,14 @@ pub(super) fn approve(home: &Home, key: &str, yes: bool, json: bool) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-enum Decision {
+pub(super) enum Decision {
     Approve,
     Declined,
     /// Not a TTY and no --yes.
     NotAsked,
 }
 
-fn decide(yes: bool, id: &str) -> anyhow::Result<Decision> {
+pub(super) fn decide(yes: bool, id: &str) -> anyhow::Result<Decision> {
     if yes {
         return Ok(Decision::Approve);
     }
@@ -226,7 +226,7 @@ pub(super) fn approve_entry(
 }
 
 /// The permissions and capabilities to approve, as printed before asking.
-fn describe_request(p: &PermissionSet, caps: &Capabilities) -> String {
+pub(super) fn describe_request(p: &PermissionSet, caps: &Capabilities) -> String {
     let mut out = String::from("Permissions requested:\n");
     let fields = p.fields();
     if fields.iter().all(|(_, v)| v.is_empty()) {

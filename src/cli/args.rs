@@ -28,7 +28,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a reconcile pass now (retrying crashed modules) and wait for convergence.
     Apply(ApplyArgs),
-    /// Install, approve, list, uninstall and restart modules.
+    /// Install, approve, list, update, uninstall and restart modules.
     #[command(subcommand)]
     Modules(ModulesCmd),
     /// Approved OS permissions and runtime permission requests (permissions.yaml).
@@ -157,6 +157,22 @@ pub enum ModulesCmd {
         #[arg(long)]
         json: bool,
     },
+    /// `git pull --ff-only` a git-installed module (or all of them); linked modules are skipped.
+    /// A changed module.json needs approving again.
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["id", "all"]))]
+    Update {
+        /// Module id or directory name.
+        id: Option<String>,
+        /// Every module in modules/.
+        #[arg(long)]
+        all: bool,
+        /// Approve a changed module.json without asking.
+        #[arg(short, long)]
+        yes: bool,
+        /// Machine-readable output (stable; see specs/cli.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +244,32 @@ pub enum ConfigCmd {
     },
     /// Check config.yaml: YAML syntax, kernel sections, module sections against their schemas.
     Validate(JsonFlag),
+    /// Diagnose config.yaml against the modules present; --fix repairs what is safe to repair.
+    Doctor {
+        /// Replace invalid values that have a default with that default (nothing is deleted).
+        #[arg(long)]
+        fix: bool,
+        /// Machine-readable output (stable; see specs/cli.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Edit config.yaml in $VISUAL / $EDITOR (else vi); applied only when valid.
+    Edit,
+    /// Remove a key from config.yaml so its default applies, or reset the whole file (--all).
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["key", "all"]))]
+    Reset {
+        /// Dotted key path.
+        key: Option<String>,
+        /// Reset the whole file to defaults (the old file is kept as a backup).
+        #[arg(long)]
+        all: bool,
+        /// Reset everything without asking (needed for --all without a terminal).
+        #[arg(short, long)]
+        yes: bool,
+        /// Machine-readable output (stable; see specs/cli.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[cfg(test)]
@@ -335,6 +377,33 @@ mod tests {
             cli.command,
             Command::Config(ConfigCmd::Set { .. })
         ));
+        let cli = parse(&["modules", "update", "--all", "--yes"]);
+        assert!(matches!(
+            cli.command,
+            Command::Modules(ModulesCmd::Update {
+                id: None,
+                all: true,
+                yes: true,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["pons", "modules", "update"]).is_err());
+        assert!(Cli::try_parse_from(["pons", "modules", "update", "m", "--all"]).is_err());
+        let cli = parse(&["config", "doctor", "--fix"]);
+        assert!(matches!(
+            cli.command,
+            Command::Config(ConfigCmd::Doctor {
+                fix: true,
+                json: false
+            })
+        ));
+        let cli = parse(&["config", "reset", "k.port"]);
+        assert!(matches!(
+            cli.command,
+            Command::Config(ConfigCmd::Reset { all: false, .. })
+        ));
+        assert!(Cli::try_parse_from(["pons", "config", "reset"]).is_err());
+        assert!(Cli::try_parse_from(["pons", "config", "reset", "k", "--all"]).is_err());
         let cli = parse(&["completions", "bash"]);
         assert!(matches!(cli.command, Command::Completions { .. }));
         assert!(Cli::try_parse_from(["pons", "plan", "--bogus"]).is_err());

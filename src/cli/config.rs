@@ -1,6 +1,7 @@
 //! `pons config get | set | list | validate`: config.yaml read from the file and written through
 //! the locked read-modify-write of `store` (a minimal edit that keeps the operator's other lines);
-//! no kernel needed, and a running one sees the change through its watcher.
+//! no kernel needed, and a running one sees the change through its watcher. `doctor`, `edit` and
+//! `reset` have files of their own and share the checks here.
 
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use pons_reconciler::Desired;
 use serde_json::{json, Value};
 
 use super::args::ConfigCmd;
-use super::{offline, output};
+use super::{doctor, edit, offline, output, reset};
 use crate::home::Home;
 
 pub fn run(home: &Home, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
@@ -18,11 +19,19 @@ pub fn run(home: &Home, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
         ConfigCmd::Set { key, value, json } => set(home, &key, &value, json),
         ConfigCmd::List { section, json } => list(home, section.as_deref(), json),
         ConfigCmd::Validate(f) => validate(home, f.json),
+        ConfigCmd::Doctor { fix, json } => doctor::run(home, fix, json),
+        ConfigCmd::Edit => edit::run(home),
+        ConfigCmd::Reset {
+            key,
+            all,
+            yes,
+            json,
+        } => reset::run(home, key.as_deref(), all, yes, json),
     }
 }
 
 /// The kernel's sections with every default filled in, in the file's layout.
-fn kernel_defaults(desired: &Desired) -> Value {
+pub(super) fn kernel_defaults(desired: &Desired) -> Value {
     let k = &desired.kernel;
     json!({
         "logging": k.logging,
@@ -88,13 +97,7 @@ fn set(home: &Home, key: &str, raw: &str, json: bool) -> anyhow::Result<ExitCode
         }
         // Only problems this edit introduces block it; what was wrong before stays reported
         // by `pons config validate`.
-        let before = config_problems(&offline::desired_with_config(home, text));
-        let after = config_problems(&offline::desired_with_config(home, &new_text));
-        let new: Vec<String> = after
-            .into_iter()
-            .filter(|p| !before.contains(p))
-            .map(|p| p.error)
-            .collect();
+        let new = added_problems(home, text, &new_text);
         if !new.is_empty() {
             anyhow::bail!(
                 "setting `{key}` to {value} would make {} invalid ({}); nothing was written",
@@ -116,6 +119,40 @@ fn set(home: &Home, key: &str, raw: &str, json: bool) -> anyhow::Result<ExitCode
         println!("{key} is already {value} in {}.", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A home that does not exist is an error naming it (DESIGN.md §4).
+pub(super) fn require_home(home: &Home) -> anyhow::Result<()> {
+    if home.root.is_dir() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "home directory {} does not exist; create it or pass --home",
+        home.root.display()
+    )
+}
+
+/// config.yaml as text (empty when missing).
+pub(super) fn read_text(home: &Home) -> anyhow::Result<String> {
+    let path = home.config_yaml();
+    match std::fs::read(&path) {
+        Ok(b) => String::from_utf8(b).map_err(|_| {
+            anyhow::anyhow!("{} is not UTF-8 text; fix the file first", path.display())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => anyhow::bail!("cannot read {}: {e}; check its permissions", path.display()),
+    }
+}
+
+/// The problems (as sentences) that `new_text` has and `old_text` has not: `config set` may fix
+/// or keep problems, never add one.
+pub(super) fn added_problems(home: &Home, old_text: &str, new_text: &str) -> Vec<String> {
+    let before = config_problems(&offline::desired_with_config(home, old_text));
+    config_problems(&offline::desired_with_config(home, new_text))
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .map(|p| p.error)
+        .collect()
 }
 
 fn list(home: &Home, section: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
@@ -158,7 +195,7 @@ struct Problem {
 }
 
 /// Splits a schema error `"/port: expected integer, found \"abc\""` into its parts.
-fn split_schema_error(e: &str) -> (Option<String>, Option<String>, Option<String>) {
+pub(super) fn split_schema_error(e: &str) -> (Option<String>, Option<String>, Option<String>) {
     let Some((pointer, rest)) = e.split_once(": ").filter(|(p, _)| p.starts_with('/')) else {
         return (None, None, None);
     };

@@ -10,6 +10,8 @@ mod apply;
 mod approve;
 mod audit;
 mod config;
+mod doctor;
+mod edit;
 mod kernel;
 mod logs;
 mod modules;
@@ -18,7 +20,9 @@ mod output;
 mod permissions;
 mod plan;
 mod remote;
+mod reset;
 mod status;
+mod update;
 
 use std::process::ExitCode;
 

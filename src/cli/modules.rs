@@ -1,5 +1,5 @@
 //! `pons modules list | uninstall | restart` and the scan of `modules/` shared with `approve.rs`
-//! (install, approve). Everything but `restart` works on the files only; a running kernel sees the
+//! (install, approve) and `update.rs`. Everything but `restart` works on the files only; a running kernel sees the
 //! changes through its watcher (no signal is sent).
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use pons_reconciler::permissions::PermissionsFile;
 use serde_json::{json, Value};
 
 use super::args::ModulesCmd;
-use super::{approve, offline, output, remote};
+use super::{approve, offline, output, remote, update};
 use crate::control::api::Request;
 use crate::home::Home;
 
@@ -27,6 +27,9 @@ pub fn run(home: &Home, cmd: ModulesCmd) -> anyhow::Result<ExitCode> {
         ModulesCmd::Approve { id, yes, json } => approve::approve(home, &id, yes, json),
         ModulesCmd::Uninstall { id, json } => uninstall(home, &id, json),
         ModulesCmd::Restart { id, json } => restart(home, &id, json),
+        ModulesCmd::Update { id, all, yes, json } => {
+            update::run(home, id.as_deref(), all, yes, json)
+        }
     }
 }
 

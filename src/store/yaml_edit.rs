@@ -8,9 +8,16 @@
 //! result is checked by parsing it back: it must equal the original document with the one value
 //! set. When that check fails (anchors used elsewhere, merge keys, unusual layouts), the edit falls
 //! back to re-rendering the one top-level section that contains the key, and as a last resort the
-//! whole document (keeping only the comment lines before the first key).
+//! whole document (keeping only the comment lines before the first key). Removing a key
+//! (`pons config reset <key>`) is in [`remove`], finding where a key is written in [`locate`].
 
 use serde_json::{Map, Value};
+
+mod locate;
+mod remove;
+
+pub use locate::locate_key;
+pub use remove::remove_config_key;
 
 /// Path segments refused (compat.md §3.4).
 const UNSAFE_SEGMENTS: &[&str] = &["__proto__", "constructor", "prototype"];
