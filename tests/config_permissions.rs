@@ -323,6 +323,11 @@ fn permission_check_request_pending_and_deny() {
     let _k = home.start();
     home.wait_status("m", "ready", T);
     home.wait_status("op", "ready", T);
+    // The kernel records both first spawns in permissions.yaml; only then is the file quiet
+    // enough to compare before and after a request.
+    wait_for("firstSpawnAt of m and op", T, || {
+        (permissions_yaml(&home).matches("firstSpawnAt").count() >= 2).then_some(())
+    });
 
     // Item 70.
     let r = call(
