@@ -398,6 +398,23 @@ impl KernelProc {
     }
 }
 
+impl Drop for TestHome {
+    /// A failing test shows the end of the kernel's log: the home is deleted right after.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.path().join("kernel.stderr")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(100).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!(
+                "--- last lines of the kernel log of {} ---\n{}",
+                self.path().display(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 impl Drop for KernelProc {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
