@@ -5,7 +5,8 @@
 //! The lock is an exclusive `flock` on `<file>.lock` (see [`lock`]); every writer of these two files
 //! — the kernel, `pons config set`, `pons permissions grant`, … — goes through this module, so an
 //! operator edit made with pons while the kernel writes is never lost. (A plain text editor does
-//! not take the lock; its save is atomic, and the kernel re-reads the file before every change.)
+//! not take the lock; its save is atomic, and a locked writer compares the file with what it read
+//! right before its rename and starts over from the editor's version when it changed.)
 
 pub mod lock;
 pub mod yaml_edit;
@@ -34,6 +35,18 @@ pub fn temp_path(path: &Path) -> PathBuf {
 /// fsync of the directory). If `path` is a symlink, its target is replaced and the link kept.
 /// Callers writing the same file concurrently must hold its [`lock`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_unless_changed(path, bytes, None).map(|_| ())
+}
+
+/// [`write_atomic`], but when `read` is given (what the caller read: `None` inner for a missing
+/// file), the file is compared with it right before the rename and left alone if it changed
+/// meanwhile: an editor's save that does not take the lock is never overwritten by a change
+/// computed from the file before it. Returns whether it wrote.
+pub fn write_atomic_unless_changed(
+    path: &Path,
+    bytes: &[u8],
+    read: Option<&Option<Vec<u8>>>,
+) -> anyhow::Result<bool> {
     let target = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
             anyhow::anyhow!(
@@ -48,7 +61,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let result = (|| -> std::io::Result<()> {
+    let result = (|| -> std::io::Result<bool> {
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -60,12 +73,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
+        if let Some(read) = read {
+            let now = match std::fs::read(&target) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            if &now != read {
+                std::fs::remove_file(&tmp)?;
+                return Ok(false);
+            }
+        }
         std::fs::rename(&tmp, &target)?;
         // Make the rename durable; some file systems refuse fsync on directories: best effort.
         if let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();
         }
-        Ok(())
+        Ok(true)
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -119,26 +143,43 @@ pub fn read_permissions(home: &Home) -> anyhow::Result<PermissionsFile> {
 /// the file (nothing is written); so is an error from `f`.
 pub fn update_permissions<T>(
     home: &Home,
-    f: impl FnOnce(&mut PermissionsFile) -> anyhow::Result<T>,
+    mut f: impl FnMut(&mut PermissionsFile) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let path = home.permissions_yaml();
     let _lock = lock(&path, LOCK_TIMEOUT)?;
-    let mut file = match read_optional(&path)? {
-        None => PermissionsFile::default(),
-        Some(bytes) => parse_permissions(&bytes).map_err(|e| {
-            anyhow::anyhow!(
-                "{} cannot be parsed ({e}); fix or remove it, nothing was written",
-                path.display()
-            )
-        })?,
-    };
-    let before = file.clone();
-    let out = f(&mut file)?;
-    if file != before {
-        write_atomic(&path, render_permissions(&file).as_bytes())?;
+    // `f` runs again on the new content when an editor saved the file while it ran (see
+    // [`write_atomic_unless_changed`]).
+    for _ in 0..EDIT_RETRIES {
+        let read = read_optional(&path)?;
+        let mut file = match &read {
+            None => PermissionsFile::default(),
+            Some(bytes) => parse_permissions(bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} cannot be parsed ({e}); fix or remove it, nothing was written",
+                    path.display()
+                )
+            })?,
+        };
+        let before = file.clone();
+        let out = f(&mut file)?;
+        if file == before
+            || write_atomic_unless_changed(
+                &path,
+                render_permissions(&file).as_bytes(),
+                Some(&read),
+            )?
+        {
+            return Ok(out);
+        }
     }
-    Ok(out)
+    anyhow::bail!(
+        "{} kept changing while it was being updated; nothing was written, try again",
+        path.display()
+    )
 }
+
+/// How often a locked read-modify-write starts over when the file changed under it.
+const EDIT_RETRIES: usize = 20;
 
 /// Read-modify-write of `config.yaml` under its lock, at the text level: `f` gets the current text
 /// (empty when missing) and returns the new text, which is validated as YAML (strict: duplicate
@@ -150,8 +191,8 @@ pub fn update_config_text(
 ) -> anyhow::Result<()> {
     let path = home.config_yaml();
     let _lock = lock(&path, LOCK_TIMEOUT)?;
-    let bytes = read_optional(&path)?.unwrap_or_default();
-    let text = String::from_utf8(bytes)
+    let read = read_optional(&path)?;
+    let text = String::from_utf8(read.clone().unwrap_or_default())
         .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text; fix the file first", path.display()))?;
     let new = f(&text)?;
     if new == text {
@@ -168,7 +209,14 @@ pub fn update_config_text(
             path.display()
         ),
     }
-    write_atomic(&path, new.as_bytes())
+    if write_atomic_unless_changed(&path, new.as_bytes(), Some(&read))? {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} was saved by someone else while it was being updated; nothing was written, try again",
+            path.display()
+        )
+    }
 }
 
 /// `update_config_text` + [`set_config_key`]: sets one dotted key in config.yaml with a minimal
@@ -189,6 +237,37 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_editor_save_during_an_update_is_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::new(t.path());
+        let path = home.permissions_yaml();
+        std::fs::write(&path, "modules:\n  a:\n    base: {}\n").unwrap();
+        let mut calls = 0;
+        update_permissions(&home, |pf| {
+            calls += 1;
+            if calls == 1 {
+                // An editor (no lock) saves by rename while the kernel computes its change.
+                let tmp = t.path().join("edit.tmp");
+                std::fs::write(&tmp, "modules:\n  a:\n    base: {}\n  b:\n    base: {}\n").unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+            }
+            pf.set_first_spawn("a", "2026-01-01T00:00:00.000Z");
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            calls, 2,
+            "the change was computed again from the saved file"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("  b:"), "the editor's module is kept: {text}");
+        assert!(
+            text.contains("firstSpawnAt"),
+            "the kernel's change is made: {text}"
+        );
+    }
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777

@@ -200,7 +200,7 @@ pub(super) fn store_approval(
 ) -> anyhow::Result<()> {
     let now = offline::now_iso();
     crate::store::update_permissions(home, |pf| {
-        approve_entry(pf, m, caps, hash, &now);
+        approve_entry(pf, m, caps.clone(), hash, &now);
         Ok(())
     })
 }

@@ -210,7 +210,7 @@ fn install(
     let caps = pons_reconciler::manifest::install_capabilities(&manifest);
     let id = manifest.id.clone();
     crate::store::update_permissions(home, |file| {
-        file.approve(&id, manifest.permissions.clone(), caps, &hash, &now);
+        file.approve(&id, manifest.permissions.clone(), caps.clone(), &hash, &now);
         for s in &manifest.provides {
             file.register_service_provider(s, &id);
         }
