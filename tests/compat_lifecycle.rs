@@ -325,3 +325,24 @@ fn refusals_and_fallbacks_are_logged_once_at_warn() {
     assert!(warn_line.contains("WARN"), "{warn_line}");
     assert!(warn_line.contains("stranger"), "{warn_line}");
 }
+
+#[test]
+fn a_crashed_provider_owns_no_service() {
+    let mut home = TestHome::new();
+    home.write_config("lifecycle:\n  maxRestarts: 1\n");
+    home.add(
+        ModuleSpec::new("store")
+            .manifest(json!({"provides": ["kv"]}))
+            .args(&["--echo", "--crash-after-ms", "800"]),
+    );
+    home.add(ModuleSpec::new("caller").manifest(json!({"requires": ["kv"]})));
+    let _k = home.start();
+    home.wait_status("caller", "ready", T);
+    home.wait_status("store", "crashed", T);
+    home.command(
+        "caller",
+        json!({"rpc": {"service": "kv", "method": "get", "params": 1}}),
+    );
+    let r = event(&home, "caller", "rpc_result", |_| true);
+    assert_eq!(r["error"], "service_not_found", "{r}");
+}

@@ -110,12 +110,23 @@ impl Core {
             return;
         };
         let outbox = match self.modules.get(&provider) {
-            Some(p) if p.status == Status::Ready => p.outbox.clone(),
-            _ => None,
+            Some(p) if p.status == Status::Ready => Ok(p.outbox.clone()),
+            // Down for good: it owns no service (another provider may take it over).
+            Some(p) if matches!(p.status, Status::Crashed | Status::Stopped) => {
+                Err("service_not_found")
+            }
+            _ => Ok(None),
         };
-        let Some(outbox) = outbox else {
-            self.send(caller, |b| outbound::rpc_error(b, id, "module_not_ready"));
-            return;
+        let outbox = match outbox {
+            Ok(Some(ob)) => ob,
+            Ok(None) => {
+                self.send(caller, |b| outbound::rpc_error(b, id, "module_not_ready"));
+                return;
+            }
+            Err(error) => {
+                self.send(caller, |b| outbound::rpc_error(b, id, error));
+                return;
+            }
         };
         let deadline = Instant::now() + self.settings.rpc_timeout;
         let kid = self.rpcs.insert(
