@@ -63,6 +63,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         cli.command,
         Command::Kernel(KernelCmd::Start(_) | KernelCmd::Restart(_))
     );
+    let needs_home = !runs_kernel && !matches!(cli.command, Command::Completions { .. });
+    if needs_home && !home.root.is_dir() {
+        anyhow::bail!(
+            "the pons home {} does not exist: check --home or PONS_HOME, or create it with `pons kernel start --home {}`",
+            home.root.display(),
+            home.root.display()
+        );
+    }
     if !runs_kernel {
         // Short-lived commands die quietly on a closed pipe (`pons status | head`) instead of
         // panicking in println!. The kernel keeps Rust's default (ignored, EPIPE as an error).

@@ -1,0 +1,33 @@
+//! The CLI as an operator meets it day to day: homes that do not exist, exit codes, messages.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_home_that_does_not_exist_is_an_error_named_absolutely() {
+    let home = TestHome::new();
+    let cwd = home.path();
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["plan", "--detailed-exitcode"],
+        vec!["modules", "list"],
+        vec!["config", "list"],
+    ] {
+        let out = std::process::Command::new(pons_bin())
+            .current_dir(cwd)
+            .env("PONS_HOME", "no/such/home")
+            .args(&args)
+            .output()
+            .expect("run pons");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let abs = cwd.join("no/such/home");
+        assert!(
+            err.contains(&format!("the pons home {} does not exist", abs.display())),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+}
