@@ -31,3 +31,21 @@ fn a_home_that_does_not_exist_is_an_error_named_absolutely() {
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
     }
 }
+
+#[test]
+fn plan_exits_1_when_an_input_is_invalid() {
+    let home = TestHome::new();
+    home.write_config("lifecycle:\n  maxRestarts: [\n");
+    for extra in [&[][..], &["--detailed-exitcode"][..], &["--json"][..]] {
+        let mut args = vec!["plan"];
+        args.extend_from_slice(extra);
+        let out = home.pons(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains("config.yaml"), "{args:?}: {all}");
+    }
+}

@@ -24,7 +24,10 @@ pub fn run(home: &Home, args: PlanArgs) -> anyhow::Result<ExitCode> {
             println!();
         }
     }
-    Ok(exit_code(reply.changes, args.detailed_exitcode))
+    let invalid = reply.json["errors"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty());
+    Ok(exit_code(invalid, reply.changes, args.detailed_exitcode))
 }
 
 /// The plan computed from the files, as the kernel would answer it.
@@ -38,9 +41,12 @@ fn offline_reply(home: &Home) -> PlanReply {
     }
 }
 
-/// 0 when converged (or without --detailed-exitcode), 2 when changes are pending.
-fn exit_code(changes: bool, detailed: bool) -> ExitCode {
-    if changes && detailed {
+/// 1 when an input is invalid (the errors are in the plan), else 0 when converged (or without
+/// --detailed-exitcode), 2 when changes are pending.
+fn exit_code(invalid: bool, changes: bool, detailed: bool) -> ExitCode {
+    if invalid {
+        ExitCode::FAILURE
+    } else if changes && detailed {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -53,8 +59,10 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        assert_eq!(exit_code(true, true), ExitCode::from(2));
-        assert_eq!(exit_code(true, false), ExitCode::SUCCESS);
-        assert_eq!(exit_code(false, true), ExitCode::SUCCESS);
+        assert_eq!(exit_code(false, true, true), ExitCode::from(2));
+        assert_eq!(exit_code(false, true, false), ExitCode::SUCCESS);
+        assert_eq!(exit_code(false, false, true), ExitCode::SUCCESS);
+        assert_eq!(exit_code(true, false, true), ExitCode::FAILURE);
+        assert_eq!(exit_code(true, true, false), ExitCode::FAILURE);
     }
 }
