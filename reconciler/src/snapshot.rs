@@ -31,8 +31,10 @@ pub struct Snapshot {
     pub config_yaml: FileRead,
     /// `<home>/permissions.yaml`.
     pub permissions_yaml: FileRead,
-    /// Whether `<home>/deno.json` exists (deno `--config` fallback).
-    pub home_deno_json: bool,
+    /// `<home>/deno.json` (deno's `--config` fallback; see [`crate::deno`]).
+    pub home_deno_json: FileRead,
+    /// `<home>/deno.jsonc`.
+    pub home_deno_jsonc: FileRead,
     /// One entry per directory entry of `<home>/modules`, sorted by `dir_name`.
     pub modules: Vec<ModuleDir>,
     /// Executables looked up on `PATH` (or as configured in `kernel.runtimes`): the name as
@@ -63,6 +65,8 @@ pub struct ModuleDir {
     pub entry: Option<EntryProbe>,
     /// `deno.json` of the module directory, if present.
     pub deno_json: FileRead,
+    /// `deno.jsonc` of the module directory, if present.
+    pub deno_jsonc: FileRead,
     /// The config schema named by the manifest's `configSchema`, if any.
     pub schema: Option<SchemaProbe>,
 }

@@ -161,6 +161,11 @@ fn snapshot_of(tree: &Path, case: &Path) -> Snapshot {
             } else {
                 FileRead::Missing
             },
+            deno_jsonc: if is_dir {
+                read(&fixture.join("deno.jsonc"))
+            } else {
+                FileRead::Missing
+            },
             schema,
         });
     }
@@ -169,7 +174,8 @@ fn snapshot_of(tree: &Path, case: &Path) -> Snapshot {
         env,
         config_yaml: read(&tree.join("config.yaml")),
         permissions_yaml,
-        home_deno_json: tree.join("deno.json").is_file(),
+        home_deno_json: read(&tree.join("deno.json")),
+        home_deno_jsonc: read(&tree.join("deno.jsonc")),
         modules,
         which,
         landlock_abi,
