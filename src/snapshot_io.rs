@@ -73,6 +73,9 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
 
     Snapshot {
         home: home.root.clone(),
+        home_real: std::fs::canonicalize(&home.root)
+            .ok()
+            .filter(|r| *r != home.root),
         env: env.clone(),
         config_yaml,
         permissions_yaml,

@@ -335,16 +335,18 @@ fn discover(
     let deno_file = runs_deno
         .then(|| deno::choose_config(snapshot, md, &module_real))
         .flatten();
+    let mut homes = vec![snapshot.home.as_path()];
+    homes.extend(snapshot.home_real.as_deref());
     let module_reach;
     let reach: Option<&deno::Reach> = match &deno_file {
         Some(f) if f.module_level => {
-            module_reach = deno::reach(f, &snapshot.home, &module_real);
+            module_reach = deno::reach(f, &homes, &module_real);
             Some(&module_reach)
         }
         Some(f) => Some(
             home_reach
                 .entry(f.path.clone())
-                .or_insert_with(|| deno::reach(f, &snapshot.home, &module_real)),
+                .or_insert_with(|| deno::reach(f, &homes, &module_real)),
         ),
         None => None,
     };

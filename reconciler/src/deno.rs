@@ -143,8 +143,17 @@ pub fn reaches_kernel_files(home: &Path, p: &Path) -> bool {
         || p.starts_with(home.join("run"))
 }
 
-/// Computes [`Reach`] of the configuration file `config` (see the module docs).
-pub fn reach(config: &ConfigFile<'_>, home: &Path, module_real: &Path) -> Reach {
+/// Computes [`Reach`] of the configuration file `config` (see the module docs). `homes`: the
+/// home's path and, when it differs, its real path.
+pub fn reach(config: &ConfigFile<'_>, homes: &[&Path], module_real: &Path) -> Reach {
+    let kernel_files = |p: &Path| homes.iter().any(|h| reaches_kernel_files(h, p));
+    // A directory too wide to open for a file target's siblings.
+    let too_wide = |d: &Path| {
+        kernel_files(d)
+            || homes
+                .iter()
+                .any(|h| h.starts_with(d) || d == h.join("modules"))
+    };
     let dir = config.path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = config.path.display().to_string();
     let mut r = Reach {
@@ -191,20 +200,13 @@ pub fn reach(config: &ConfigFile<'_>, home: &Path, module_real: &Path) -> Reach 
         let Some(p) = local_path(t, &dir) else {
             continue;
         };
-        if reaches_kernel_files(home, &p) {
+        if kernel_files(&p) {
             refused("import map target", &p, &mut r.notes);
             continue;
         }
         let is_dir = t.ends_with('/');
         let grant = match p.parent() {
-            Some(parent)
-                if !is_dir
-                    && !home.starts_with(parent)
-                    && parent != home.join("modules")
-                    && !reaches_kernel_files(home, parent) =>
-            {
-                parent.to_path_buf()
-            }
+            Some(parent) if !is_dir && !too_wide(parent) => parent.to_path_buf(),
             _ => p,
         };
         push_unique(&mut r.read, grant);
@@ -230,7 +232,7 @@ pub fn reach(config: &ConfigFile<'_>, home: &Path, module_real: &Path) -> Reach 
     };
     for d in dirs {
         if let Some(p) = relative(d) {
-            if reaches_kernel_files(home, &p) {
+            if kernel_files(&p) {
                 refused("linked directory", &p, &mut r.notes);
             } else {
                 push_unique(&mut r.read, p);
@@ -242,7 +244,7 @@ pub fn reach(config: &ConfigFile<'_>, home: &Path, module_real: &Path) -> Reach 
         .and_then(Value::as_str)
         .and_then(relative)
     {
-        if reaches_kernel_files(home, &p) {
+        if kernel_files(&p) {
             refused("import map", &p, &mut r.notes);
         } else {
             push_unique(&mut r.read, p);
@@ -275,7 +277,7 @@ pub fn reach(config: &ConfigFile<'_>, home: &Path, module_real: &Path) -> Reach 
         _ => Some(dir.join(LOCK_FILE)),
     };
     r.lock = match lock_path {
-        Some(p) if reaches_kernel_files(home, &p) => {
+        Some(p) if kernel_files(&p) => {
             refused("lock file", &p, &mut r.notes);
             None
         }
@@ -445,7 +447,7 @@ mod tests {
             bytes: Some(&c.1),
             module_level: c.2,
         };
-        reach(&file, Path::new("/h"), Path::new("/h/modules/m"))
+        reach(&file, &[Path::new("/h")], Path::new("/h/modules/m"))
     }
 
     fn strs(v: &[PathBuf]) -> Vec<String> {
@@ -591,7 +593,7 @@ mod tests {
             bytes: None,
             module_level: false,
         };
-        let r = reach(&file, Path::new("/h"), Path::new("/h/modules/m"));
+        let r = reach(&file, &[Path::new("/h")], Path::new("/h/modules/m"));
         assert!(r.notes.is_empty());
         assert_eq!(r.lock, Some(PathBuf::from("/h/deno.lock")));
     }
@@ -620,6 +622,33 @@ mod tests {
             choose_config(&s, &md, real).unwrap().path,
             PathBuf::from("/r/m/deno.json")
         );
+    }
+
+    /// A home reached through a symlink: a module's real directory resolves `../../config.yaml` to
+    /// the real home, which is the home all the same.
+    #[test]
+    fn the_real_home_is_the_home() {
+        let text =
+            br#"{"imports": {"a": "../../config.yaml", "b": "../../x.ts", "c": "../../lib/y.ts"}}"#;
+        let file = ConfigFile {
+            path: "/real/h/modules/m/deno.json".into(),
+            bytes: Some(text),
+            module_level: true,
+        };
+        let homes = [Path::new("/link/h"), Path::new("/real/h")];
+        let r = reach(&file, &homes, Path::new("/real/h/modules/m"));
+        assert_eq!(
+            strs(&r.read),
+            [
+                "/real/h/modules/m/deno.json",
+                "/real/h/modules/m/package.json",
+                "/real/h/x.ts",
+                "/real/h/lib"
+            ]
+        );
+        assert!(r.notes[0].contains("/real/h/config.yaml"), "{:?}", r.notes);
+        let r = reach(&file, &homes[..1], Path::new("/real/h/modules/m"));
+        assert!(r.notes.is_empty(), "the lexical home alone does not see it");
     }
 
     #[test]

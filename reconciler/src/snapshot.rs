@@ -24,6 +24,9 @@ pub enum FileRead {
 pub struct Snapshot {
     /// Absolute path of the home directory (`PONS_HOME`).
     pub home: PathBuf,
+    /// `realpath(home)` when it differs from `home` (a home reached through a symlink), so that
+    /// paths resolved from real module directories are recognised as the home's too.
+    pub home_real: Option<PathBuf>,
     /// The kernel's environment variables (for the module environment allowlist, `~`
     /// resolution through `HOME`, and `${VAR}` interpolation in config sections).
     pub env: BTreeMap<String, String>,

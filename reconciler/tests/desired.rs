@@ -69,6 +69,7 @@ fn snapshot(mods: &[Mod], permissions: &str, config: &str) -> Snapshot {
     .collect();
     Snapshot {
         home: HOME.into(),
+        home_real: None,
         env,
         config_yaml: FileRead::Bytes(config.as_bytes().to_vec()),
         permissions_yaml: FileRead::Bytes(permissions.as_bytes().to_vec()),

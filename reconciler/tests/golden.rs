@@ -171,6 +171,7 @@ fn snapshot_of(tree: &Path, case: &Path) -> Snapshot {
     }
     Snapshot {
         home,
+        home_real: None,
         env,
         config_yaml: read(&tree.join("config.yaml")),
         permissions_yaml,

@@ -67,6 +67,7 @@ fn snapshot(n: usize) -> Snapshot {
         .collect();
     Snapshot {
         home,
+        home_real: None,
         env,
         config_yaml: FileRead::Bytes(config.into_bytes()),
         permissions_yaml: FileRead::Bytes(perms.into_bytes()),
