@@ -73,10 +73,14 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
 
     Snapshot {
         home: home.root.clone(),
+        home_real: std::fs::canonicalize(&home.root)
+            .ok()
+            .filter(|r| *r != home.root),
         env: env.clone(),
         config_yaml,
         permissions_yaml,
-        home_deno_json: home.root.join("deno.json").is_file(),
+        home_deno_json: read_deno_config(&home.root.join("deno.json")),
+        home_deno_jsonc: read_deno_config(&home.root.join("deno.jsonc")),
         modules,
         which,
         landlock_abi: crate::sandbox::support()
@@ -107,6 +111,15 @@ pub fn read_file(path: &Path) -> FileRead {
     }
 }
 
+/// A deno configuration file (`deno.json`, `deno.jsonc`): like [`read_file`], but a directory of
+/// that name is no configuration file (deno would not take it either).
+fn read_deno_config(path: &Path) -> FileRead {
+    if path.is_dir() {
+        return FileRead::Missing;
+    }
+    read_file(path)
+}
+
 fn read_module_dir(dir_name: String, path: PathBuf) -> ModuleDir {
     let is_symlink = std::fs::symlink_metadata(&path)
         .map(|m| m.file_type().is_symlink())
@@ -123,6 +136,7 @@ fn read_module_dir(dir_name: String, path: PathBuf) -> ModuleDir {
         manifest: FileRead::Missing,
         entry: None,
         deno_json: FileRead::Missing,
+        deno_jsonc: FileRead::Missing,
         schema: None,
     };
     if !is_dir {
@@ -130,7 +144,8 @@ fn read_module_dir(dir_name: String, path: PathBuf) -> ModuleDir {
     }
     md.real_path = std::fs::canonicalize(&path).ok();
     md.manifest = read_file(&path.join("module.json"));
-    md.deno_json = read_file(&path.join("deno.json"));
+    md.deno_json = read_deno_config(&path.join("deno.json"));
+    md.deno_jsonc = read_deno_config(&path.join("deno.jsonc"));
     let FileRead::Bytes(bytes) = &md.manifest else {
         return md;
     };
@@ -196,7 +211,8 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// How long ago the most recently modified input file (config.yaml, permissions.yaml, a
-/// module.json) was written; `None` when none exists. A pass that reads a file an editor is
+/// module.json, a deno.json or deno.jsonc of the home or a module) was written; `None` when none
+/// exists. A pass that reads a file an editor is
 /// still writing in place would see it truncated, so the reconcile loop waits until the inputs
 /// have been quiet for a moment.
 pub fn inputs_quiet_for(home: &Home) -> Option<std::time::Duration> {
@@ -208,9 +224,14 @@ pub fn inputs_quiet_for(home: &Home) -> Option<std::time::Duration> {
     };
     consider(&home.config_yaml());
     consider(&home.permissions_yaml());
+    consider(&home.root.join("deno.json"));
+    consider(&home.root.join("deno.jsonc"));
     if let Ok(rd) = std::fs::read_dir(home.modules_dir()) {
         for e in rd.flatten() {
-            consider(&e.path().join("module.json"));
+            let dir = e.path();
+            for name in ["module.json", "deno.json", "deno.jsonc"] {
+                consider(&dir.join(name));
+            }
         }
     }
     newest.map(|t| t.elapsed().unwrap_or_default())
@@ -241,6 +262,9 @@ mod tests {
         write(&m.join("file.txt"), "x");
         std::os::unix::fs::symlink(m.join("a"), m.join("link")).unwrap();
         write(&home.config_yaml(), "a: {x: 1}\n");
+        write(&home.root.join("deno.jsonc"), "{} // c\n");
+        write(&m.join("a/deno.json"), r#"{"imports":{}}"#);
+        std::fs::create_dir_all(home.root.join("deno.json")).unwrap();
         let env: BTreeMap<String, String> =
             [("PATH".to_string(), "/usr/bin:/bin".to_string())].into();
         let s = read_snapshot(&home, &env);
@@ -261,6 +285,10 @@ mod tests {
         assert!(s.modules[3].is_symlink && s.modules[3].is_dir);
         assert_eq!(s.modules[3].real_path, a.real_path);
         assert!(matches!(s.config_yaml, FileRead::Bytes(_)));
+        assert_eq!(s.home_deno_json, FileRead::Missing, "a directory");
+        assert_eq!(s.home_deno_jsonc, FileRead::Bytes(b"{} // c\n".to_vec()));
+        assert_eq!(a.deno_json, FileRead::Bytes(br#"{"imports":{}}"#.to_vec()));
+        assert_eq!(a.deno_jsonc, FileRead::Missing);
         assert_eq!(s.permissions_yaml, FileRead::Missing);
         assert!(s.which.contains_key("sh") && s.which.contains_key("deno"));
         assert!(s.which["sh"].is_some());

@@ -425,6 +425,8 @@ async fn command_spawns_through_the_trampoline() {
         sandbox: SandboxPolicy::default(),
         runtime: "binary".into(),
         entry: "/bin/sh".into(),
+        deno_config: None,
+        prepare: None,
     };
     let mut child = sandbox::command_with(&spawn, &opts(true)).spawn().unwrap();
     let pid = child.id().unwrap();

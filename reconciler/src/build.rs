@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::config;
+use crate::deno;
 use crate::desired::{BlockReason, BlockedModule, Desired, DesiredModule, HashSide, InputError};
 use crate::digest::{sha256_hex, Hasher};
 use crate::graph::{self, Node};
 use crate::manifest::{self, Manifest, ManifestError};
 use crate::permissions::{self, PermissionsFile};
 use crate::snapshot::{FileRead, ModuleDir, Snapshot};
-use crate::spawn::{self, normalize, SpawnInputs};
+use crate::spawn::{self, normalize, DenoConfig, SpawnInputs};
 
 /// Builds the desired state from one snapshot; `previous` supplies the last good values of inputs
 /// that fail to parse (see the module docs of [`crate::desired`]).
@@ -51,6 +52,8 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         .unwrap_or_default();
     let mut runnable: Vec<DesiredModule> = Vec::new();
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    // What the home's deno configuration lets deno reach, computed once per pass.
+    let mut home_reach: BTreeMap<PathBuf, deno::Reach> = BTreeMap::new();
     let mut dirs: Vec<&ModuleDir> = snapshot.modules.iter().collect();
     dirs.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
     for md in dirs {
@@ -66,7 +69,7 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
                     .map(|b| &b.reason)
             }),
         };
-        match discover(snapshot, md, &d, prev) {
+        match discover(snapshot, md, &d, prev, &mut home_reach) {
             Found::Runnable(m) => {
                 if let Some(other) = claimed.get(&m.id) {
                     d.blocked.push(duplicate(&m.id, md, other));
@@ -268,7 +271,13 @@ fn hash_side(prev: Prev, hash: &str, stored: &str) -> HashSide {
     }
 }
 
-fn discover(snapshot: &Snapshot, md: &ModuleDir, d: &Desired, prev: Prev) -> Found {
+fn discover(
+    snapshot: &Snapshot,
+    md: &ModuleDir,
+    d: &Desired,
+    prev: Prev,
+    home_reach: &mut BTreeMap<PathBuf, deno::Reach>,
+) -> Found {
     let prev_module = prev.module;
     let file = md.path.join("module.json");
     let broken = |error: String| -> Found {
@@ -366,7 +375,26 @@ fn discover(snapshot: &Snapshot, md: &ModuleDir, d: &Desired, prev: Prev) -> Fou
     };
 
     let effective = d.permissions.effective(&id).unwrap_or_default();
-    let module_deno_json = matches!(md.deno_json, FileRead::Bytes(_));
+    // deno's configuration file (an unknown runtime starts as deno too).
+    let runs_deno = m.runtime() == "deno" || !manifest::RUNTIMES.contains(&m.runtime());
+    let deno_file = runs_deno
+        .then(|| deno::choose_config(snapshot, md, &module_real))
+        .flatten();
+    let mut homes = vec![snapshot.home.as_path()];
+    homes.extend(snapshot.home_real.as_deref());
+    let module_reach;
+    let reach: Option<&deno::Reach> = match &deno_file {
+        Some(f) if f.module_level => {
+            module_reach = deno::reach(f, &homes, &module_real);
+            Some(&module_reach)
+        }
+        Some(f) => Some(
+            home_reach
+                .entry(f.path.clone())
+                .or_insert_with(|| deno::reach(f, &homes, &module_real)),
+        ),
+        None => None,
+    };
     let inputs = SpawnInputs {
         home: &snapshot.home,
         env: &snapshot.env,
@@ -374,14 +402,19 @@ fn discover(snapshot: &Snapshot, md: &ModuleDir, d: &Desired, prev: Prev) -> Fou
         kernel: &d.kernel,
         module_real: &module_real,
         entry: &entry_path,
-        module_deno_json,
-        home_deno_json: snapshot.home_deno_json,
+        deno: deno_file.as_ref().zip(reach).map(|(f, reach)| DenoConfig {
+            path: &f.path,
+            reach,
+        }),
         effective: &effective,
     };
     let (spec, mut notes) = match spawn::spawn_spec(&m, &inputs) {
         Ok(x) => x,
         Err(r) => return blocked(&id, md, r, true),
     };
+    if let Some(r) = reach {
+        notes.extend(r.notes.iter().cloned());
+    }
     if spec.sandbox.required && snapshot.landlock_abi.is_none() {
         return blocked(&id, md, sandbox_required(&md.dir_name), true);
     }
@@ -452,6 +485,9 @@ fn discover(snapshot: &Snapshot, md: &ModuleDir, d: &Desired, prev: Prev) -> Fou
     h.part("env", &json_bytes(&spec.env));
     h.part("cwd", spec.cwd.to_string_lossy().as_bytes());
     h.part("sandbox", &json_bytes(&spec.sandbox));
+    if let Some(p) = &spec.prepare {
+        h.part("prepare", &json_bytes(p));
+    }
     h.part(
         "deno.json",
         deno_json_hash.as_deref().unwrap_or("").as_bytes(),

@@ -246,17 +246,43 @@ pub struct SpawnSpec {
     pub runtime: String,
     /// Absolute real path of the entry file.
     pub entry: PathBuf,
+    /// deno: the configuration file `--config` names (see [`crate::deno`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deno_config: Option<PathBuf>,
+    /// A step the kernel runs to completion before it starts the module.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prepare: Option<Prepare>,
+}
+
+/// deno's lock file step (see [`crate::deno`]): before the module starts, the kernel copies the
+/// lock file beside the configuration into `staged_lock`, runs `spec` (`deno cache` for the entry
+/// point, through the exec trampoline, `staged_lock`'s directory writable), and writes
+/// `staged_lock` back to `lock` when deno changed it. The module itself runs with
+/// `--lock=<staged_lock>` and may only read it. Steps with the same `lock` never run at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prepare {
+    /// The lock file beside the configuration file (the operator's, written by the kernel).
+    pub lock: PathBuf,
+    /// The kernel's copy deno reads and writes (`<home>/.runtime/deno/<key>/deno.lock`).
+    pub staged_lock: PathBuf,
+    /// Directories the configuration asks deno to create (`node_modules/`, `vendor/`), which the
+    /// module cannot create itself; the kernel makes them first.
+    pub create_dirs: Vec<PathBuf>,
+    /// The `deno cache` command.
+    pub spec: Box<SpawnSpec>,
 }
 
 /// Filesystem and resource policy applied by the exec trampoline: only what is specific to the
 /// module; the trampoline adds the system defaults every program needs and what the program and
 /// its `exec` entries need to start (`pons::sandbox::rules`).
 ///
-/// `read` holds the resolved `read` permissions, the module's real directory and deno's
-/// `--config` file. `write` holds the resolved `write` permissions and, for deno, its cache
-/// directory (`DENO_DIR`, else `$XDG_CACHE_HOME/deno`, else `$HOME/.cache/deno`). `exec` holds
-/// the program (the interpreter, or the entry itself for go, rust and binary) and the resolved
-/// `run` names.
+/// `read` holds the resolved `read` permissions and the module's real directory. `write` holds
+/// the resolved `write` permissions and, for deno, its cache directory (`DENO_DIR`, else
+/// `$XDG_CACHE_HOME/deno`, else `$HOME/.cache/deno`). `exec` holds the program (the interpreter,
+/// or the entry itself for go, rust and binary) and the resolved `run` names. `runtime_read` and
+/// `runtime_write` hold what deno's configuration file lets deno reach ([`crate::deno`]): they
+/// are no approved permission, and those that do not exist are skipped without a note.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxPolicy {
@@ -266,6 +292,14 @@ pub struct SandboxPolicy {
     pub write: Vec<PathBuf>,
     /// Executables that may be run.
     pub exec: Vec<PathBuf>,
+    /// Readable because the runtime's configuration points there (deno's `--config` file, its
+    /// import-map targets, the lock file).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runtime_read: Vec<PathBuf>,
+    /// Readable and writable because the runtime's configuration uses them (`node_modules/`,
+    /// `vendor/` beside deno's `--config` file).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runtime_write: Vec<PathBuf>,
     pub limits: Limits,
     /// The manifest says `"sandbox": "required"`.
     pub required: bool,

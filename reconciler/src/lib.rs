@@ -10,6 +10,7 @@
 
 pub mod build;
 pub mod config;
+pub mod deno;
 pub mod desired;
 pub mod digest;
 pub mod graph;

@@ -397,7 +397,24 @@ pub fn explain_restart(applied: Option<&DesiredModule>, d: &DesiredModule) -> St
         if a.spawn.cwd != d.spawn.cwd {
             reasons.push("working directory changed".into());
         }
-        if a.spawn.sandbox != d.spawn.sandbox {
+        let (sa, sd) = (&a.spawn.sandbox, &d.spawn.sandbox);
+        let runtime_paths =
+            sa.runtime_read != sd.runtime_read || sa.runtime_write != sd.runtime_write;
+        if runtime_paths {
+            match &d.spawn.deno_config {
+                Some(c) => reasons.push(format!(
+                    "{} changed the paths deno may reach (import map, lock file, node_modules)",
+                    c.display()
+                )),
+                None => reasons.push("deno configuration file removed".into()),
+            }
+        }
+        let without_runtime = |p: &crate::desired::SandboxPolicy| crate::desired::SandboxPolicy {
+            runtime_read: Vec::new(),
+            runtime_write: Vec::new(),
+            ..p.clone()
+        };
+        if without_runtime(sa) != without_runtime(sd) {
             reasons.push("sandbox policy changed".into());
         }
         if reasons.is_empty() {

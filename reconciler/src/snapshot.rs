@@ -24,6 +24,9 @@ pub enum FileRead {
 pub struct Snapshot {
     /// Absolute path of the home directory (`PONS_HOME`).
     pub home: PathBuf,
+    /// `realpath(home)` when it differs from `home` (a home reached through a symlink), so that
+    /// paths resolved from real module directories are recognised as the home's too.
+    pub home_real: Option<PathBuf>,
     /// The kernel's environment variables (for the module environment allowlist, `~`
     /// resolution through `HOME`, and `${VAR}` interpolation in config sections).
     pub env: BTreeMap<String, String>,
@@ -31,8 +34,10 @@ pub struct Snapshot {
     pub config_yaml: FileRead,
     /// `<home>/permissions.yaml`.
     pub permissions_yaml: FileRead,
-    /// Whether `<home>/deno.json` exists (deno `--config` fallback).
-    pub home_deno_json: bool,
+    /// `<home>/deno.json` (deno's `--config` fallback; see [`crate::deno`]).
+    pub home_deno_json: FileRead,
+    /// `<home>/deno.jsonc`.
+    pub home_deno_jsonc: FileRead,
     /// One entry per directory entry of `<home>/modules`, sorted by `dir_name`.
     pub modules: Vec<ModuleDir>,
     /// Executables looked up on `PATH` (or as configured in `kernel.runtimes`): the name as
@@ -67,6 +72,8 @@ pub struct ModuleDir {
     pub entry: Option<EntryProbe>,
     /// `deno.json` of the module directory, if present.
     pub deno_json: FileRead,
+    /// `deno.jsonc` of the module directory, if present.
+    pub deno_jsonc: FileRead,
     /// The config schema named by the manifest's `configSchema`, if any.
     pub schema: Option<SchemaProbe>,
 }

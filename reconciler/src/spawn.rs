@@ -1,11 +1,14 @@
 //! How a module is started: the command line per runtime (compat.md §2.5 variant A), deno's
-//! permission flags (compat.md §2.4), the child environment and the sandbox policy.
+//! permission flags (compat.md §2.4), the child environment and the sandbox policy; for deno with
+//! a configuration file also what that file lets deno reach and the lock file step
+//! ([`crate::deno`]).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::config::KernelConfig;
-use crate::desired::{BlockReason, SandboxPolicy, SpawnSpec};
+use crate::deno::{self, Reach, LOCK_FILE, PREPARE_ENV, PREPARE_ENV_PATHS};
+use crate::desired::{BlockReason, Prepare, SandboxPolicy, SpawnSpec};
 use crate::manifest::{Manifest, RUNTIMES};
 use crate::permissions::PermissionSet;
 
@@ -51,11 +54,17 @@ pub struct SpawnInputs<'a> {
     pub module_real: &'a Path,
     /// Real path of the entry file.
     pub entry: &'a Path,
-    /// The module directory has a `deno.json`.
-    pub module_deno_json: bool,
-    /// `<home>/deno.json` exists.
-    pub home_deno_json: bool,
+    /// deno's configuration file (the `--config` file) and what it lets deno reach; `None`
+    /// when there is none (or the runtime is not deno).
+    pub deno: Option<DenoConfig<'a>>,
     pub effective: &'a PermissionSet,
+}
+
+/// The configuration file of a deno module and what it lets deno reach.
+#[derive(Debug, Clone, Copy)]
+pub struct DenoConfig<'a> {
+    pub path: &'a Path,
+    pub reach: &'a Reach,
 }
 
 /// `$HOME`, else `$USERPROFILE`, else empty (compat.md §2.4).
@@ -214,7 +223,13 @@ pub fn spawn_spec(
     let user_home = user_home(inp.env);
     let entry_dir = inp.entry.parent().unwrap_or(inp.module_real).to_path_buf();
     let entry_str = inp.entry.to_string_lossy().into_owned();
-    let mut deno_config: Option<PathBuf> = None;
+    let deno_config = inp.deno.filter(|_| runtime == "deno");
+    let staged_lock = deno_config.and_then(|c| {
+        c.reach
+            .lock
+            .as_ref()
+            .map(|l| deno::staging_dir(inp.home, l).join(LOCK_FILE))
+    });
     let (program, args) = match interpreter(&runtime) {
         Some(name) => {
             let program =
@@ -233,13 +248,11 @@ pub fn spawn_spec(
                     let mut a = vec!["run".to_string()];
                     a.extend(deno_flags(inp.effective, &entry_dir, &user_home, inp.which));
                     a.push("--unstable-sloppy-imports".into());
-                    if inp.module_deno_json {
-                        deno_config = Some(inp.module_real.join("deno.json"));
-                    } else if inp.home_deno_json {
-                        deno_config = Some(inp.home.join("deno.json"));
-                    }
                     if let Some(c) = &deno_config {
-                        a.push(format!("--config={}", c.to_string_lossy()));
+                        a.push(format!("--config={}", c.path.to_string_lossy()));
+                    }
+                    if let Some(l) = &staged_lock {
+                        a.push(format!("--lock={}", l.to_string_lossy()));
                     }
                     a.push(entry_str.clone());
                     a
@@ -277,28 +290,39 @@ pub fn spawn_spec(
         );
     }
     push_unique(&mut sb.read, inp.module_real.to_path_buf());
-    if let Some(c) = &deno_config {
-        push_unique(&mut sb.read, c.clone());
-    }
     for w in &inp.effective.write {
         push_unique(
             &mut sb.write,
             PathBuf::from(resolve_perm_path(w, &user_home, &entry_dir)),
         );
     }
-    if runtime == "deno" {
-        let cache = inp
-            .env
-            .get("DENO_DIR")
-            .map(PathBuf::from)
-            .or_else(|| {
-                inp.env
-                    .get("XDG_CACHE_HOME")
-                    .map(|x| Path::new(x).join("deno"))
-            })
-            .or_else(|| (!user_home.is_empty()).then(|| Path::new(&user_home).join(".cache/deno")));
-        if let Some(c) = cache {
-            push_unique(&mut sb.write, c);
+    let deno_cache = (runtime == "deno")
+        .then(|| {
+            inp.env
+                .get("DENO_DIR")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    inp.env
+                        .get("XDG_CACHE_HOME")
+                        .map(|x| Path::new(x).join("deno"))
+                })
+                .or_else(|| {
+                    (!user_home.is_empty()).then(|| Path::new(&user_home).join(".cache/deno"))
+                })
+        })
+        .flatten();
+    if let Some(c) = &deno_cache {
+        push_unique(&mut sb.write, c.clone());
+    }
+    if let Some(c) = &deno_config {
+        for p in &c.reach.read {
+            push_unique(&mut sb.runtime_read, p.clone());
+        }
+        if let Some(dir) = staged_lock.as_ref().and_then(|l| l.parent()) {
+            push_unique(&mut sb.runtime_read, dir.to_path_buf());
+        }
+        for p in &c.reach.write {
+            push_unique(&mut sb.runtime_write, p.clone());
         }
     }
     // The program only: for an interpreter runtime the entry is read, never executed (its `#!`
@@ -312,6 +336,21 @@ pub fn spawn_spec(
     sb.limits = manifest.limits.unwrap_or_default();
     sb.required = manifest.sandbox.as_deref() == Some("required");
 
+    let prepare = match (deno_config, &staged_lock) {
+        (Some(c), Some(staged)) => Some(prepare_step(PrepareInputs {
+            config: c,
+            staged: staged.clone(),
+            program: &program,
+            entry: inp.entry,
+            cwd: inp.module_real,
+            env: &env,
+            kernel_env: inp.env,
+            user_home: &user_home,
+            module: &sb,
+            deno_cache: deno_cache.as_deref(),
+        })),
+        _ => None,
+    };
     Ok((
         SpawnSpec {
             program,
@@ -321,9 +360,88 @@ pub fn spawn_spec(
             sandbox: sb,
             runtime,
             entry: inp.entry.to_path_buf(),
+            deno_config: deno_config.map(|c| c.path.to_path_buf()),
+            prepare,
         },
         notes,
     ))
+}
+
+struct PrepareInputs<'a> {
+    config: DenoConfig<'a>,
+    staged: PathBuf,
+    program: &'a Path,
+    entry: &'a Path,
+    cwd: &'a Path,
+    /// The module's environment.
+    env: &'a BTreeMap<String, String>,
+    /// The kernel's environment.
+    kernel_env: &'a BTreeMap<String, String>,
+    user_home: &'a str,
+    /// The module's sandbox policy.
+    module: &'a SandboxPolicy,
+    deno_cache: Option<&'a Path>,
+}
+
+/// The `deno cache` step of a deno module with a lock file (see [`Prepare`]): the module's
+/// environment plus the kernel's network settings ([`PREPARE_ENV`]); what the module may read,
+/// plus the files those settings and npm's `.npmrc` name; writable: deno's cache, the directory
+/// of the staged lock, `node_modules/` and `vendor/`. No limits: the step is the kernel's.
+fn prepare_step(p: PrepareInputs<'_>) -> Prepare {
+    let staging = p.staged.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let config_dir = p.config.path.parent().unwrap_or(Path::new("/"));
+    let mut env = p.env.clone();
+    for name in PREPARE_ENV {
+        if let Some(v) = p.kernel_env.get(name) {
+            env.insert(name.to_string(), v.clone());
+        }
+    }
+    let mut sb = SandboxPolicy {
+        read: p.module.read.clone(),
+        exec: vec![p.program.to_path_buf()],
+        runtime_write: p.module.runtime_write.clone(),
+        required: p.module.required,
+        ..SandboxPolicy::default()
+    };
+    for r in p.module.runtime_read.iter().filter(|r| **r != staging) {
+        push_unique(&mut sb.runtime_read, r.clone());
+    }
+    for name in PREPARE_ENV_PATHS {
+        if let Some(v) = p.kernel_env.get(name).filter(|v| v.starts_with('/')) {
+            push_unique(&mut sb.runtime_read, PathBuf::from(v));
+        }
+    }
+    if !p.user_home.is_empty() {
+        push_unique(&mut sb.runtime_read, Path::new(p.user_home).join(".npmrc"));
+    }
+    push_unique(&mut sb.runtime_read, config_dir.join(".npmrc"));
+    if let Some(c) = p.deno_cache {
+        push_unique(&mut sb.write, c.to_path_buf());
+    }
+    push_unique(&mut sb.write, staging);
+    let args = vec![
+        "cache".to_string(),
+        "--unstable-sloppy-imports".to_string(),
+        format!("--config={}", p.config.path.to_string_lossy()),
+        format!("--lock={}", p.staged.to_string_lossy()),
+        p.entry.to_string_lossy().into_owned(),
+    ];
+    Prepare {
+        lock: p.config.reach.lock.clone().unwrap_or_default(),
+        staged_lock: p.staged,
+        create_dirs: p.config.reach.create.clone(),
+        spec: Box::new(SpawnSpec {
+            program: p.program.to_path_buf(),
+            args,
+            env: env.into_iter().collect(),
+            cwd: p.cwd.to_path_buf(),
+            sandbox: sb,
+            runtime: "deno".into(),
+            entry: p.entry.to_path_buf(),
+            deno_config: Some(p.config.path.to_path_buf()),
+            prepare: None,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -425,8 +543,7 @@ mod tests {
             kernel: &kernel,
             module_real: Path::new("/r/w"),
             entry: Path::new("/r/w/src/runner.ts"),
-            module_deno_json: false,
-            home_deno_json: false,
+            deno: None,
             effective: &effective,
         };
         let (spec, notes) = spawn_spec(&manifest, &inp).unwrap();

@@ -69,10 +69,12 @@ fn snapshot(mods: &[Mod], permissions: &str, config: &str) -> Snapshot {
     .collect();
     Snapshot {
         home: HOME.into(),
+        home_real: None,
         env,
         config_yaml: FileRead::Bytes(config.as_bytes().to_vec()),
         permissions_yaml: FileRead::Bytes(permissions.as_bytes().to_vec()),
-        home_deno_json: true,
+        home_deno_json: FileRead::Bytes(b"{}".to_vec()),
+        home_deno_jsonc: FileRead::Missing,
         modules: mods
             .iter()
             .map(|m| {
@@ -104,6 +106,7 @@ fn snapshot(mods: &[Mod], permissions: &str, config: &str) -> Snapshot {
                     } else {
                         FileRead::Missing
                     },
+                    deno_jsonc: FileRead::Missing,
                     schema: m.schema.map(|(name, text)| SchemaProbe {
                         requested: name.into(),
                         real: Some(real.join(name)),
@@ -141,7 +144,7 @@ fn deno_command_line_env_and_sandbox() {
     assert_eq!(s.program, PathBuf::from("/opt/deno/bin/deno"));
     assert_eq!(
         s.args.join(" "),
-        "run --allow-net=api.example.com --allow-read=/real/gw,/home/u/.pons/ --allow-write=/real/gw/data/ --allow-env=DEBUG,HOME,USERPROFILE,PONS_HOME,NODE_ENV,LANG,TERM,TZ,API_KEY,MISSING --allow-run=git --deny-sys --unstable-sloppy-imports --config=/real/gw/deno.json /real/gw/runner.js"
+        "run --allow-net=api.example.com --allow-read=/real/gw,/home/u/.pons/ --allow-write=/real/gw/data/ --allow-env=DEBUG,HOME,USERPROFILE,PONS_HOME,NODE_ENV,LANG,TERM,TZ,API_KEY,MISSING --allow-run=git --deny-sys --unstable-sloppy-imports --config=/real/gw/deno.json --lock=/h/.runtime/deno/64a9d82e66eecae4/deno.lock /real/gw/runner.js"
     );
     let env: Vec<&str> = s.env.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(env, vec!["API_KEY", "HOME", "LANG", "PATH", "PONS_HOME"]);
@@ -153,12 +156,57 @@ fn deno_command_line_env_and_sandbox() {
     let paths = |v: &[PathBuf]| -> Vec<String> {
         v.iter().map(|p| p.to_string_lossy().into_owned()).collect()
     };
-    assert_eq!(
-        paths(&sb.read),
-        ["/real/gw", "/home/u/.pons/", "/real/gw/deno.json"]
-    );
+    assert_eq!(paths(&sb.read), ["/real/gw", "/home/u/.pons/"]);
     assert_eq!(paths(&sb.write), ["/real/gw/data/", "/home/u/.cache/deno"]);
     assert_eq!(paths(&sb.exec), ["/opt/deno/bin/deno", "/usr/bin/git"]);
+    // deno's configuration: readable, its lock read from the kernel's copy, no approval needed.
+    assert_eq!(
+        paths(&sb.runtime_read),
+        [
+            "/real/gw/deno.json",
+            "/real/gw/package.json",
+            "/h/.runtime/deno/64a9d82e66eecae4"
+        ]
+    );
+    assert_eq!(
+        paths(&sb.runtime_write),
+        ["/real/gw/node_modules", "/real/gw/vendor"]
+    );
+    assert_eq!(s.deno_config, Some(PathBuf::from("/real/gw/deno.json")));
+    // The lock step: `deno cache` with the kernel's copy writable, nothing of the module's
+    // approved writes, the network settings of the kernel.
+    let p = s.prepare.as_ref().expect("a lock step");
+    assert_eq!(p.lock, PathBuf::from("/real/gw/deno.lock"));
+    assert_eq!(
+        p.staged_lock,
+        PathBuf::from("/h/.runtime/deno/64a9d82e66eecae4/deno.lock")
+    );
+    assert!(p.create_dirs.is_empty());
+    assert_eq!(
+        p.spec.args.join(" "),
+        "cache --unstable-sloppy-imports --config=/real/gw/deno.json \
+         --lock=/h/.runtime/deno/64a9d82e66eecae4/deno.lock /real/gw/runner.js"
+    );
+    assert_eq!(p.spec.program, s.program);
+    assert_eq!(p.spec.cwd, s.cwd);
+    let psb = &p.spec.sandbox;
+    assert_eq!(paths(&psb.read), paths(&sb.read));
+    assert_eq!(
+        paths(&psb.write),
+        ["/home/u/.cache/deno", "/h/.runtime/deno/64a9d82e66eecae4"]
+    );
+    assert_eq!(paths(&psb.exec), ["/opt/deno/bin/deno"]);
+    assert_eq!(
+        paths(&psb.runtime_read),
+        [
+            "/real/gw/deno.json",
+            "/real/gw/package.json",
+            "/home/u/.npmrc",
+            "/real/gw/.npmrc"
+        ]
+    );
+    assert_eq!(psb.runtime_write, sb.runtime_write);
+    assert!(p.spec.prepare.is_none());
 }
 
 #[test]

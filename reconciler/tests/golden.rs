@@ -161,15 +161,22 @@ fn snapshot_of(tree: &Path, case: &Path) -> Snapshot {
             } else {
                 FileRead::Missing
             },
+            deno_jsonc: if is_dir {
+                read(&fixture.join("deno.jsonc"))
+            } else {
+                FileRead::Missing
+            },
             schema,
         });
     }
     Snapshot {
         home,
+        home_real: None,
         env,
         config_yaml: read(&tree.join("config.yaml")),
         permissions_yaml,
-        home_deno_json: tree.join("deno.json").is_file(),
+        home_deno_json: read(&tree.join("deno.json")),
+        home_deno_jsonc: read(&tree.join("deno.jsonc")),
         modules,
         which,
         landlock_abi,

@@ -57,6 +57,7 @@ fn snapshot(n: usize) -> Snapshot {
                 js_sibling: None,
             }),
             deno_json: FileRead::Missing,
+            deno_jsonc: FileRead::Missing,
             schema: None,
         });
     }
@@ -66,10 +67,12 @@ fn snapshot(n: usize) -> Snapshot {
         .collect();
     Snapshot {
         home,
+        home_real: None,
         env,
         config_yaml: FileRead::Bytes(config.into_bytes()),
         permissions_yaml: FileRead::Bytes(perms.into_bytes()),
-        home_deno_json: false,
+        home_deno_json: FileRead::Missing,
+        home_deno_jsonc: FileRead::Missing,
         modules,
         which: BTreeMap::new(),
         landlock_abi: Some(4),

@@ -10,6 +10,7 @@ pub mod calls;
 pub mod control;
 pub mod observe;
 pub mod outbox;
+pub mod prepare;
 pub mod reconcile;
 pub mod refusals;
 pub mod router;
@@ -69,6 +70,8 @@ pub struct Kernel {
     pub manual_flag: bool,
     pub log: Option<crate::logging::LogGuard>,
     pub forced_log_level: Option<String>,
+    /// One deno lock file step at a time per lock file ([`prepare`]).
+    pub prepare_locks: prepare::PrepareLocks,
 }
 
 impl Kernel {

@@ -105,6 +105,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         manual_flag: opts.manual,
         log: Some(log),
         forced_log_level: opts.log_level.clone(),
+        prepare_locks: Default::default(),
     });
 
     crate::watch::spawn_signals(trigger_tx.clone())?;

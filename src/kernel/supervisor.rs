@@ -221,6 +221,11 @@ impl Supervisor {
         let lc = self.kernel.lifecycle();
         let desired = self.current_desired();
         self.desired = desired.clone();
+        if let Some(prep) = &desired.spawn.prepare {
+            if let Some(ended) = self.prepare(prep, &lc).await {
+                return ended;
+            }
+        }
         let spawned = crate::sandbox::command(&desired.spawn).spawn();
         let first_spawn = self.first_spawn.take();
         let mut child = match spawned {
@@ -338,6 +343,43 @@ impl Supervisor {
                         return self.failed(&mut proc, reason).await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Runs the module's prepare step (deno's lock file, [`crate::kernel::prepare`]) while still
+    /// answering stop and restart requests; `Some` when one came first.
+    async fn prepare(
+        &mut self,
+        prep: &pons_reconciler::desired::Prepare,
+        lc: &pons_reconciler::config::Lifecycle,
+    ) -> Option<Ended> {
+        self.kernel
+            .core
+            .lock()
+            .set_status(&self.id, Status::Starting);
+        let kernel = self.kernel.clone();
+        let timeout = Duration::from_millis(lc.ready_timeout_ms);
+        let step = crate::kernel::prepare::run(&kernel, &self.id, prep, timeout);
+        tokio::pin!(step);
+        loop {
+            tokio::select! {
+                () = &mut step => return None,
+                cmd = self.rx.recv() => match cmd {
+                    None => return Some(Ended::Stopped),
+                    Some(SupCmd::Stop { reason, done, .. }) => {
+                        self.finish_stopped(&reason);
+                        if let Some(d) = done {
+                            let _ = d.send(());
+                        }
+                        return Some(Ended::Stopped);
+                    }
+                    Some(SupCmd::Restart { desired, done, .. }) => {
+                        return Some(Ended::Replaced(desired, done));
+                    }
+                    // Reports about an earlier process.
+                    Some(SupCmd::Fail { .. } | SupCmd::StdoutClosed { .. }) => {}
+                },
             }
         }
     }

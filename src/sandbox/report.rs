@@ -13,8 +13,9 @@ use super::support::support;
 /// "env":["HOME",…],"limits":{…},"system":{"read":[…],"write":[…],"exec":[…]}}`.
 ///
 /// `read` / `write` / `exec` are the module's own paths: its directory, approved permissions,
-/// program (in `policy.exec`) and what those need to start (loader, `#!` interpreter, private
-/// install-prefix libraries); `system` holds the defaults every module gets on this machine.
+/// what deno's configuration file lets deno reach, program (in `policy.exec`) and what those need
+/// to start (loader, `#!` interpreter, private install-prefix libraries); `system` holds the
+/// defaults every module gets on this machine.
 pub fn module_sandbox_report(policy: &SandboxPolicy, env: &[(String, String)]) -> Value {
     let rules = module_rules(policy, None);
     let pick = |origin: &dyn Fn(Origin) -> bool, grant: Grant| -> Vec<String> {
@@ -58,18 +59,20 @@ mod tests {
             read: vec!["/srv/mod".into()],
             write: vec!["/srv/mod/data".into()],
             exec: vec!["/bin/sh".into()],
+            runtime_read: vec!["/srv/sdk".into()],
             limits: Limits {
                 open_files: Some(64),
                 ..Limits::default()
             },
             required: true,
+            ..SandboxPolicy::default()
         };
         let env = vec![
             ("PATH".to_string(), "/usr/bin".to_string()),
             ("API_KEY".to_string(), "secret".to_string()),
         ];
         let r = module_sandbox_report(&policy, &env);
-        assert_eq!(r["read"][0], "/srv/mod");
+        assert_eq!(r["read"], json!(["/srv/mod", "/srv/sdk"]));
         assert_eq!(r["write"], json!(["/srv/mod/data"]));
         assert_eq!(r["exec"][0], "/bin/sh");
         assert!(

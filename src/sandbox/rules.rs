@@ -30,6 +30,9 @@ pub enum Grant {
 pub enum Origin {
     /// The module's approved `read` / `write` / `run` permissions.
     Policy,
+    /// The runtime's configuration file (deno's `--config`: import-map targets, lock file,
+    /// `node_modules/`), no approved permission; skipped silently where the path does not exist.
+    Runtime,
     /// The program being started, its interpreter, loader and install prefix.
     Program,
     /// The system defaults of every module.
@@ -160,6 +163,12 @@ fn build_rules(policy: &SandboxPolicy, program: Option<&Path>, probe: bool) -> V
     }
     for p in &policy.write {
         push(p.clone(), Grant::ReadWrite, Origin::Policy);
+    }
+    for p in &policy.runtime_read {
+        push(p.clone(), Grant::Read, Origin::Runtime);
+    }
+    for p in &policy.runtime_write {
+        push(p.clone(), Grant::ReadWrite, Origin::Runtime);
     }
     for p in &policy.exec {
         push(p.clone(), Grant::Exec, Origin::Policy);
@@ -417,6 +426,8 @@ mod tests {
             read: vec!["/nonexistent/r".into()],
             write: vec!["/tmp".into()],
             exec: vec!["/usr/bin/env".into()],
+            runtime_read: vec!["/etc/hostname".into()],
+            runtime_write: vec!["/var/tmp".into()],
             ..SandboxPolicy::default()
         };
         let rules = module_rules(&policy, Some(Path::new("/bin/sh")));
@@ -425,6 +436,16 @@ mod tests {
         assert_eq!(find("/dev/null").unwrap().grant, Grant::ReadWrite);
         assert_eq!(find("/nonexistent/r").unwrap().origin, Origin::Policy);
         assert_eq!(find("/tmp").unwrap().grant, Grant::ReadWrite);
+        let hostname = find("/etc/hostname").unwrap();
+        assert_eq!(
+            (hostname.grant, hostname.origin),
+            (Grant::Read, Origin::Runtime)
+        );
+        let var_tmp = find("/var/tmp").unwrap();
+        assert_eq!(
+            (var_tmp.grant, var_tmp.origin),
+            (Grant::ReadWrite, Origin::Runtime)
+        );
         assert_eq!(find("/usr/bin/env").unwrap().grant, Grant::Exec);
         assert_eq!(find("/bin/sh").unwrap().origin, Origin::Program);
         assert!(rules

@@ -55,6 +55,10 @@ struct PolicyWire {
     #[serde(default)]
     exec: Vec<PathBuf>,
     #[serde(default)]
+    runtime_read: Vec<PathBuf>,
+    #[serde(default)]
+    runtime_write: Vec<PathBuf>,
+    #[serde(default)]
     limits: Limits,
     #[serde(default)]
     required: bool,
@@ -66,6 +70,8 @@ fn deserialize_policy<'de, D: Deserializer<'de>>(d: D) -> Result<SandboxPolicy, 
         read: w.read,
         write: w.write,
         exec: w.exec,
+        runtime_read: w.runtime_read,
+        runtime_write: w.runtime_write,
         limits: w.limits,
         required: w.required,
     })
@@ -142,6 +148,8 @@ mod tests {
                 read: vec!["/r".into()],
                 write: vec!["/w".into()],
                 exec: vec!["/usr/bin/env".into()],
+                runtime_read: vec!["/srv/sdk".into()],
+                runtime_write: vec!["/srv/node_modules".into()],
                 limits: Limits {
                     open_files: Some(16),
                     ..Limits::default()
