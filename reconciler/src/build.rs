@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::config;
-use crate::desired::{BlockReason, BlockedModule, Desired, DesiredModule, InputError};
+use crate::desired::{
+    BlockReason, BlockedModule, Desired, DesiredModule, InputError, ManifestWarnings,
+};
 use crate::digest::{sha256_hex, Hasher};
 use crate::graph::{self, Node};
 use crate::manifest::{self, Manifest, ManifestError};
@@ -51,6 +53,7 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         .unwrap_or_default();
     let mut runnable: Vec<DesiredModule> = Vec::new();
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    let mut warnings: Vec<ManifestWarnings> = Vec::new();
     let mut dirs: Vec<&ModuleDir> = snapshot.modules.iter().collect();
     dirs.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
     for md in dirs {
@@ -58,7 +61,7 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
             continue;
         }
         let prev = prev_by_dir.get(md.dir_name.as_str()).copied();
-        match discover(snapshot, md, &d, prev) {
+        match discover(snapshot, md, &d, prev, &mut warnings) {
             Found::Runnable(m) => {
                 if let Some(other) = claimed.get(&m.id) {
                     d.blocked.push(duplicate(&m.id, md, other));
@@ -69,6 +72,10 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
             }
             Found::Kept(m, err) => {
                 d.errors.push(err);
+                // The running module keeps its manifest, and that manifest's warnings.
+                if !warnings.iter().any(|w| w.dir_name == md.dir_name) {
+                    note_warnings(&mut warnings, &m.manifest, md, &m.manifest_hash);
+                }
                 if let Some(other) = claimed.get(&m.id) {
                     d.blocked.push(duplicate(&m.id, md, other));
                 } else {
@@ -89,6 +96,7 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         }
     }
 
+    d.manifest_warnings = warnings;
     let incumbents: BTreeSet<&str> = prev_by_dir.values().map(|m| m.id.as_str()).collect();
     let (kept, blocked) = check_graph(runnable, &incumbents);
     d.blocked.extend(blocked);
@@ -225,11 +233,24 @@ fn blocked(id: &str, md: &ModuleDir, reason: BlockReason, has_id: bool) -> Found
     )
 }
 
+/// Records the warnings of a parsed manifest, if it has any.
+fn note_warnings(out: &mut Vec<ManifestWarnings>, m: &Manifest, md: &ModuleDir, hash: &str) {
+    if !m.warnings.is_empty() {
+        out.push(ManifestWarnings {
+            module: m.id.clone(),
+            dir_name: md.dir_name.clone(),
+            manifest_hash: hash.to_string(),
+            warnings: m.warnings.clone(),
+        });
+    }
+}
+
 fn discover(
     snapshot: &Snapshot,
     md: &ModuleDir,
     d: &Desired,
     prev_module: Option<&DesiredModule>,
+    warnings: &mut Vec<ManifestWarnings>,
 ) -> Found {
     let file = md.path.join("module.json");
     let broken = |error: String| -> Found {
@@ -289,6 +310,7 @@ fn discover(
         }
         Err(e) => return broken(e.to_string()),
     };
+    note_warnings(warnings, &m, md, &hash);
     let id = m.id.clone();
 
     // Approval and tamper check.
