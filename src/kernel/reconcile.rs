@@ -31,6 +31,8 @@ pub struct State {
     pub mode: ReconcileMode,
     /// Input errors already logged (so a broken file is reported once, not every pass).
     logged_errors: Vec<String>,
+    /// Module directory → hash of the manifest whose warnings were logged (once per manifest).
+    logged_manifest_warnings: BTreeMap<String, String>,
 }
 
 /// How a pass was asked for.
@@ -314,6 +316,7 @@ pub async fn pass(
             }
         }
         st.logged_errors = errors;
+        log_manifest_warnings(&mut st.logged_manifest_warnings, &desired);
         st.desired = Some(desired.clone());
         if apply || !st.pending || changes {
             st.plan = Some(plan.clone());
@@ -331,6 +334,21 @@ pub async fn pass(
         plan,
         applied: apply,
     }
+}
+
+/// Logs the warnings of each manifest at warn when it is first seen or has changed (its hash is
+/// not the one logged for its directory); `logged` becomes the current manifests' hashes.
+fn log_manifest_warnings(logged: &mut BTreeMap<String, String>, desired: &Desired) {
+    let mut now = BTreeMap::new();
+    for w in &desired.manifest_warnings {
+        if logged.get(&w.dir_name) != Some(&w.manifest_hash) {
+            for msg in &w.warnings {
+                tracing::warn!(module = %w.module, dir = %w.dir_name, "module.json: {msg}");
+            }
+        }
+        now.insert(w.dir_name.clone(), w.manifest_hash.clone());
+    }
+    *logged = now;
 }
 
 /// Kernel settings from config.yaml take effect at once.
