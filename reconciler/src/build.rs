@@ -14,7 +14,9 @@ use serde_json::Value;
 
 use crate::config;
 use crate::deno;
-use crate::desired::{BlockReason, BlockedModule, Desired, DesiredModule, HashSide, InputError};
+use crate::desired::{
+    BlockReason, BlockedModule, Desired, DesiredModule, HashSide, InputError, ManifestWarnings,
+};
 use crate::digest::{sha256_hex, Hasher};
 use crate::graph::{self, Node};
 use crate::manifest::{self, Manifest, ManifestError};
@@ -54,6 +56,7 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
     // What the home's deno configuration lets deno reach, computed once per pass.
     let mut home_reach: BTreeMap<PathBuf, deno::Reach> = BTreeMap::new();
+    let mut warnings: Vec<ManifestWarnings> = Vec::new();
     let mut dirs: Vec<&ModuleDir> = snapshot.modules.iter().collect();
     dirs.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
     for md in dirs {
@@ -69,7 +72,7 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
                     .map(|b| &b.reason)
             }),
         };
-        match discover(snapshot, md, &d, prev, &mut home_reach) {
+        match discover(snapshot, md, &d, prev, &mut home_reach, &mut warnings) {
             Found::Runnable(m) => {
                 if let Some(other) = claimed.get(&m.id) {
                     d.blocked.push(duplicate(&m.id, md, other));
@@ -80,6 +83,10 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
             }
             Found::Kept(m, err) => {
                 d.errors.push(err);
+                // The running module keeps its manifest, and that manifest's warnings.
+                if !warnings.iter().any(|w| w.dir_name == md.dir_name) {
+                    note_warnings(&mut warnings, &m.manifest, md, &m.manifest_hash);
+                }
                 if let Some(other) = claimed.get(&m.id) {
                     d.blocked.push(duplicate(&m.id, md, other));
                 } else {
@@ -100,6 +107,7 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         }
     }
 
+    d.manifest_warnings = warnings;
     let incumbents: BTreeSet<&str> = prev_by_dir.values().map(|m| m.id.as_str()).collect();
     let claims = Claims {
         incumbents: &incumbents,
@@ -271,12 +279,25 @@ fn hash_side(prev: Prev, hash: &str, stored: &str) -> HashSide {
     }
 }
 
+/// Records the warnings of a parsed manifest, if it has any.
+fn note_warnings(out: &mut Vec<ManifestWarnings>, m: &Manifest, md: &ModuleDir, hash: &str) {
+    if !m.warnings.is_empty() {
+        out.push(ManifestWarnings {
+            module: m.id.clone(),
+            dir_name: md.dir_name.clone(),
+            manifest_hash: hash.to_string(),
+            warnings: m.warnings.clone(),
+        });
+    }
+}
+
 fn discover(
     snapshot: &Snapshot,
     md: &ModuleDir,
     d: &Desired,
     prev: Prev,
     home_reach: &mut BTreeMap<PathBuf, deno::Reach>,
+    warnings: &mut Vec<ManifestWarnings>,
 ) -> Found {
     let prev_module = prev.module;
     let file = md.path.join("module.json");
@@ -337,6 +358,7 @@ fn discover(
         }
         Err(e) => return broken(e.to_string()),
     };
+    note_warnings(warnings, &m, md, &hash);
     let id = m.id.clone();
 
     // Approval and tamper check.

@@ -18,8 +18,10 @@
 //!   providers of one service: the first by (ran in `previous`, priority, id) keeps it.
 //! - A manifest with `"sandbox": "required"` is blocked (`SandboxRequired`) when the snapshot says
 //!   the running Linux has no Landlock ([`crate::Snapshot::landlock_abi`]).
+//! - A manifest field of another JSON type that the reference accepts is read as it reads it and
+//!   does not block: its warning is in [`Desired::manifest_warnings`] (runnable or not).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -353,10 +355,72 @@ pub struct Desired {
     /// Whole config as parsed (after defaults; module sections *not* interpolated).
     pub config_raw: serde_json::Value,
     pub errors: Vec<InputError>,
+    /// The warnings of every parsed manifest that has some, by directory name.
+    pub manifest_warnings: Vec<ManifestWarnings>,
     /// Digests of the bytes `permissions` and `config_raw` were parsed from: a pass given this
     /// state as `previous` reuses a value whose file did not change instead of parsing it again.
     #[serde(skip)]
     pub digests: InputDigests,
+}
+
+/// The warnings of one `module.json` (see [`Manifest::warnings`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestWarnings {
+    /// The manifest's id.
+    pub module: String,
+    pub dir_name: String,
+    /// [`crate::manifest::hash`] of the manifest the warnings are about: the kernel logs them
+    /// once per hash.
+    pub manifest_hash: String,
+    pub warnings: Vec<String>,
+}
+
+/// One warning of `pons plan`: about a module, it does not block it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    pub module: String,
+    pub message: String,
+}
+
+impl Desired {
+    /// Every warning, for `pons plan`: runnable modules in spawn order (the manifest's warnings,
+    /// as `module.json: …`, then the module's notes), then the manifest warnings of modules that
+    /// do not run, by directory name.
+    pub fn warnings(&self) -> Vec<Warning> {
+        let by_dir: BTreeMap<&str, &ManifestWarnings> = self
+            .manifest_warnings
+            .iter()
+            .map(|w| (w.dir_name.as_str(), w))
+            .collect();
+        let manifest = |w: &ManifestWarnings| -> Vec<Warning> {
+            w.warnings
+                .iter()
+                .map(|m| Warning {
+                    module: w.module.clone(),
+                    message: format!("module.json: {m}"),
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        let mut shown = BTreeSet::new();
+        for m in self.order.iter().filter_map(|id| self.modules.get(id)) {
+            if let Some(w) = by_dir.get(m.dir_name.as_str()) {
+                out.extend(manifest(w));
+                shown.insert(m.dir_name.as_str());
+            }
+            out.extend(m.notes.iter().map(|n| Warning {
+                module: m.id.clone(),
+                message: n.clone(),
+            }));
+        }
+        for w in &self.manifest_warnings {
+            if !shown.contains(w.dir_name.as_str()) {
+                out.extend(manifest(w));
+            }
+        }
+        out
+    }
 }
 
 /// SHA-256 (hex) of the bytes of permissions.yaml / config.yaml behind the parsed values of a

@@ -1,4 +1,8 @@
-//! `module.json`: the manifest, its validation (compat.md §2.1–2.4, §2.6) and its hash.
+//! `module.json`: the manifest, its validation (compat.md §2.1–2.4, §2.6) and its hash. Fields
+//! the reference accepts with another JSON type are read as it reads them, with a warning each
+//! (`lenient`).
+
+mod lenient;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,6 +60,10 @@ pub struct Manifest {
     /// pons extension: `"required"` blocks the module where Landlock is unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// Fields written with another JSON type than documented, read as the reference reads them:
+    /// one sentence each (e.g. "`priority` is a string: read as 5 (write a number)").
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl Manifest {
@@ -123,12 +131,14 @@ const PERMISSION_KEYS: [&str; 6] = ["net", "read", "write", "env", "run", "sys"]
 
 /// Parses and validates `module.json` bytes (a leading UTF-8 BOM is ignored). Checks, in the
 /// order of compat.md §2.2: JSON object, `id`/`name`, protocol version, `permissions` present and
-/// strict, then the types of the other fields. Unknown fields are ignored.
+/// strict, then the types of the other fields. Unknown fields are ignored. A field of another
+/// JSON type that the reference accepts is read as it reads it and noted in
+/// [`Manifest::warnings`].
 pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| ManifestError::Syntax(e.to_string()))?;
-    let Value::Object(obj) = &value else {
+    let Value::Object(mut obj) = value else {
         return Err(ManifestError::Syntax(
             "the top level is not an object".into(),
         ));
@@ -142,11 +152,10 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    if let Some(v) = obj.get("minProtocolVersion") {
-        let version = match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
+    let mut warnings = Vec::new();
+    let version = lenient::min_protocol_version(&mut obj, &mut warnings)
+        .map_err(ManifestError::InvalidField)?;
+    if let Some(version) = version {
         if !protocol_compatible(&version) {
             return Err(ManifestError::ProtocolVersion { id, version });
         }
@@ -155,9 +164,11 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         None | Some(Value::Null) => return Err(ManifestError::MissingPermissions),
         Some(p) => validate_permissions(p).map_err(ManifestError::InvalidPermissions)?,
     }
-    serde_json::from_value::<Manifest>(value.clone()).map_err(|e| {
+    warnings.extend(lenient::normalize(&mut obj));
+    let whole = Value::Object(obj.clone());
+    let mut manifest = serde_json::from_value::<Manifest>(whole).map_err(|e| {
         // Name the field: retry each one alone on top of the validated required fields.
-        for (key, v) in obj {
+        for (key, v) in &obj {
             if matches!(key.as_str(), "id" | "name" | "permissions") {
                 continue;
             }
@@ -173,7 +184,9 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             }
         }
         ManifestError::InvalidField(e.to_string())
-    })
+    })?;
+    manifest.warnings = warnings;
+    Ok(manifest)
 }
 
 /// compat.md §2.3: `MAJOR.MINOR`, unparseable parts count as 0; accepted iff major == 1 and
@@ -214,13 +227,12 @@ pub fn validate_permissions(value: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The entry file the manifest asks for: `entrypoint`, else `entry`, else `runner.ts`.
+/// The entry file the manifest asks for: `entrypoint`, else `entry`, else `runner.ts` (an empty
+/// string counts as absent, as in the reference).
 pub fn entry_request(manifest: &Manifest) -> String {
-    manifest
-        .entrypoint
-        .clone()
-        .or_else(|| manifest.entry.clone())
-        .filter(|s| !s.is_empty())
+    let given = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    given(&manifest.entrypoint)
+        .or_else(|| given(&manifest.entry))
         .unwrap_or_else(|| "runner.ts".to_string())
 }
 
@@ -361,6 +373,59 @@ mod tests {
         assert!(e.to_string().contains("`limits`: unknown field"), "{e}");
     }
 
+    /// DESIGN §3: what the reference accepts with another JSON type is read as it reads it, with
+    /// a warning each; what it refuses stays refused.
+    #[test]
+    fn lenient_where_the_reference_is() {
+        let m = ok(
+            r#"{"id":"a","name":"A","version":1,"priority":"5","provides":null,"permissions":{}}"#,
+        );
+        assert_eq!(m.version.as_deref(), Some("1"));
+        assert_eq!(m.priority(), 5.0);
+        assert!(m.provides.is_empty());
+        assert_eq!(m.warnings.len(), 3, "{:?}", m.warnings);
+        assert!(
+            m.warnings[0].starts_with("`version` is a number"),
+            "{:?}",
+            m.warnings
+        );
+        assert!(ok(r#"{"id":"a","name":"A","permissions":{}}"#)
+            .warnings
+            .is_empty());
+        // `minProtocolVersion || "1.0"`
+        let m = ok(r#"{"id":"a","name":"A","minProtocolVersion":null,"permissions":{}}"#);
+        assert_eq!((m.min_protocol_version, m.warnings.len()), (None, 1));
+        let m = ok(r#"{"id":"a","name":"A","minProtocolVersion":"","permissions":{}}"#);
+        assert_eq!(m.warnings.len(), 1);
+        assert!(matches!(
+            err(r#"{"id":"a","name":"A","minProtocolVersion":2,"permissions":{}}"#),
+            ManifestError::ProtocolVersion { .. }
+        ));
+        // refused as before
+        assert_eq!(
+            err(r#"{"id":"a","permissions":{}}"#),
+            ManifestError::MissingIdOrName
+        );
+        assert_eq!(
+            err(r#"{"id":"a","name":null,"permissions":{}}"#),
+            ManifestError::MissingIdOrName
+        );
+        for bad in [
+            r#""provides":"kv""#,
+            r#""requires":[1]"#,
+            r#""entrypoint":5"#,
+            r#""minProtocolVersion":true"#,
+            r#""capabilities":"x""#,
+            r#""limits":null,"sandbox":3"#,
+        ] {
+            let json = format!(r#"{{"id":"a","name":"A","permissions":{{}},{bad}}}"#);
+            assert!(
+                matches!(err(&json), ManifestError::InvalidField(_)),
+                "{bad}"
+            );
+        }
+    }
+
     #[test]
     fn entry_fallbacks() {
         assert_eq!(
@@ -374,6 +439,13 @@ mod tests {
                 r#"{"id":"a","name":"A","permissions":{},"entry":"main.ts","entrypoint":"e.ts"}"#
             )),
             "e.ts"
+        );
+        // an empty `entrypoint` counts as absent (`entry && !entrypoint` in the reference)
+        assert_eq!(
+            entry_request(&ok(
+                r#"{"id":"a","name":"A","permissions":{},"entry":"main.ts","entrypoint":""}"#
+            )),
+            "main.ts"
         );
     }
 

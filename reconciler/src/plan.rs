@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::desired::{BlockReason, Desired, DesiredModule, InputError};
+use crate::desired::{BlockReason, Desired, DesiredModule, InputError, Warning};
 use crate::graph::{self, Node};
 use crate::observed::{Observed, ObservedModule, Status};
 use crate::reason::{self, Reason};
@@ -106,6 +106,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Input errors of the desired state (the last good value of each was kept).
     pub errors: Vec<InputError>,
+    /// Warnings of the desired state ([`Desired::warnings`]): they block nothing.
+    pub warnings: Vec<Warning>,
 }
 
 /// Counts per action kind.
@@ -284,6 +286,7 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
     Plan {
         actions,
         errors: desired.errors.clone(),
+        warnings: desired.warnings(),
     }
 }
 

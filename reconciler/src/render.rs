@@ -64,16 +64,10 @@ pub fn plan_text(plan: &Plan, desired: &Desired, kernel_running: bool) -> String
         }
         out.push('\n');
     }
-    let notes: Vec<(&String, &String)> = desired
-        .order
-        .iter()
-        .filter_map(|id| desired.modules.get(id))
-        .flat_map(|m| m.notes.iter().map(move |n| (&m.id, n)))
-        .collect();
-    if !notes.is_empty() {
+    if !plan.warnings.is_empty() {
         out.push_str("Warnings:\n");
-        for (id, n) in notes {
-            let _ = writeln!(out, "  {id}: {n}");
+        for w in &plan.warnings {
+            let _ = writeln!(out, "  {}: {}", w.module, w.message);
         }
         out.push('\n');
     }
@@ -96,7 +90,8 @@ pub fn plan_text(plan: &Plan, desired: &Desired, kernel_running: bool) -> String
     out
 }
 
-/// The plan as the JSON of DESIGN.md §4, plus `errors` (`[{file, error}]`, always present).
+/// The plan as the JSON of DESIGN.md §4, plus `errors` (`[{file, error}]`, always present) and
+/// `warnings` (`[{module, message}]`, present when there are any).
 pub fn plan_json(plan: &Plan, kernel_running: bool) -> Value {
     let actions: Vec<Value> = plan
         .actions
@@ -121,7 +116,7 @@ pub fn plan_json(plan: &Plan, kernel_running: bool) -> Value {
         .iter()
         .map(|e| json!({"file": e.file.to_string_lossy(), "error": e.error}))
         .collect();
-    json!({
+    let mut out = json!({
         "kernelRunning": kernel_running,
         "actions": actions,
         "summary": {
@@ -132,7 +127,11 @@ pub fn plan_json(plan: &Plan, kernel_running: bool) -> Value {
             "blocked": s.blocked,
         },
         "errors": errors,
-    })
+    });
+    if !plan.warnings.is_empty() {
+        out["warnings"] = json!(plan.warnings);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -162,6 +161,7 @@ mod tests {
                 },
             ],
             errors: vec![],
+            warnings: vec![],
         };
         let v = plan_json(&p, true);
         assert_eq!(
@@ -182,5 +182,31 @@ mod tests {
         assert!(text.ends_with(
             "Plan: 1 to spawn, 0 to stop, 0 to restart, 1 to update config, 0 blocked.\n"
         ));
+    }
+
+    #[test]
+    fn warnings_in_text_and_json() {
+        let p = Plan {
+            actions: vec![],
+            errors: vec![],
+            warnings: vec![crate::desired::Warning {
+                module: "a".into(),
+                message: "module.json: `version` is a number: read as \"1\" (write it as a string)"
+                    .into(),
+            }],
+        };
+        let v = plan_json(&p, true);
+        assert_eq!(
+            v["warnings"],
+            json!([{"module": "a", "message": "module.json: `version` is a number: read as \"1\" (write it as a string)"}])
+        );
+        let text = plan_text(&p, &Desired::default(), true);
+        assert!(
+            text.contains("Warnings:\n  a: module.json: `version` is a number"),
+            "{text}"
+        );
+        // absent when there are none (additive: older readers see the same document)
+        let none = Plan::default();
+        assert!(plan_json(&none, true).get("warnings").is_none());
     }
 }

@@ -338,6 +338,62 @@ class ModuleProtocolTest(unittest.TestCase):
         self.assertEqual(h.wait_exit(), 0)
 
 
+SLOW_INIT_SOURCE = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, %(sdk_dir)r)
+    import pons_sdk
+
+    class SlowInit(pons_sdk.Module):
+        max_workers = 1  # handlers run one at a time: the order of answers is the order of dispatch
+
+        def on_init(self, config):
+            time.sleep(0.5)
+            self.greeting = "Hi"  # handlers read it; before init finished it would be missing
+
+        def on_message(self, topic, payload):
+            self.log("info", "seen", greeting=self.greeting)
+
+        def on_request(self, method, params, from_):
+            return {"greeting": self.greeting, "method": method}
+
+    if __name__ == "__main__":
+        SlowInit({"id": "slow", "name": "Slow"}).run()
+    """
+)
+
+
+class InitGateTest(unittest.TestCase):
+    """Requests, calls and deliveries that arrive while `on_init` runs wait until it returned,
+    then are dispatched in their order of arrival (after `ready`)."""
+
+    def test_messages_during_init_wait_for_it(self) -> None:
+        h = Harness(SLOW_INIT_SOURCE % {"sdk_dir": str(HERE)})
+        self.addCleanup(h.close)
+        h.send({"type": "init", "protocolVersion": "1.0", "config": {},
+                "workspacePath": "/tmp/home", "projectRoot": "/tmp/home"})
+        h.send({"type": "rpc_request", "id": "k-1", "from": "c", "service": "slow",
+                "method": "first"})
+        h.send({"type": "deliver", "id": "d-1", "topic": "t", "payload": 1})
+        h.send({"type": "call", "id": "c-1", "method": "second"})
+        h.send({"type": "rpc_request", "id": "k-2", "from": "c", "service": "slow",
+                "method": "third"})
+        h.expect_type("rpc_response", id="k-2")
+        kinds = [(m.get("type"), m.get("id")) for m in
+                 (json.loads(raw) for raw in h.raw) if m.get("type") != "log"]
+        self.assertEqual(kinds, [("ready", None), ("rpc_response", "k-1"), ("ack", "d-1"),
+                                 ("call:response", "c-1"), ("rpc_response", "k-2")])
+        answers = [json.loads(raw) for raw in h.raw]
+        for answer in answers:
+            self.assertNotIn("error", answer, answers)
+        results = [a["result"] for a in answers if "result" in a]
+        self.assertEqual(results, [{"greeting": "Hi", "method": "first"},
+                                   {"greeting": "Hi", "method": "second"},
+                                   {"greeting": "Hi", "method": "third"}])
+        seen = [a for a in answers if a.get("type") == "log" and a.get("msg") == "seen"]
+        self.assertEqual([a["data"] for a in seen], [{"greeting": "Hi"}])
+
+
 class ExampleCopiesTest(unittest.TestCase):
     def test_example_copies_match_sdk(self) -> None:
         """Every pons_sdk.py under examples/ must be a byte-identical copy of the SDK."""

@@ -1,6 +1,7 @@
 //! Refusals and fallbacks a pass decides on — blocked modules (unapproved, tampered, unknown
 //! runtime, …), notes on manifests (an unknown runtime started as deno, an unsupported schema),
-//! a missing config.yaml — logged once at warn, and again only when they change.
+//! manifest fields read leniently, a missing config.yaml — logged once at warn, and again only
+//! when they change (a manifest's warnings again when the manifest changes).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -29,6 +30,15 @@ impl Refusals {
                 let key = format!("note\0{}\0{note}", m.id);
                 if !self.seen.contains(&key) {
                     tracing::warn!(moduleId = %m.id, "{note}");
+                }
+                now.insert(key);
+            }
+        }
+        for w in &desired.manifest_warnings {
+            for msg in &w.warnings {
+                let key = format!("lenient\0{}\0{}\0{msg}", w.dir_name, w.manifest_hash);
+                if !self.seen.contains(&key) {
+                    tracing::warn!(module = %w.module, dir = %w.dir_name, "module.json: {msg}");
                 }
                 now.insert(key);
             }

@@ -20,6 +20,8 @@ Threading model: one reader thread owns stdin and answers `ping`, `rpc_response`
 `call:response` itself, so it never blocks. Lifecycle hooks (install, init, deps_ready,
 service_available, config:update) run in order on one lifecycle thread; deliveries and requests
 run on a small thread pool. Any hook may therefore call the blocking `rpc()` / `call()`.
+Deliveries and requests that arrive before `on_init` returned wait, and are dispatched in their
+order of arrival once it has (after `ready`), so no handler sees a half-initialised module.
 `shutdown`, SIGTERM or end of stdin run `on_shutdown()` and exit the process (0, or 1 if
 `on_shutdown` raised).
 """
@@ -118,6 +120,10 @@ class Module:
         self._pending_lock = threading.Lock()
         self._pending: Dict[str, _Pending] = {}
         self._initialized = False
+        # Deliveries and requests held until on_init returned (then dispatched in order).
+        self._init_gate = threading.Lock()
+        self._init_done = False
+        self._held: List[Any] = []
         self._closed = False
         self._lifecycle: "queue.Queue[Optional[Callable[[], None]]]" = queue.Queue()
         self._pool: Optional[ThreadPoolExecutor] = None
@@ -350,11 +356,11 @@ class Module:
         elif kind in ("rpc_response", "call:response"):
             self._settle(message)
         elif kind == "deliver":
-            self._submit(self._handle_deliver, message)
+            self._submit_after_init(self._handle_deliver, message)
         elif kind == "rpc_request":
-            self._submit(self._handle_rpc_request, message)
+            self._submit_after_init(self._handle_rpc_request, message)
         elif kind == "call":
-            self._submit(self._handle_call, message)
+            self._submit_after_init(self._handle_call, message)
         elif kind == "init":
             if self._initialized:
                 return  # a duplicate init is ignored
@@ -373,6 +379,24 @@ class Module:
         elif kind == "shutdown":
             self._begin_shutdown()
         # Unknown types are ignored (the reference logs them at debug).
+
+    def _submit_after_init(self, handler: Callable[[Dict[str, Any]], None],
+                           message: Dict[str, Any]) -> None:
+        """Submits now when `on_init` has returned, else holds the message until it has."""
+        with self._init_gate:
+            if not self._init_done:
+                self._held.append((handler, message))
+                return
+        self._submit(handler, message)
+
+    def _open_init_gate(self) -> None:
+        """`on_init` returned: dispatch what was held, in order, then let the rest through."""
+        with self._init_gate:
+            # Submitting under the lock keeps a message that arrives meanwhile behind them.
+            for handler, message in self._held:
+                self._submit(handler, message)
+            self._held = []
+            self._init_done = True
 
     def _submit(self, handler: Callable[[Dict[str, Any]], None], message: Dict[str, Any]) -> None:
         if self._pool is None or self.shutting_down.is_set():
@@ -429,6 +453,7 @@ class Module:
             self._finish(1)
             return
         self._send({"type": "ready", "manifest": self.manifest})
+        self._open_init_gate()
 
     def _handle_config_update(self, message: Dict[str, Any]) -> None:
         previous = self.config
