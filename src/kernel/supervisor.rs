@@ -608,7 +608,11 @@ impl Supervisor {
             "system:module:stopped",
             &serde_json::json!({"moduleId": &*self.id, "reason": reason.token, "detail": reason.detail}),
         );
-        tracing::info!(moduleId = %self.id, reason = reason.token, detail = %reason.detail, "module.killed");
+        if reason.detail.is_empty() {
+            tracing::info!(moduleId = %self.id, reason = reason.token, "module.killed");
+        } else {
+            tracing::info!(moduleId = %self.id, reason = reason.token, detail = %reason.detail, "module.killed");
+        }
     }
 }
 
