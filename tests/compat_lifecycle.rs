@@ -262,6 +262,12 @@ fn module_list_keeps_stopped_modules() {
         Some(json!({"id": "leaver", "status": "stopped", "provides": ["l"]})),
         "{r}"
     );
+    // Removing a watched directory is no reason for inotify noise in the operator's log.
+    let log = std::fs::read_to_string(home.path().join("kernel.stderr")).unwrap();
+    assert!(
+        !log.contains("watch descriptor") && !log.contains("WatchNotFound"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -338,6 +338,13 @@ impl Visit for FieldVisitor {
     }
 }
 
+/// The file-watching crates' own log records (`unable to remove watch descriptor`, … when a
+/// watched directory is deleted) are noise to an operator: the watcher reports what matters
+/// itself (src/watch/files.rs).
+fn is_watcher_internal(target: &str) -> bool {
+    target.starts_with("notify")
+}
+
 impl<S: Subscriber> Layer<S> for PonsLayer {
     fn register_callsite(&self, _metadata: &'static Metadata<'static>) -> Interest {
         // Levels change at run time: decide per event (cheap atomic compare in `enabled`).
@@ -345,7 +352,9 @@ impl<S: Subscriber> Layer<S> for PonsLayer {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        metadata.is_event() && *metadata.level() <= self.levels.max()
+        metadata.is_event()
+            && *metadata.level() <= self.levels.max()
+            && !is_watcher_internal(metadata.target())
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
