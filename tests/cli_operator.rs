@@ -49,3 +49,22 @@ fn plan_exits_1_when_an_input_is_invalid() {
         assert!(all.contains("config.yaml"), "{args:?}: {all}");
     }
 }
+
+#[test]
+fn a_config_key_no_module_uses_is_warned_about() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("counter").manifest(serde_json::json!({"configKey": "counter"})));
+    let out = home.pons(&["config", "set", "countr.start", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: section `countr` is used by no module"),
+        "{err}"
+    );
+    let out = home.pons(&["config", "validate"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`countr`"), "{err}");
+    // The module's own section is no warning.
+    let out = home.pons(&["config", "set", "counter.start", "3"]);
+    assert!(out.stderr.is_empty(), "{out:?}");
+}

@@ -108,8 +108,16 @@ fn set(home: &Home, key: &str, raw: &str, json: bool) -> anyhow::Result<ExitCode
         changed = true;
         Ok(new_text)
     })?;
+    let section = key.split('.').next().unwrap_or(key);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let unused: Option<String> = super::doctor::unused_sections(home, &text)?
+        .into_iter()
+        .find(|(s, _)| s == section)
+        .map(|(_, message)| message);
     if json {
-        output::print_json(&json!({"key": key, "value": value, "file": path, "changed": changed}))?;
+        output::print_json(
+            &json!({"key": key, "value": value, "file": path, "changed": changed, "warning": unused}),
+        )?;
     } else if changed {
         println!(
             "Set {key} = {value} in {}; a running kernel applies it by itself.",
@@ -117,6 +125,9 @@ fn set(home: &Home, key: &str, raw: &str, json: bool) -> anyhow::Result<ExitCode
         );
     } else {
         println!("{key} is already {value} in {}.", path.display());
+    }
+    if let (Some(w), false) = (&unused, json) {
+        eprintln!("warning: {w}: check the spelling of `{section}`");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -247,7 +258,7 @@ fn validate(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     let path = home.config_yaml();
     let desired = offline::desired(home);
     let problems = config_problems(&desired);
-    let warnings: Vec<String> = desired
+    let mut warnings: Vec<String> = desired
         .order
         .iter()
         .filter_map(|id| desired.modules.get(id))
@@ -257,6 +268,12 @@ fn validate(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
                 .map(move |n| format!("module `{}`: {n}", m.id))
         })
         .collect();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    warnings.extend(
+        super::doctor::unused_sections(home, &text)?
+            .into_iter()
+            .map(|(_, message)| message),
+    );
     if json {
         let errors: Vec<Value> = problems
             .iter()

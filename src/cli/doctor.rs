@@ -157,6 +157,17 @@ pub(super) fn errors_in(home: &Home, text: &str) -> anyhow::Result<Vec<KeyError>
         .collect())
 }
 
+/// Top-level sections of config.yaml as `text` that no module present uses (a typo such as
+/// `countr` for `counter`, or a module not installed yet): warnings, never errors.
+pub(super) fn unused_sections(home: &Home, text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let modules = scan(home)?;
+    let root = rconfig::parse(text.as_bytes()).unwrap_or(Value::Null);
+    Ok(unknown_sections(&root, &modules)
+        .into_iter()
+        .filter_map(|i| i.path.clone().map(|p| (p, i.message)))
+        .collect())
+}
+
 /// The errors `new_text` has and `old_text` has not: an edit (`config edit`, `config reset`)
 /// may fix or keep errors, never add one.
 pub(super) fn added_errors(
