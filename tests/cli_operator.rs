@@ -68,3 +68,33 @@ fn a_config_key_no_module_uses_is_warned_about() {
     let out = home.pons(&["config", "set", "counter.start", "3"]);
     assert!(out.stderr.is_empty(), "{out:?}");
 }
+
+#[test]
+fn a_module_directory_with_a_non_utf8_name_is_blocked_with_a_clear_reason() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("odd"));
+    let bad = std::ffi::OsStr::from_bytes(b"odd-\xff");
+    std::fs::rename(
+        home.path().join("modules/odd"),
+        home.path().join("modules").join(bad),
+    )
+    .unwrap();
+    let out = home.pons(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let action = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["module"].as_str().unwrap_or_default().starts_with("odd-"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(action["action"], "blocked", "{plan}");
+    assert!(
+        action["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("name is not valid UTF-8: rename the directory"),
+        "{plan}"
+    );
+}

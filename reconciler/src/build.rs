@@ -301,6 +301,19 @@ fn discover(
 ) -> Found {
     let prev_module = prev.module;
     let file = md.path.join("module.json");
+    if md.dir_name.contains(char::REPLACEMENT_CHARACTER) {
+        // Read lossily by the shell: paths and commands built from it would not be the real ones.
+        return blocked(
+            &md.dir_name,
+            md,
+            BlockReason::InvalidManifest {
+                file,
+                error: "the module directory's name is not valid UTF-8: rename the directory"
+                    .into(),
+            },
+            false,
+        );
+    }
     let broken = |error: String| -> Found {
         match prev_module {
             Some(m) => Found::Kept(
