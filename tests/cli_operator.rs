@@ -98,3 +98,33 @@ fn a_module_directory_with_a_non_utf8_name_is_blocked_with_a_clear_reason() {
         "{plan}"
     );
 }
+
+#[test]
+fn config_set_says_who_applies_the_change() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("counter").manifest(serde_json::json!({"configKey": "counter"})));
+    let out = home.pons(&["config", "set", "counter.start", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the kernel is not running"), "{text}");
+    let _k = home.start_with(&["--manual"], &[]);
+    let out = home.pons(&["config", "set", "counter.start", "2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("manual mode: `pons apply` applies it"),
+        "{text}"
+    );
+}
+
+#[test]
+fn apply_says_once_that_it_converged() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("m"));
+    let _k = home.start();
+    home.wait_status("m", "ready", std::time::Duration::from_secs(15));
+    let out = home.pons(&["apply"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Nothing to do: converged.\n"
+    );
+}

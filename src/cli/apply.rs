@@ -38,30 +38,17 @@ pub fn run(home: &Home, args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The closing line; each action was already printed as the kernel applied it.
 fn render(r: &ApplyReport) -> String {
-    let mut out = String::new();
-    if r.actions.is_empty() {
-        out.push_str("Nothing to do.\n");
-    } else {
-        for a in &r.actions {
-            out.push_str(&format!("  {}\n", action_line(a)));
-        }
-    }
-    if r.converged {
-        out.push_str("Converged.\n");
-    }
-    out
-}
-
-/// `spawn gateway: reason`, or the value as given when it is not an action object.
-fn action_line(a: &serde_json::Value) -> String {
-    let field = |k: &str| a.get(k).and_then(|v| v.as_str());
-    match (field("action"), field("module")) {
-        (Some(action), Some(module)) => match field("reason") {
-            Some(reason) => format!("{action} {module}: {reason}"),
-            None => format!("{action} {module}"),
-        },
-        _ => a.as_str().map_or_else(|| a.to_string(), str::to_string),
+    let n = r.actions.len();
+    match (n, r.converged) {
+        (0, true) => "Nothing to do: converged.\n".into(),
+        (0, false) => "Nothing to do.\n".into(),
+        (n, true) => format!(
+            "Converged after {n} action{}.\n",
+            if n == 1 { "" } else { "s" }
+        ),
+        (n, false) => format!("{n} action{} applied.\n", if n == 1 { "" } else { "s" }),
     }
 }
 
@@ -89,7 +76,12 @@ mod tests {
             "notConverged": ["gw", "db"]
         }))
         .unwrap();
-        assert_eq!(render(&r), "  spawn gw: new module\n  config db\n");
+        assert_eq!(render(&r), "2 actions applied.\n");
+        let done: ApplyReport = serde_json::from_value(json!({
+            "converged": true, "actions": [], "notConverged": []
+        }))
+        .unwrap();
+        assert_eq!(render(&done), "Nothing to do: converged.\n");
         assert_eq!(
             not_converged_sentence(&r, 5),
             "module(s) gw, db did not converge within 5 s; see `pons status` and `pons kernel logs`"

@@ -120,8 +120,9 @@ fn set(home: &Home, key: &str, raw: &str, json: bool) -> anyhow::Result<ExitCode
         )?;
     } else if changed {
         println!(
-            "Set {key} = {value} in {}; a running kernel applies it by itself.",
-            path.display()
+            "Set {key} = {value} in {}; {}",
+            path.display(),
+            who_applies(home)
         );
     } else {
         println!("{key} is already {value} in {}.", path.display());
@@ -130,6 +131,19 @@ fn set(home: &Home, key: &str, raw: &str, json: bool) -> anyhow::Result<ExitCode
         eprintln!("warning: {w}: check the spelling of `{section}`");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who applies a change to config.yaml: a running kernel in auto mode by itself, one in manual
+/// mode on `pons apply`.
+fn who_applies(home: &Home) -> &'static str {
+    let status = super::remote::call(home, &super::remote::cmd("status"), |_| {})
+        .ok()
+        .flatten();
+    match status.as_ref().and_then(|s| s["kernel"]["mode"].as_str()) {
+        Some("manual") => "the kernel runs in manual mode: `pons apply` applies it.",
+        Some(_) => "the running kernel applies it by itself.",
+        None => "the kernel is not running; it applies it when it starts.",
+    }
 }
 
 /// A home that does not exist is an error naming it (DESIGN.md §4).

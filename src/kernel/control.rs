@@ -80,7 +80,6 @@ async fn apply(
         let notified = kernel.changed.notified();
         let not_ready = not_converged(kernel, &outcome.desired);
         if not_ready.is_empty() {
-            let _ = progress.send("converged".into());
             return Response::ok(
                 json!({"converged": true, "actions": actions, "notConverged": []}),
             );
