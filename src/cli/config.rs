@@ -120,17 +120,29 @@ fn set(home: &Home, key: &str, raw: &str, json: bool) -> anyhow::Result<ExitCode
         )?;
     } else if changed {
         println!(
-            "Set {key} = {value} in {}; {}",
+            "Set {key} = {} in {}; {}",
+            shown(&value),
             path.display(),
             who_applies(home)
         );
     } else {
-        println!("{key} is already {value} in {}.", path.display());
+        println!("{key} is already {} in {}.", shown(&value), path.display());
     }
     if let (Some(w), false) = (&unused, json) {
         eprintln!("warning: {w}: check the spelling of `{section}`");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A value as echoed to the terminal: long ones are cut (the file has all of it).
+fn shown(value: &Value) -> String {
+    const MAX: usize = 120;
+    let text = value.to_string();
+    if text.chars().count() <= MAX {
+        return text;
+    }
+    let cut: String = text.chars().take(MAX).collect();
+    format!("{cut}… ({} bytes)", text.len())
 }
 
 /// Who applies a change to config.yaml: a running kernel in auto mode by itself, one in manual
