@@ -55,6 +55,7 @@ fn sh_spec(script: &str, cwd: &Path, policy: SandboxPolicy, landlock: bool) -> E
         policy,
         kernel_pid: std::process::id(),
         landlock,
+        tag: None,
     }
 }
 
@@ -541,6 +542,7 @@ fn spawn_overhead() {
         },
         kernel_pid: std::process::id(),
         landlock,
+        tag: None,
     };
     println!(
         "spawn+wait median over {N}: /bin/true direct {direct} µs; landlock {}",

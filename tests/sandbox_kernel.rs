@@ -398,6 +398,7 @@ fn control_socket_refuses_module_processes() {
         policy: SandboxPolicy::default(),
         kernel_pid: std::process::id(),
         landlock: false,
+        tag: None,
     };
     let opts = ExecOptions {
         trampoline: Some(pons_bin()),

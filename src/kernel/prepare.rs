@@ -85,7 +85,8 @@ async fn run_locked(
     }
     seed(&prep.lock, &prep.staged_lock)?;
 
-    let mut child = crate::sandbox::command(&prep.spec)
+    // Tagged like a module, so what deno leaves behind dies with the kernel too.
+    let mut child = crate::sandbox::command(&prep.spec, crate::sandbox::tag::next())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", prep.spec.program.display()))?;

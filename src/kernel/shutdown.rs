@@ -1,6 +1,7 @@
 //! Ordered shutdown (compat.md §4.8): tiers in reverse dependency order — a module is stopped
 //! before the providers it requires — each tier in parallel, each module through its supervisor
-//! (`shutdown` message → grace → SIGTERM to its group → SIGKILL).
+//! (`shutdown` message → grace → SIGTERM to its group → SIGKILL), then one sweep of every
+//! module's tagged descendants (see [`crate::sandbox::tag`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -79,6 +80,32 @@ pub async fn stop_all(kernel: &Arc<Kernel>) {
         for w in waits {
             let _ = w.await;
         }
+    }
+    sweep_all().await;
+}
+
+/// Kills what is left of every module's descendants (those that left their process groups): one
+/// scan of `/proc` for the whole shutdown instead of one per module.
+async fn sweep_all() {
+    use crate::sandbox::tag;
+    let me = std::process::id();
+    let floor = tag::start_time(me as i32).unwrap_or(0);
+    let swept = tokio::task::spawn_blocking(move || {
+        tag::sweep(
+            tag::Scope::Kernel(me),
+            floor,
+            super::supervisor::SWEEP_DEADLINE,
+        )
+    })
+    .await;
+    let Ok(swept) = swept else {
+        return;
+    };
+    if !swept.killed.is_empty() {
+        tracing::info!(pids = ?swept.killed, "module.descendants.killed — they had left their modules' process groups");
+    }
+    if !swept.survivors.is_empty() {
+        tracing::warn!(pids = ?swept.survivors, "module.descendants.alive — still running after SIGKILL");
     }
 }
 

@@ -226,7 +226,8 @@ impl Supervisor {
                 return ended;
             }
         }
-        let spawned = crate::sandbox::command(&desired.spawn).spawn();
+        let tag = crate::sandbox::tag::next();
+        let spawned = crate::sandbox::command(&desired.spawn, tag).spawn();
         let first_spawn = self.first_spawn.take();
         let mut child = match spawned {
             Ok(c) => c,
@@ -290,6 +291,11 @@ impl Supervisor {
             child,
             pgid,
             stdout: None,
+            tag,
+            // Every descendant starts after the module process (a zombie still has its stat).
+            started: pid
+                .and_then(|p| crate::sandbox::tag::start_time(p as i32))
+                .unwrap_or(0),
         };
         if let Some(stdout) = proc.child.stdout.take() {
             proc.stdout = Some(tokio::spawn(stdio::stdout_task(
@@ -528,6 +534,7 @@ impl Supervisor {
             let _ = crate::sandbox::kill::kill_group(pg);
             self.kernel.watchdog_remove(pg);
         }
+        self.sweep_descendants(proc).await;
         // What the process wrote before it died is still routed (its last logs, its answers).
         proc.drain_stdout().await;
         // Give the stderr reader a moment to deliver the last line.
@@ -601,6 +608,7 @@ impl Supervisor {
             let _ = crate::sandbox::kill::kill_group(pg);
             self.kernel.watchdog_remove(pg);
         }
+        self.sweep_descendants(proc).await;
         proc.drain_stdout().await;
         let mut core = self.kernel.core.lock();
         core.on_leave(&self.id);
@@ -614,13 +622,43 @@ impl Supervisor {
             tracing::info!(moduleId = %self.id, reason = reason.token, detail = %reason.detail, "module.killed");
         }
     }
+
+    /// Kills the descendants of the ended process that left its group (`setsid`, double fork):
+    /// every live process carrying its tag ([`crate::sandbox::tag`]).
+    /// During a kernel shutdown, [`super::shutdown::stop_all`] sweeps once for every module.
+    async fn sweep_descendants(&self, proc: &Proc) {
+        use crate::sandbox::tag;
+        if self.kernel.is_shutting_down() {
+            return;
+        }
+        let floor = proc.started;
+        let scope = tag::Scope::Module(proc.tag);
+        let swept =
+            tokio::task::spawn_blocking(move || tag::sweep(scope, floor, SWEEP_DEADLINE)).await;
+        let Ok(swept) = swept else {
+            return;
+        };
+        if !swept.killed.is_empty() {
+            tracing::info!(moduleId = %self.id, pids = ?swept.killed, "module.descendants.killed — they had left its process group");
+        }
+        if !swept.survivors.is_empty() {
+            tracing::warn!(moduleId = %self.id, pids = ?swept.survivors, "module.descendants.alive — still running {} s after SIGKILL", SWEEP_DEADLINE.as_secs());
+        }
+    }
 }
+
+/// How long a sweep of a module's descendants keeps killing.
+pub(super) const SWEEP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The running process of one module and the task that reads its stdout.
 struct Proc {
     child: Child,
     pgid: Option<i32>,
     stdout: Option<tokio::task::JoinHandle<()>>,
+    /// The process's tag: its descendants carry it wherever they went.
+    tag: u64,
+    /// Its start time (clock ticks since boot; 0 when it could not be read).
+    started: u64,
 }
 
 /// How long the lines a process wrote before it exited may take to be routed.

@@ -1,18 +1,22 @@
 //! Exec trampoline and process hygiene: every module starts as `pons-exec __exec` (or, without a
 //! usable `pons-exec` next to the kernel, `pons __exec`; see [`locate`]), which applies
 //! `PR_SET_PDEATHSIG`, `no_new_privs`, the Landlock ruleset, rlimits and the cleared environment,
-//! then `exec`s the module ([`trampoline`]). A watchdog process (`pons __watchdog`, [`watchdog`])
-//! kills every module process group if the kernel itself dies; [`kill`] signals groups.
+//! drops every capability ([`caps`]) and tags the process ([`tag`]), then `exec`s the module
+//! ([`trampoline`]). A watchdog process (`pons __watchdog`, [`watchdog`]) kills every module
+//! process group and every tagged descendant if the kernel itself dies; [`kill`] signals groups,
+//! [`tag`] finds and kills the descendants that left them.
 //!
 //! The kernel uses [`command`] to build a module's [`tokio::process::Command`], [`support`] for
 //! the machine's Landlock state and [`module_sandbox_report`] for what each module may touch.
 
+pub mod caps;
 pub mod kill;
 pub mod locate;
 pub mod report;
 pub mod rules;
 pub mod spec;
 pub mod support;
+pub mod tag;
 pub mod trampoline;
 pub mod watchdog;
 
@@ -62,16 +66,21 @@ pub fn exec_spec(spec: &SpawnSpec, opts: &ExecOptions) -> ExecSpec {
         policy: spec.sandbox.clone(),
         kernel_pid: opts.kernel_pid.unwrap_or_else(std::process::id),
         landlock: opts.landlock,
+        tag: None,
     }
 }
 
-/// The command that starts `spec` through the trampoline, Landlock on: `pons __exec` in its own
-/// process group, stdin/stdout/stderr piped, the spec in an otherwise empty environment.
+/// The command that starts `spec` through the trampoline, Landlock on, tagged with `tag` (see
+/// [`tag`]): `pons __exec` in its own process group, stdin/stdout/stderr piped, the spec in an
+/// otherwise empty environment.
 ///
 /// Spawn it from a tokio worker thread, never from a `spawn_blocking` thread: the module's
 /// parent-death signal fires when the spawning *thread* exits.
-pub fn command(spec: &SpawnSpec) -> tokio::process::Command {
-    command_with(spec, &ExecOptions::default())
+pub fn command(spec: &SpawnSpec, tag: u64) -> tokio::process::Command {
+    let opts = ExecOptions::default();
+    let mut exec = exec_spec(spec, &opts);
+    exec.tag = Some(tag);
+    tokio::process::Command::from(std_command(&exec, &opts))
 }
 
 /// [`command`] with explicit options.

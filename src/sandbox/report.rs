@@ -9,8 +9,15 @@ use serde_json::{json, Value};
 use super::rules::{module_rules, Grant, Origin, Rule};
 use super::support::support;
 
-/// `{"landlock":"enforced","abi":7,"required":false,"read":[…],"write":[…],"exec":[…],
-/// "env":["HOME",…],"limits":{…},"system":{"read":[…],"write":[…],"exec":[…]}}`.
+/// `{"landlock":"enforced","abi":7,"required":false,"capabilities":"dropped",
+/// "procIsolation":"landlock","read":[…],"write":[…],"exec":[…],"env":["HOME",…],"limits":{…},
+/// "system":{"read":[…],"write":[…],"exec":[…]}}`.
+///
+/// `capabilities`: `"dropped"` when the kernel holds capabilities (it runs as root) and the
+/// trampoline drops them all, `"none"` when it has none to hand out. `procIsolation`: what keeps
+/// the module out of other processes' `/proc/<pid>/environ`, `mem` and `fd` — `"landlock"` (a
+/// capability-less process in a Landlock domain may inspect only its own domain's processes) or
+/// `"none"` (without Landlock, a process of the same uid that holds no capabilities is readable).
 ///
 /// `read` / `write` / `exec` are the module's own paths: its directory, approved permissions,
 /// what deno's configuration file lets deno reach, program (in `policy.exec`) and what those need
@@ -35,6 +42,8 @@ pub fn module_sandbox_report(policy: &SandboxPolicy, env: &[(String, String)]) -
         "landlock": s.state.as_str(),
         "abi": s.landlock_abi,
         "required": policy.required,
+        "capabilities": super::caps::report(),
+        "procIsolation": if s.state == super::SandboxState::Unavailable { "none" } else { "landlock" },
         "read": pick(&own, Grant::Read),
         "write": pick(&own, Grant::ReadWrite),
         "exec": pick(&own, Grant::Exec),
@@ -92,5 +101,12 @@ mod tests {
             .unwrap()
             .contains(&json!("/dev/null")));
         assert_eq!(r["landlock"], support().state.as_str());
+        let caps = if rustix::process::geteuid().is_root() {
+            "dropped"
+        } else {
+            r["capabilities"].as_str().unwrap()
+        };
+        assert_eq!(r["capabilities"], caps);
+        assert!(["landlock", "none"].contains(&r["procIsolation"].as_str().unwrap()));
     }
 }

@@ -42,6 +42,9 @@ pub struct ExecSpec {
     pub kernel_pid: u32,
     /// Apply the Landlock ruleset (false: rlimits and hygiene only).
     pub landlock: bool,
+    /// The module's tag ([`super::tag`]), so the kernel finds its descendants; `None`: untagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<u64>,
 }
 
 /// Mirror of [`SandboxPolicy`] for deserialization (the reconciler type only serializes).
@@ -158,6 +161,7 @@ mod tests {
             },
             kernel_pid: 42,
             landlock: true,
+            tag: Some(super::super::tag::tag(42, 7)),
         }
     }
 

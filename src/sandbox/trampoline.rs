@@ -18,8 +18,12 @@
 //!    `openFiles` limit would refuse;
 //! 6. rlimits: memoryMb → RLIMIT_AS, openFiles → RLIMIT_NOFILE, processes → RLIMIT_NPROC (per
 //!    user, and not enforced for root), cpuSeconds → RLIMIT_CPU (SIGXCPU, then SIGKILL 1 s later);
-//! 7. every descriptor above 2 marked close-on-exec;
-//! 8. `execve(program, args, env)` with exactly the spec's environment (exit 127 when the program
+//!    and the module's tag ([`super::tag`]: RLIMIT_LOCKS, which every descendant inherits, so the
+//!    kernel finds them after `setsid` or a double fork; a note when it cannot be set);
+//! 7. every capability dropped ([`super::caps`]: bounding, ambient, effective, permitted,
+//!    inheritable), last, once nothing left needs one;
+//! 8. every descriptor above 2 marked close-on-exec;
+//! 9. `execve(program, args, env)` with exactly the spec's environment (exit 127 when the program
 //!    does not exist, 126 when it cannot be executed).
 //!
 //! The trampoline starts no runtime and no thread.
@@ -135,6 +139,22 @@ pub fn trampoline_main(args: Vec<OsString>) -> ! {
         );
     }
 
+    if let Some(tag) = spec.tag {
+        if let Err(e) = super::tag::mark_self(tag) {
+            note(format!(
+                "cannot tag `{program}` (RLIMIT_LOCKS: {e}); descendants that leave its process \
+                 group are not found when it stops"
+            ));
+        }
+    }
+
+    if let Err(e) = super::caps::drop_all() {
+        fail(
+            EXIT_CANNOT_EXEC,
+            format!("cannot drop the capabilities of `{program}`: {e}"),
+        );
+    }
+
     mark_fds_cloexec();
 
     let err = std::process::Command::new(&spec.program)
@@ -161,7 +181,8 @@ pub(crate) fn rights(grant: Grant, dir: bool) -> BitFlags<AccessFs> {
     let r = match grant {
         Grant::Read => AccessFs::ReadFile | AccessFs::ReadDir,
         Grant::Exec => AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::Execute,
-        Grant::ReadWrite => all & !BitFlags::from(AccessFs::Execute),
+        // Device nodes are never created: MAKE_CHAR / MAKE_BLOCK are handled and granted nowhere.
+        Grant::ReadWrite => all & !(AccessFs::Execute | AccessFs::MakeChar | AccessFs::MakeBlock),
     };
     if dir {
         r
@@ -251,6 +272,11 @@ mod tests {
             assert!(!rights(g, false).contains(AccessFs::ReadDir));
         }
         assert!(!rights(Grant::ReadWrite, true).contains(AccessFs::Execute));
+        for g in [Grant::Read, Grant::ReadWrite, Grant::Exec] {
+            assert!(!rights(g, true).intersects(AccessFs::MakeChar | AccessFs::MakeBlock));
+        }
+        assert!(handled_fs().contains(AccessFs::MakeChar | AccessFs::MakeBlock));
+        assert!(rights(Grant::ReadWrite, true).contains(AccessFs::MakeFifo));
         assert!(rights(Grant::ReadWrite, false).contains(AccessFs::Truncate));
         assert!(rights(Grant::Exec, false).contains(AccessFs::Execute));
     }

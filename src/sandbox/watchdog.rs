@@ -1,12 +1,15 @@
-//! The watchdog: one `pons __watchdog` process per kernel, so that no module — nor a grandchild in
-//! its process group — survives a kernel killed with SIGKILL.
+//! The watchdog: one `pons __watchdog` process per kernel, so that no module — nor any of its
+//! descendants, in its process group or not — survives a kernel killed with SIGKILL.
 //!
 //! `PR_SET_PDEATHSIG` kills a module's own process when the kernel dies, but not the processes it
 //! started. The watchdog holds the read end of a pipe whose only write end is in the kernel. The
 //! kernel writes `+<pgid>\n` when a module's process group starts, `-<pgid>\n` once it is gone,
 //! and `bye\n` on a clean shutdown. End of file without `bye` means the kernel died: the watchdog
-//! sends SIGKILL to every registered group and exits. It runs in its own process group (a Ctrl-C
-//! on the kernel's terminal does not reach it) and ignores SIGHUP and SIGINT.
+//! sends SIGKILL to every registered group, then sweeps every process tagged by its kernel (the
+//! descendants that left their group with `setsid()` or a double fork, see [`super::tag`]; the
+//! kernel is the watchdog's parent, and the sweep's floor is the watchdog's own start, which
+//! precedes every module's), and exits. It runs in its own process group (a Ctrl-C on the
+//! kernel's terminal does not reach it) and ignores SIGHUP and SIGINT.
 //!
 //! Writes never block the kernel: the pipe is non-blocking and every message is far below
 //! `PIPE_BUF`, so it is written whole or (with a stuck watchdog and a full pipe) dropped.
@@ -143,6 +146,9 @@ pub fn watchdog_main() -> ! {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
+    // Read before the kernel can die (afterwards the parent is init or a subreaper).
+    let kernel = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    let started = super::tag::start_time(std::process::id() as i32).unwrap_or(0);
     let mut groups = BTreeSet::new();
     let stdin = io::stdin();
     let mut lines = stdin.lock();
@@ -166,6 +172,19 @@ pub fn watchdog_main() -> ! {
     for g in &groups {
         if let Err(e) = kill::kill_group(*g) {
             eprintln!("pons watchdog: could not kill module process group {g}: {e}");
+        }
+    }
+    if kernel > 1 {
+        let swept = super::tag::sweep(
+            super::tag::Scope::Kernel(kernel),
+            started,
+            std::time::Duration::from_secs(5),
+        );
+        if !swept.survivors.is_empty() {
+            eprintln!(
+                "pons watchdog: module descendants {:?} still alive 5 s after SIGKILL",
+                swept.survivors
+            );
         }
     }
     std::process::exit(0)

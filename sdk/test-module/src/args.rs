@@ -30,8 +30,14 @@ usage: pons-test-module [FLAGS]
   --call-after-ready METHOD:JSON  the same after deps_ready (repeatable)
   --garbage                     write invalid lines and an 11 MiB line to stdout first
   --grandchild                  spawn `sleep 1000` and record its pid
+  --setsid-grandchild           spawn `sleep 1000` in a session of its own (setsid) and record
+                                its pid
+  --daemon-grandchild           double-fork a daemon (`sleep 1000`: setsid, fork, the middle
+                                process exits) and record its pid
   --try-read PATH | --try-write PATH | --try-env VAR | --try-open-files N | --try-exec PATH
+  | --try-mknod PATH | --try-open PATH
                                 probe at start and record the outcome (repeatable)
+  --report-caps                 record the Cap*, NoNewPrivs and Uid lines of /proc/self/status
   --stop-reading                after deps_ready stop reading stdin, stay alive
   --control FILE                poll FILE every 10 ms for JSON command lines
   --count-only                  count deliveries instead of recording each one
@@ -74,6 +80,12 @@ pub enum Probe {
     Env(String),
     OpenFiles(u64),
     Exec(String),
+    /// Open (read-only, non-blocking) and close, without reading.
+    Open(String),
+    /// Create a character device node (1:3, what /dev/null is) at the path.
+    Mknod(String),
+    /// Record the capability sets of the process.
+    Caps,
 }
 
 /// Everything the flags ask for.
@@ -101,6 +113,8 @@ pub struct Opts {
     pub call_after_ready: Vec<Call>,
     pub garbage: bool,
     pub grandchild: bool,
+    pub setsid_grandchild: bool,
+    pub daemon_grandchild: bool,
     pub probes: Vec<Probe>,
     pub stop_reading: bool,
     pub control: Option<String>,
@@ -156,6 +170,11 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--call-after-ready" => o.call_after_ready.push(call(flag, &value()?)?),
             "--garbage" => o.garbage = true,
             "--grandchild" => o.grandchild = true,
+            "--setsid-grandchild" => o.setsid_grandchild = true,
+            "--daemon-grandchild" => o.daemon_grandchild = true,
+            "--try-mknod" => o.probes.push(Probe::Mknod(value()?)),
+            "--try-open" => o.probes.push(Probe::Open(value()?)),
+            "--report-caps" => o.probes.push(Probe::Caps),
             "--try-read" => o.probes.push(Probe::Read(value()?)),
             "--try-write" => o.probes.push(Probe::Write(value()?)),
             "--try-env" => o.probes.push(Probe::Env(value()?)),
@@ -275,9 +294,16 @@ mod tests {
             "config.get:{\"key\":\"k\"}",
             "--try-open-files",
             "5",
+            "--try-mknod=/tmp/n",
+            "--try-open",
+            "/proc/1/fd/0",
+            "--report-caps",
+            "--setsid-grandchild",
+            "--daemon-grandchild",
             "--exit-code=3",
         ]))
         .unwrap();
+        assert!(o.setsid_grandchild && o.daemon_grandchild && !o.grandchild);
         assert_eq!(o.record.as_deref(), Some("/tmp/r"));
         assert_eq!(
             o.publish[0],
@@ -290,7 +316,15 @@ mod tests {
         assert_eq!(o.publish[1].pad, 0);
         assert_eq!(o.rpc[0].params, json!({"a":"x:y"}));
         assert_eq!(o.call[0].method, "config.get");
-        assert_eq!(o.probes, [Probe::OpenFiles(5)]);
+        assert_eq!(
+            o.probes,
+            [
+                Probe::OpenFiles(5),
+                Probe::Mknod("/tmp/n".into()),
+                Probe::Open("/proc/1/fd/0".into()),
+                Probe::Caps
+            ]
+        );
         assert_eq!(o.exit_code, 3);
     }
 

@@ -71,6 +71,12 @@ fn main() {
     if opts.grandchild {
         probes::grandchild(&rec);
     }
+    if opts.setsid_grandchild {
+        probes::setsid_grandchild(&rec);
+    }
+    if opts.daemon_grandchild {
+        probes::daemon_grandchild(&rec);
+    }
 
     let delivered = Arc::new(AtomicU64::new(0));
     let manifest = opts.manifest.clone().unwrap_or_else(|| json!({}));

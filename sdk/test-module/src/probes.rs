@@ -1,7 +1,12 @@
-//! Start-up actions that test the module's surroundings: sandbox probes (`--try-*`), the
-//! grandchild process (`--grandchild`) and the garbage burst on stdout (`--garbage`).
+//! Start-up actions that test the module's surroundings: sandbox probes (`--try-*`,
+//! `--report-caps`), the grandchild processes (`--grandchild`, `--setsid-grandchild`,
+//! `--daemon-grandchild`) and the garbage burst on stdout (`--garbage`).
 
+use std::ffi::CString;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use pons_sdk::Ctx;
@@ -61,6 +66,39 @@ pub fn run(probe: &Probe, rec: &Recorder) {
             }
             ev
         }
+        Probe::Open(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut ev = json!({"event": "try_open", "path": path});
+            let r = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path);
+            match r {
+                Ok(_) => merge(&mut ev, json!({"ok": true})),
+                Err(e) => merge(&mut ev, failure(&e)),
+            }
+            ev
+        }
+        Probe::Mknod(path) => {
+            let mut ev = json!({"event": "try_mknod", "path": path});
+            match mknod_char(path) {
+                Ok(()) => merge(&mut ev, json!({"ok": true})),
+                Err(e) => merge(&mut ev, failure(&e)),
+            }
+            ev
+        }
+        Probe::Caps => {
+            let mut ev = json!({"event": "caps"});
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            for line in status.lines() {
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.starts_with("Cap") || k == "NoNewPrivs" || k == "Uid" {
+                        ev[k] = json!(v.trim());
+                    }
+                }
+            }
+            ev
+        }
         Probe::Exec(path) => {
             let mut ev = json!({"event": "try_exec", "path": path});
             let status = Command::new(path)
@@ -111,6 +149,114 @@ pub fn grandchild(rec: &Recorder) {
         Ok(c) => rec.event(&json!({"event": "grandchild", "pid": c.id()})),
         Err(e) => rec.event(&json!({"event": "grandchild", "error": e.to_string()})),
     }
+}
+
+/// Creates a character device node 1:3 (the null device) at `path`.
+fn mknod_char(path: &str) -> std::io::Result<()> {
+    let c = CString::new(path)?;
+    // SAFETY: mknod reads a NUL-terminated path and writes no memory.
+    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Spawns `sleep 1000` in a session of its own (it leaves this process group), stdio detached,
+/// and records its pid.
+pub fn setsid_grandchild(rec: &Recorder) {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("1000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        Ok(c) => rec.event(&json!({"event": "setsid_grandchild", "pid": c.id()})),
+        Err(e) => rec.event(&json!({"event": "setsid_grandchild", "error": e.to_string()})),
+    }
+}
+
+/// Double-forks a daemon the classic way — fork, `setsid()`, fork again, the middle process
+/// exits — that runs `sleep 1000` with stdio on /dev/null, and records its pid.
+pub fn daemon_grandchild(rec: &Recorder) {
+    match daemon() {
+        Ok(pid) => rec.event(&json!({"event": "daemon_grandchild", "pid": pid})),
+        Err(e) => rec.event(&json!({"event": "daemon_grandchild", "error": e.to_string()})),
+    }
+}
+
+fn daemon() -> std::io::Result<i32> {
+    let sleep = on_path("sleep")
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "sleep not on PATH"))?;
+    // Everything the forked processes use is prepared before forking (only async-signal-safe
+    // calls happen after it).
+    let prog = CString::new(sleep.as_os_str().as_bytes())?;
+    let arg1 = CString::new("1000")?;
+    let argv = [prog.as_ptr(), arg1.as_ptr(), std::ptr::null()];
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let nullfd = std::os::fd::AsRawFd::as_raw_fd(&null);
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the child and grandchild call only async-signal-safe functions (setsid, fork,
+    // dup2, execv, write, _exit) on memory prepared before the fork.
+    let middle = unsafe { libc::fork() };
+    if middle == 0 {
+        unsafe {
+            libc::setsid();
+            let pid = libc::fork();
+            if pid == 0 {
+                libc::dup2(nullfd, 0);
+                libc::dup2(nullfd, 1);
+                libc::dup2(nullfd, 2);
+                libc::execv(prog.as_ptr(), argv.as_ptr());
+                libc::_exit(127);
+            }
+            libc::write(fds[1], (&pid as *const i32).cast(), 4);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: closing our copy of the write end; reading 4 bytes into a local; reaping the
+    // middle process, our own child.
+    unsafe {
+        libc::close(fds[1]);
+        if middle < 0 {
+            libc::close(fds[0]);
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut pid = 0i32;
+        let n = libc::read(fds[0], (&mut pid as *mut i32).cast(), 4);
+        libc::close(fds[0]);
+        libc::waitpid(middle, std::ptr::null_mut(), 0);
+        if n != 4 || pid <= 0 {
+            return Err(std::io::Error::other(
+                "the middle process reported no daemon",
+            ));
+        }
+        Ok(pid)
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Size of the oversize line written by `--garbage` (over the kernel's 10 MiB default cap).
