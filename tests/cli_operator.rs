@@ -128,3 +128,22 @@ fn apply_says_once_that_it_converged() {
         "Nothing to do: converged.\n"
     );
 }
+
+#[test]
+fn plan_is_coloured_only_when_asked_or_on_a_terminal() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("m"));
+    let run = |env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(pons_bin());
+        c.args(["plan", "--home"]).arg(home.path());
+        c.env_remove("NO_COLOR").env_remove("PONS_COLOR");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        String::from_utf8_lossy(&c.output().expect("pons plan").stdout).into_owned()
+    };
+    assert!(!run(&[]).contains('\x1b'), "piped: no colour");
+    let forced = run(&[("PONS_COLOR", "always")]);
+    assert!(forced.contains("\x1b[32m+\x1b[0m m"), "{forced:?}");
+    assert!(!run(&[("PONS_COLOR", "always"), ("NO_COLOR", "1")]).contains('\x1b'));
+}

@@ -9,6 +9,7 @@ pub mod args;
 mod apply;
 mod approve;
 mod audit;
+mod colour;
 mod config;
 mod doctor;
 mod edit;
