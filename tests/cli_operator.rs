@@ -147,3 +147,34 @@ fn plan_is_coloured_only_when_asked_or_on_a_terminal() {
     assert!(forced.contains("\x1b[32m+\x1b[0m m"), "{forced:?}");
     assert!(!run(&[("PONS_COLOR", "always"), ("NO_COLOR", "1")]).contains('\x1b'));
 }
+
+#[test]
+fn approving_a_module_that_cannot_start_says_why() {
+    let mut home = TestHome::new();
+    home.add(
+        ModuleSpec::new("a")
+            .manifest(serde_json::json!({"provides": ["x"], "requires": ["y"]}))
+            .unapproved(),
+    );
+    home.add(
+        ModuleSpec::new("b")
+            .manifest(serde_json::json!({"provides": ["y"], "requires": ["x"]}))
+            .unapproved(),
+    );
+    home.add(
+        ModuleSpec::new("lost")
+            .manifest(serde_json::json!({"entrypoint": "missing-binary"}))
+            .unapproved(),
+    );
+    let out = home.pons(&["modules", "approve", "lost", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: module `lost` is approved but will not start: entry point `missing-binary` not found"),
+        "{err}"
+    );
+    home.pons(&["modules", "approve", "a", "--yes"]);
+    let out = home.pons(&["modules", "approve", "b", "--yes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dependency cycle"), "{err}");
+}
