@@ -394,3 +394,20 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_slots_cap_and_free() {
+        let slots = Arc::new(CallSlots::default());
+        let held: Vec<CallSlot> = (0..3).filter_map(|_| CallSlot::take(&slots, 3)).collect();
+        assert_eq!(held.len(), 3);
+        assert!(CallSlot::take(&slots, 3).is_none());
+        slots.refusing.store(true, Ordering::Release);
+        drop(held);
+        assert!(!slots.refusing.load(Ordering::Acquire));
+        assert!(CallSlot::take(&slots, 3).is_some());
+    }
+}
