@@ -475,11 +475,13 @@ impl Supervisor {
                     && last.elapsed() >= Duration::from_millis(lc.health_interval_ms)
                 {
                     health.last_ping = Some(now);
+                    // Nothing queued: the writer sends the ping at once.
+                    let idle = outbox.queued() == 0;
                     if outbox.push_with(outbound::ping) {
                         health.outstanding = Some(Ping {
                             pongs_then: e.pongs,
                             mark: outbox.mark(),
-                            reached: None,
+                            reached: idle.then_some(now),
                         });
                     }
                 }

@@ -67,7 +67,8 @@ pub enum RouterEvent {
 /// at once with an error (DESIGN.md §7): each call runs as a task of its own.
 pub const MAX_CALLS_IN_FLIGHT: usize = 64;
 
-/// A module's kernel calls in flight, and whether its refusals were logged since it hit the cap.
+/// A module's kernel calls in flight, and whether a refusal was logged since it last had none in
+/// flight (one warning per flood, not one per refused call).
 #[derive(Debug, Default)]
 pub struct CallSlots {
     in_flight: AtomicUsize,
@@ -93,8 +94,9 @@ impl CallSlot {
 
 impl Drop for CallSlot {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.refusing.store(false, Ordering::Release);
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.refusing.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -402,10 +404,12 @@ mod tests {
     #[test]
     fn call_slots_cap_and_free() {
         let slots = Arc::new(CallSlots::default());
-        let held: Vec<CallSlot> = (0..3).filter_map(|_| CallSlot::take(&slots, 3)).collect();
+        let mut held: Vec<CallSlot> = (0..3).filter_map(|_| CallSlot::take(&slots, 3)).collect();
         assert_eq!(held.len(), 3);
         assert!(CallSlot::take(&slots, 3).is_none());
         slots.refusing.store(true, Ordering::Release);
+        held.pop();
+        assert!(slots.refusing.load(Ordering::Acquire), "still in a flood");
         drop(held);
         assert!(!slots.refusing.load(Ordering::Acquire));
         assert!(CallSlot::take(&slots, 3).is_some());

@@ -36,7 +36,8 @@ pub struct PendingRpcs {
     next: u64,
     live: super::fasthash::FastMap<u64, PendingRpc>,
     deadlines: VecDeque<(Instant, u64)>,
-    /// RPCs in flight per caller, and whether its refusals were logged since it hit the cap.
+    /// RPCs in flight per caller, and whether a refusal was logged since it last had none in
+    /// flight (one warning per flood, not one per refused request).
     per_caller: super::fasthash::FastMap<Arc<str>, (usize, bool)>,
 }
 
