@@ -5,19 +5,19 @@
 //! Kernel code logs with plain `tracing` macros; a `module` field puts that id in the module column
 //! and selects the per-module level (`logging.levels`), e.g.
 //! `tracing::info!(module = %id, "module.spawn")`. Module `log` / `log-group` messages go through
-//! [`log_module_line`] and [`log_module_group`].
+//! [`log_module_line`] and [`log_module_group`], within the bounds of [`caps`].
 
+pub mod caps;
 mod clock;
 mod file;
 pub mod format;
 mod layer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::Level;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::LevelFilter;
@@ -130,15 +130,6 @@ fn module_level(level: &str) -> Level {
     parse_level(level).unwrap_or(Level::INFO)
 }
 
-/// Serialises JSON lazily: only when the layer actually records the event.
-struct JsonText<'a>(&'a Value);
-
-impl fmt::Display for JsonText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self.0, f)
-    }
-}
-
 macro_rules! event_at {
     ($level:expr, $($rest:tt)*) => {
         match $level {
@@ -152,48 +143,49 @@ macro_rules! event_at {
 }
 
 /// Logs a module's `log` message at its level (unknown → info, fatal → error) with `module` set,
-/// `data` rendered inline as `k=v` (compat.md §6.3) and flattened into the JSON line, and the
-/// optional `topic` (consecutive entries with the same topic are grouped on stderr).
+/// `data` (raw JSON, passed on as text) rendered inline as `k=v` (compat.md §6.3) and flattened
+/// into the JSON line, and the optional `topic` (consecutive entries with the same topic are
+/// grouped on stderr). `msg`, `data` and `topic` are bounded by [`caps`].
 pub fn log_module_line(
     module: &str,
     level: &str,
     msg: &str,
-    data: Option<&Value>,
+    data: Option<&RawValue>,
     topic: Option<&str>,
 ) {
-    let null = Value::Null;
-    let data = JsonText(data.unwrap_or(&null));
+    let data = caps::data_text(data);
+    let data: &str = &data;
+    let msg = caps::clip(msg, caps::MAX_MSG_BYTES);
     let level = module_level(level);
     match topic {
         Some(topic) => {
-            event_at!(level, module = module, topic = topic, _data = %data, "{}", msg)
+            let topic = caps::clip(topic, caps::MAX_MSG_BYTES);
+            let topic: &str = &topic;
+            event_at!(
+                level,
+                module = module,
+                topic = topic,
+                _data = data,
+                "{}",
+                msg
+            )
         }
-        None => event_at!(level, module = module, _data = %data, "{}", msg),
+        None => event_at!(level, module = module, _data = data, "{}", msg),
     }
 }
 
 /// Logs a module's `log-group` message: a header line, then one tree line per item
-/// (`├ ` / `└ `, indented by 50 columns). `items` is `[{msg, data?}]`.
-pub fn log_module_group(module: &str, level: &str, msg: &str, items: &Value) {
-    log_module_group_with_data(module, level, msg, None, items);
-}
-
-/// [`log_module_group`] with the header's own `data` (shown inline on the header line).
-pub fn log_module_group_with_data(
-    module: &str,
-    level: &str,
-    msg: &str,
-    data: Option<&Value>,
-    items: &Value,
-) {
-    let null = Value::Null;
-    let data = JsonText(data.unwrap_or(&null));
-    let items = JsonText(items);
+/// (`├ ` / `└ `, indented by 50 columns). `items` is the raw `[{msg, data?}]`, of which at most
+/// [`caps::MAX_GROUP_ITEMS`] items / [`caps::MAX_GROUP_BYTES`] are logged, then a summary item
+/// `… N more items`.
+pub fn log_module_group(module: &str, level: &str, msg: &str, items: Option<&RawValue>) {
+    let items = caps::group_items(items);
+    let items: &str = &items;
+    let msg = caps::clip(msg, caps::MAX_MSG_BYTES);
     event_at!(
         module_level(level),
         module = module,
-        _data = %data,
-        _groupItems = %items,
+        _groupItems = items,
         "{}",
         msg
     );
@@ -203,7 +195,7 @@ pub fn log_module_group_with_data(
 mod tests {
     use std::sync::Mutex;
 
-    use serde_json::json;
+    use serde_json::{json, Value};
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
@@ -218,6 +210,10 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    fn raw(v: Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&v).unwrap()
     }
 
     fn capture(f: impl FnOnce()) -> (String, Vec<Value>) {
@@ -240,9 +236,10 @@ mod tests {
     #[test]
     fn module_log_line() {
         let (human, json) = capture(|| {
-            log_module_line("m", "info", "hi", Some(&json!({"a": 1})), None);
+            log_module_line("m", "info", "hi", Some(&raw(json!({"a": 1}))), None);
             log_module_line("m", "verbose", "unknown level", None, None);
-            log_module_line("m", "fatal", "boom", Some(&json!({"error": "x\ny"})), None);
+            let error = raw(json!({"error": "x\ny"}));
+            log_module_line("m", "fatal", "boom", Some(&error), None);
             log_module_line("m", "debug", "hidden", None, None);
         });
         let lines: Vec<&str> = human.lines().collect();
@@ -260,12 +257,8 @@ mod tests {
     #[test]
     fn module_log_group() {
         let (human, json) = capture(|| {
-            log_module_group(
-                "m",
-                "warn",
-                "Loaded",
-                &json!([{"msg": "a", "data": {"n": 1}}, {"msg": "b"}]),
-            );
+            let items = raw(json!([{"msg": "a", "data": {"n": 1}}, {"msg": "b"}]));
+            log_module_group("m", "warn", "Loaded", Some(&items));
         });
         let pad = " ".repeat(50);
         let lines: Vec<&str> = human.lines().collect();
@@ -280,7 +273,13 @@ mod tests {
     fn module_log_with_topic() {
         let (human, json) = capture(|| {
             log_module_line("m", "info", "x", None, Some("sync"));
-            log_module_line("m", "info", "y", Some(&json!({"k": "v"})), Some("sync"));
+            log_module_line(
+                "m",
+                "info",
+                "y",
+                Some(&raw(json!({"k": "v"}))),
+                Some("sync"),
+            );
         });
         let pad = " ".repeat(50);
         let lines: Vec<&str> = human.lines().collect();

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 use crate::yaml::{self, YamlError};
 
 /// `lifecycle` section, all in milliseconds / counts (compat.md §3.4 defaults), plus pons' own
-/// `maxMessageBytes` (10 MiB) and `slowConsumerMs` (10 s).
+/// `maxMessageBytes` (10 MiB), `slowConsumerMs` (10 s) and `maxPendingRpcs` (1024 RPCs in
+/// flight per caller).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Lifecycle {
@@ -25,6 +26,7 @@ pub struct Lifecycle {
     pub rpc_timeout_ms: u64,
     pub max_message_bytes: u64,
     pub slow_consumer_ms: u64,
+    pub max_pending_rpcs: u64,
 }
 
 impl Default for Lifecycle {
@@ -41,6 +43,7 @@ impl Default for Lifecycle {
             rpc_timeout_ms: 30_000,
             max_message_bytes: 10 * 1024 * 1024,
             slow_consumer_ms: 10_000,
+            max_pending_rpcs: 1024,
         }
     }
 }
@@ -109,7 +112,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, YamlError> {
     }
 }
 
-const LIFECYCLE_KEYS: [(&str, u64); 11] = [
+const LIFECYCLE_KEYS: [(&str, u64); 12] = [
     ("healthIntervalMs", 1000),
     ("pingTimeoutMs", 1000),
     ("healthMaxFailures", 1),
@@ -121,6 +124,7 @@ const LIFECYCLE_KEYS: [(&str, u64); 11] = [
     ("rpcTimeoutMs", 1000),
     ("maxMessageBytes", 1024),
     ("slowConsumerMs", 100),
+    ("maxPendingRpcs", 1),
 ];
 
 impl Lifecycle {
@@ -137,6 +141,7 @@ impl Lifecycle {
             "rpcTimeoutMs" => LifecycleSlot::U64(&mut self.rpc_timeout_ms),
             "maxMessageBytes" => LifecycleSlot::U64(&mut self.max_message_bytes),
             "slowConsumerMs" => LifecycleSlot::U64(&mut self.slow_consumer_ms),
+            "maxPendingRpcs" => LifecycleSlot::U64(&mut self.max_pending_rpcs),
             _ => return None,
         })
     }

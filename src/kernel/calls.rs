@@ -32,6 +32,8 @@ pub async fn handle(
     id: String,
     method: String,
     params: Option<Box<RawValue>>,
+    // Frees the caller's call slot once answered.
+    _slot: super::router::CallSlot,
 ) {
     let params: Option<Value> = params.and_then(|p| serde_json::from_str(p.get()).ok());
     let result = dispatch(&kernel, &module, &method, params.as_ref()).await;

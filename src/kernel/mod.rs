@@ -175,6 +175,7 @@ pub(crate) fn new_core(
         Settings {
             enforcement: Default::default(),
             rpc_timeout: std::time::Duration::from_millis(Lifecycle::default().rpc_timeout_ms),
+            max_pending_rpcs: Lifecycle::default().max_pending_rpcs as usize,
             home: home.root.to_string_lossy().into_owned(),
         },
         events,

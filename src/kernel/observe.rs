@@ -96,10 +96,13 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
             pid: e.pid,
             restarts: e.restarts,
             provides: e.desired.manifest.provides.clone(),
+            // Reasons can quote module text (a stderr line, a topic): terminal-safe.
             reason: if e.status == Status::Ready {
                 None
             } else {
-                e.reason.clone()
+                e.reason
+                    .as_deref()
+                    .map(|r| crate::safe_text::terminal_safe(r).into_owned())
             },
             uptime_ms: e.ready_at.map(|t| t.elapsed().as_millis() as u64),
             dropped: Some(e.dropped()),

@@ -32,6 +32,8 @@ pub struct Outbox {
     queued: AtomicUsize,
     closed: AtomicBool,
     dropped: AtomicU64,
+    /// Bytes written to the module since the outbox was created.
+    written_total: AtomicU64,
     /// Milliseconds since `epoch` of the last completed write (or of creation).
     last_progress_ms: AtomicU64,
     epoch: Instant,
@@ -46,6 +48,7 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            written_total: AtomicU64::new(0),
             last_progress_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             wake_writer: Notify::new(),
@@ -103,6 +106,21 @@ impl Outbox {
         Duration::from_millis(now.saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)))
     }
 
+    /// A mark of everything pushed so far: once [`Outbox::reached`] says so, all of it (a health
+    /// ping just pushed, say) has been written to the module. Never above the true count, so a
+    /// mark is always reached once the queue drains.
+    pub fn mark(&self) -> u64 {
+        // `written` lowers `queued` before it raises `written_total`: read in this order, a
+        // concurrent write can only make the sum smaller, never count a byte twice.
+        let written = self.written_total.load(Ordering::Acquire);
+        written + self.queued() as u64
+    }
+
+    /// Whether everything pushed before [`Outbox::mark`] returned `mark` reached the module.
+    pub fn reached(&self, mark: u64) -> bool {
+        self.written_total.load(Ordering::Acquire) >= mark
+    }
+
     fn touch(&self) {
         self.last_progress_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -137,6 +155,7 @@ impl Outbox {
     pub fn written(&self, n: usize) {
         self.touch();
         let left = self.queued.fetch_sub(n, Ordering::AcqRel) - n;
+        self.written_total.fetch_add(n as u64, Ordering::AcqRel);
         if left <= LOW_WATER {
             self.drained.notify_waiters();
         }

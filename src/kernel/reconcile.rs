@@ -366,6 +366,8 @@ fn apply_settings(kernel: &Kernel, desired: &Desired) {
         let mut core = kernel.core.lock();
         core.settings.enforcement = cfg.enforcement_mode;
         core.settings.rpc_timeout = Duration::from_millis(cfg.lifecycle.rpc_timeout_ms);
+        core.settings.max_pending_rpcs =
+            usize::try_from(cfg.lifecycle.max_pending_rpcs).unwrap_or(usize::MAX);
     }
     {
         let mut st = kernel.state.lock();
@@ -541,6 +543,7 @@ async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<Rout
                 id,
                 method,
                 params,
+                slot,
             } => {
                 tokio::spawn(super::calls::handle(
                     kernel.clone(),
@@ -549,6 +552,7 @@ async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<Rout
                     id,
                     method,
                     params,
+                    slot,
                 ));
             }
         }

@@ -275,6 +275,9 @@ impl Supervisor {
                 e.spawned_at = Some(spawned);
                 e.ready_at = None;
                 e.waiting_since = None;
+                e.held_back_since = None;
+                e.held_back_until = None;
+                e.held_back_total = Duration::ZERO;
                 e.pongs = 0;
                 e.desired = desired.clone();
                 e.set_capabilities(&desired);
@@ -450,7 +453,11 @@ impl Supervisor {
         let now = Instant::now();
         match e.status {
             Status::Starting | Status::Restarting => {
-                let since = e.spawned_at.map_or(Duration::ZERO, |t| t.elapsed());
+                // Time the kernel held the module back (not reading its stdout) is not its own.
+                let since = e
+                    .spawned_at
+                    .map_or(Duration::ZERO, |t| t.elapsed())
+                    .saturating_sub(e.held_back_for());
                 if since >= Duration::from_millis(lc.ready_timeout_ms) {
                     return Some(Reason::new(
                         reason::READY_TIMEOUT,
@@ -480,11 +487,26 @@ impl Supervisor {
                 }
                 let ready_at = e.ready_at.unwrap_or(now);
                 // Health: one ping per interval; a ping unanswered within the timeout is a failure.
-                if let Some((sent, pongs_then)) = health.outstanding {
-                    if e.pongs > pongs_then {
+                // The timeout runs only while the module can answer and be heard: from when the
+                // ping was written to its stdin (not while it waits behind unread deliveries —
+                // that is the slow-consumer check's business), and never while the kernel holds
+                // the module's stdout back; it starts over when such a hold ends.
+                if let Some(ping) = &mut health.outstanding {
+                    if ping.reached.is_none() && outbox.reached(ping.mark) {
+                        ping.reached = Some(now);
+                    }
+                    let running_since = ping
+                        .reached
+                        .map(|r| e.held_back_until.map_or(r, |u| u.max(r)));
+                    let timed_out = e.held_back_since.is_none()
+                        && running_since.is_some_and(|t| {
+                            now.saturating_duration_since(t)
+                                >= Duration::from_millis(lc.ping_timeout_ms)
+                        });
+                    if e.pongs > ping.pongs_then {
                         health.outstanding = None;
                         health.failures = 0;
-                    } else if sent.elapsed() >= Duration::from_millis(lc.ping_timeout_ms) {
+                    } else if timed_out {
                         health.outstanding = None;
                         health.failures += 1;
                         tracing::debug!(moduleId = %self.id, failures = health.failures, "Health check failed — retrying");
@@ -501,8 +523,15 @@ impl Supervisor {
                     && last.elapsed() >= Duration::from_millis(lc.health_interval_ms)
                 {
                     health.last_ping = Some(now);
-                    health.outstanding = Some((now, e.pongs));
-                    outbox.push_with(outbound::ping);
+                    // Nothing queued: the writer sends the ping at once.
+                    let idle = outbox.queued() == 0;
+                    if outbox.push_with(outbound::ping) {
+                        health.outstanding = Some(Ping {
+                            pongs_then: e.pongs,
+                            mark: outbox.mark(),
+                            reached: idle.then_some(now),
+                        });
+                    }
                 }
                 let stalled = outbox.stalled_for();
                 if stalled >= Duration::from_millis(lc.slow_consumer_ms) {
@@ -677,9 +706,18 @@ impl Proc {
 #[derive(Default)]
 struct Health {
     last_ping: Option<Instant>,
-    /// When the outstanding ping was sent and the pong count at that time.
-    outstanding: Option<(Instant, u64)>,
+    outstanding: Option<Ping>,
     failures: u32,
+}
+
+/// A health ping waiting for its pong.
+struct Ping {
+    /// Pongs counted when it was sent.
+    pongs_then: u64,
+    /// The outbox mark just after it was queued ([`Outbox::mark`]).
+    mark: u64,
+    /// When the supervisor saw it written to the module's stdin.
+    reached: Option<Instant>,
 }
 
 /// `init.config`: `{"<configKey>": section}` or `{}`.

@@ -1,11 +1,17 @@
 //! Pure formatting of log records: the human line of compat.md §6.3
 //! (`[DD-MM-YYYY HH:MM:SS] INFO  <module padded to 20><msg> k=v …`), the tree lines of a group, the
 //! inline `k=v` rendering of fields, and the JSON object written to the daily file.
+//!
+//! Everything a human line shows besides its own prefix (message, fields, group items, topics)
+//! goes through [`terminal_safe`]: a newline, carriage return or escape sequence in text a module
+//! wrote can neither forge a line nor reach the terminal (DESIGN.md §7). The JSON file keeps the
+//! text as written (JSON escapes control characters).
 
 use serde_json::{Map, Value};
 use tracing::Level;
 
 use super::clock::LocalTime;
+use crate::safe_text::terminal_safe;
 
 /// Width of the module column.
 pub const MODULE_WIDTH: usize = 20;
@@ -193,7 +199,8 @@ fn prefix(t: &LocalTime, level: Level, module: &str, order: DateOrder, color: bo
     }
 }
 
-/// One human line (no trailing newline) for a message with its inline text.
+/// One human line (no trailing newline) for a message with its inline text (both made
+/// terminal-safe).
 pub fn human_line(
     t: &LocalTime,
     level: Level,
@@ -204,9 +211,17 @@ pub fn human_line(
     color: bool,
 ) -> String {
     format!(
-        "{}{msg}{inline_text}",
-        prefix(t, level, module, order, color)
+        "{}{}{}",
+        prefix(t, level, module, order, color),
+        terminal_safe(msg),
+        terminal_safe(inline_text)
     )
+}
+
+/// The text of one entry of a topic group: its message and inline fields, terminal-safe.
+pub fn entry_text<'a>(msg: &str, fields: impl IntoIterator<Item = (&'a str, &'a Value)>) -> String {
+    let text = format!("{msg}{}", inline(fields));
+    terminal_safe(&text).into_owned()
 }
 
 /// Tree lines of a group: one per item, indented by 50 spaces, `├ ` or `└ ` for the last.
@@ -235,7 +250,7 @@ pub fn tree_lines(items: &[Value]) -> Vec<String> {
                 }
                 other => other.to_string(),
             };
-            format!("{:GROUP_INDENT$}{branch}{text}", "")
+            format!("{:GROUP_INDENT$}{branch}{}", "", terminal_safe(&text))
         })
         .collect()
 }
@@ -337,7 +352,7 @@ pub fn record_from_json(line: &str) -> Option<Record> {
 pub fn render_json_line(line: &str, order: DateOrder, color: bool) -> Vec<String> {
     match record_from_json(line) {
         Some(r) => human_lines(&r, order, color),
-        None => vec![line.trim().to_string()],
+        None => vec![terminal_safe(line.trim()).into_owned()],
     }
 }
 
@@ -454,6 +469,32 @@ mod tests {
         assert_eq!(lines[1], format!("{pad}├ one k=v"));
         assert_eq!(lines[2], format!("{pad}├ two"));
         assert_eq!(lines[3], format!("{pad}└ three"));
+    }
+
+    #[test]
+    fn module_text_cannot_forge_lines() {
+        let forged = "ok\n[01-01-2001 00:00:00] INFO  kernel              x\r\x1b[2J\x1b[31mred";
+        let mut r = rec(Some("m"), forged, vec![("k\nK", json!(forged))]);
+        r.group = Some(vec![
+            json!(forged),
+            json!({"msg": forged, "data": {"d": forged}}),
+        ]);
+        let lines = human_lines(&r, DateOrder::DayFirst, true);
+        assert_eq!(lines.len(), 3);
+        let safe = "ok\\n[01-01-2001 00:00:00] INFO  kernel              x\\r\\u{1b}[2Jred";
+        assert!(
+            lines[0].ends_with(&format!("m                   {safe} k\\nK=ok")),
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with(&format!("├ {safe}")), "{lines:?}");
+        assert!(lines[2].ends_with(&format!("└ {safe} d=ok")), "{lines:?}");
+        // The formatter's own colours stay.
+        assert!(lines[0].contains("\x1b[32mINFO \x1b[0m"));
+        assert!(lines[1..].iter().all(|l| !l.contains('\x1b')));
+        assert_eq!(
+            render_json_line("raw\x1b[2J\rx", DateOrder::DayFirst, false),
+            vec!["raw\\u{1b}[2J\\rx"]
+        );
     }
 
     #[test]

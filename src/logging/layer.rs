@@ -174,11 +174,7 @@ impl HumanSink {
         if st.group.as_ref().is_some_and(|g| g.key != key) {
             st.flush_group();
         }
-        let item = format!(
-            "{}{}",
-            r.message,
-            format::inline(r.fields.iter().map(|(k, v)| (k.as_str(), v)))
-        );
+        let item = format::entry_text(&r.message, r.fields.iter().map(|(k, v)| (k.as_str(), v)));
         match &mut st.group {
             Some(g) => {
                 g.items.push(item);

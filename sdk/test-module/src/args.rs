@@ -41,6 +41,7 @@ usage: pons-test-module [FLAGS]
   --stop-reading                after deps_ready stop reading stdin, stay alive
   --control FILE                poll FILE every 10 ms for JSON command lines
   --count-only                  count deliveries instead of recording each one
+  --no-recv                     record no `recv` events (floods of replies)
   --bench-out FILE              append timing records (JSON lines with t_us) to FILE:
                                 ready sent, config:update received, bench results
   --bench-rpc SERVICE:N[:BYTES] after deps_ready make N timed sequential RPCs (method echo,
@@ -119,6 +120,7 @@ pub struct Opts {
     pub stop_reading: bool,
     pub control: Option<String>,
     pub count_only: bool,
+    pub no_recv: bool,
     pub bench_out: Option<String>,
     pub bench_rpc: Option<BenchRpc>,
     pub bench_now: bool,
@@ -183,6 +185,7 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--stop-reading" => o.stop_reading = true,
             "--control" => o.control = Some(value()?),
             "--count-only" => o.count_only = true,
+            "--no-recv" => o.no_recv = true,
             "--bench-out" => o.bench_out = Some(value()?),
             "--bench-rpc" => o.bench_rpc = Some(bench_rpc(&value()?)?),
             "--bench-now" => o.bench_now = true,

@@ -89,6 +89,7 @@ impl Handler for TestModule {
     fn on_message(&mut self, _: &Ctx, _: &str, _: Option<&RawValue>) -> Result<(), String> {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.expect.on_deliver(&self.actions.bench);
+        self.actions.on_deliver();
         Ok(())
     }
 

@@ -1,6 +1,10 @@
 //! RPC between modules (compat.md §1.6): capability check, provider lookup, kernel-owned ids
 //! towards the provider, the caller's id restored on the way back, timeouts, cleanup when either
 //! side leaves.
+//!
+//! In-flight RPCs are capped per caller (`lifecycle.maxPendingRpcs`, DESIGN.md §7): past the cap
+//! a request is answered at once with `too_many_pending: …`, never queued, so a module firing
+//! requests at a provider that never answers costs the kernel a bounded amount of memory.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -32,6 +36,9 @@ pub struct PendingRpcs {
     next: u64,
     live: super::fasthash::FastMap<u64, PendingRpc>,
     deadlines: VecDeque<(Instant, u64)>,
+    /// RPCs in flight per caller, and whether a refusal was logged since it last had none in
+    /// flight (one warning per flood, not one per refused request).
+    per_caller: super::fasthash::FastMap<Arc<str>, (usize, bool)>,
 }
 
 const ID_PREFIX: &str = "k-";
@@ -40,6 +47,7 @@ impl PendingRpcs {
     fn insert(&mut self, rpc: PendingRpc, deadline: Instant) -> u64 {
         self.next += 1;
         let id = self.next;
+        self.per_caller.entry(rpc.caller.clone()).or_default().0 += 1;
         self.live.insert(id, rpc);
         // A shorter timeout set later could break the ordering; keep the queue sorted.
         let pos = self
@@ -53,6 +61,34 @@ impl PendingRpcs {
             self.deadlines.retain(|(_, id)| live.contains_key(id));
         }
         id
+    }
+
+    /// Removes an RPC from the table (answered, timed out, a side left).
+    fn take(&mut self, kid: u64) -> Option<PendingRpc> {
+        let p = self.live.remove(&kid)?;
+        if let Some(n) = self.per_caller.get_mut(&p.caller) {
+            n.0 -= 1;
+            if n.0 == 0 {
+                self.per_caller.remove(&p.caller);
+            }
+        }
+        Some(p)
+    }
+
+    /// RPCs of `caller` in flight.
+    pub fn in_flight(&self, caller: &str) -> usize {
+        self.per_caller.get(caller).map_or(0, |n| n.0)
+    }
+
+    /// Whether a refusal of `caller` at the cap is the first since it reached it (to log once).
+    fn first_refusal(&mut self, caller: &str) -> bool {
+        match self.per_caller.get_mut(caller) {
+            Some(n) if !n.1 => {
+                n.1 = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn parse_id(id: &str) -> Option<u64> {
@@ -104,6 +140,16 @@ impl Core {
                 self.fail_violation(caller, target);
                 return;
             }
+        }
+        let max = self.settings.max_pending_rpcs;
+        if self.rpcs.in_flight(caller) >= max {
+            if self.rpcs.first_refusal(caller) {
+                tracing::warn!(moduleId = %caller, limit = max, service = %service, "rpc.too_many_pending: further RPCs are refused until replies arrive (lifecycle.maxPendingRpcs)");
+            }
+            // Short: a flooding caller may get many of these before it reads them.
+            let error = format!("too_many_pending: {max} RPCs in flight");
+            self.send(caller, |b| outbound::rpc_error(b, id, &error));
+            return;
         }
         let Some(provider) = self.declared.get(service).cloned() else {
             self.send(caller, |b| outbound::rpc_error(b, id, "service_not_found"));
@@ -180,7 +226,7 @@ impl Core {
             tracing::warn!(module = %from, id = %id, "RPC response from unexpected module — ignoring");
             return;
         }
-        let Some(p) = self.rpcs.live.remove(&kid) else {
+        let Some(p) = self.rpcs.take(kid) else {
             return;
         };
         if let Some(c) = self.modules.get(&p.caller) {
@@ -202,7 +248,7 @@ impl Core {
                 break;
             }
             self.rpcs.deadlines.pop_front();
-            if let Some(p) = self.rpcs.live.remove(&kid) {
+            if let Some(p) = self.rpcs.take(kid) {
                 tracing::warn!(
                     callerId = %p.caller,
                     targetService = %p.service,
@@ -232,7 +278,7 @@ impl Core {
             .map(|(id, _)| *id)
             .collect();
         for kid in ids {
-            let Some(p) = self.rpcs.live.remove(&kid) else {
+            let Some(p) = self.rpcs.take(kid) else {
                 continue;
             };
             if &*p.target == module && &*p.caller != module {
