@@ -22,6 +22,9 @@ pub struct Lifecycle {
     pub requires_timeout_ms: u64,
     pub shutdown_grace_ms: u64,
     pub max_restarts: u32,
+    /// The first restart delay (the reference's documented key, which it ignored); doubles per
+    /// consecutive failure up to `max_restart_backoff_ms`.
+    pub restart_base_ms: u64,
     pub max_restart_backoff_ms: u64,
     pub rpc_timeout_ms: u64,
     pub max_message_bytes: u64,
@@ -39,6 +42,7 @@ impl Default for Lifecycle {
             requires_timeout_ms: 30_000,
             shutdown_grace_ms: 5_000,
             max_restarts: 5,
+            restart_base_ms: 1_000,
             max_restart_backoff_ms: 60_000,
             rpc_timeout_ms: 30_000,
             max_message_bytes: 10 * 1024 * 1024,
@@ -112,7 +116,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, YamlError> {
     }
 }
 
-const LIFECYCLE_KEYS: [(&str, u64); 12] = [
+const LIFECYCLE_KEYS: [(&str, u64); 13] = [
     ("healthIntervalMs", 1000),
     ("pingTimeoutMs", 1000),
     ("healthMaxFailures", 1),
@@ -120,7 +124,8 @@ const LIFECYCLE_KEYS: [(&str, u64); 12] = [
     ("requiresTimeoutMs", 1000),
     ("shutdownGraceMs", 1000),
     ("maxRestarts", 0),
-    ("maxRestartBackoffMs", 1000),
+    ("restartBaseMs", 0),
+    ("maxRestartBackoffMs", 0),
     ("rpcTimeoutMs", 1000),
     ("maxMessageBytes", 1024),
     ("slowConsumerMs", 100),
@@ -137,6 +142,7 @@ impl Lifecycle {
             "requiresTimeoutMs" => LifecycleSlot::U64(&mut self.requires_timeout_ms),
             "shutdownGraceMs" => LifecycleSlot::U64(&mut self.shutdown_grace_ms),
             "maxRestarts" => LifecycleSlot::U32(&mut self.max_restarts),
+            "restartBaseMs" => LifecycleSlot::U64(&mut self.restart_base_ms),
             "maxRestartBackoffMs" => LifecycleSlot::U64(&mut self.max_restart_backoff_ms),
             "rpcTimeoutMs" => LifecycleSlot::U64(&mut self.rpc_timeout_ms),
             "maxMessageBytes" => LifecycleSlot::U64(&mut self.max_message_bytes),

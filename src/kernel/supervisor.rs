@@ -1,7 +1,7 @@
 //! One task per module: spawn the process, feed it `install`/`init`, watch readiness, health and
 //! back-pressure, and take every failure (unexpected exit, ready timeout, failed health checks,
 //! hung consumer, strict-mode violation) through the one restart path: exponential backoff
-//! (1 s base, doubling, `maxRestartBackoffMs` cap, jittered), `crashed` after `maxRestarts`
+//! (`restartBaseMs` base, 1 s by default, doubling, `maxRestartBackoffMs` cap, jittered), `crashed` after `maxRestarts`
 //! consecutive failures, the counter reset after 60 s ready.
 
 use std::process::ExitStatus;
@@ -52,7 +52,6 @@ enum Ended {
 }
 
 const RESET_AFTER: Duration = Duration::from_secs(60);
-const BASE_BACKOFF_MS: u64 = 1000;
 /// Between SIGTERM to the process group and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
@@ -192,7 +191,7 @@ impl Supervisor {
             self.kernel.event(KernelEvent::ModuleDown);
             return None;
         }
-        let exp = BASE_BACKOFF_MS.saturating_mul(1u64 << (n - 1).min(30));
+        let exp = lc.restart_base_ms.saturating_mul(1u64 << (n - 1).min(30));
         let delay = exp.min(lc.max_restart_backoff_ms);
         // ±10 % jitter so modules that failed together do not restart in lockstep.
         let jitter = (delay / 10) as i64;
