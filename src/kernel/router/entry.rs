@@ -29,6 +29,10 @@ pub struct Entry {
     pub waiting_since: Option<Instant>,
     /// Why it is not running (crashed, stopped, …).
     pub reason: Option<String>,
+    /// The cause of the last failure (`pons status --json` `lastError`), set on every failure and
+    /// kept while it restarts or is crashed; cleared once it has been ready for the reset period
+    /// or is restarted on request.
+    pub last_error: Option<String>,
     pub pongs: u64,
     pub acks: u64,
     pub nacks: u64,
@@ -54,6 +58,7 @@ impl Entry {
             ready_at: None,
             waiting_since: None,
             reason: None,
+            last_error: None,
             pongs: 0,
             acks: 0,
             nacks: 0,
