@@ -94,6 +94,17 @@ fn stop_disables_a_provider_and_blocks_its_dependent_start_brings_both_back() {
     // Stopping it again changes nothing.
     let out = ok(&home.pons(&["modules", "disable", "kv"]));
     assert!(out.contains("already disabled"), "{out}");
+    // Starting the dependent alone cannot work while its provider is disabled: said at once.
+    let t0 = Instant::now();
+    let err = failed(&home.pons(&["start", "web"]));
+    assert!(
+        err.contains("module `web` is enabled but did not start: it is blocked (required service `kv` has no provider"),
+        "{err}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "not a timeout: {err}"
+    );
 
     let out = ok(&home.pons(&["start", "kv", "--json"]));
     let v: Value = serde_json::from_str(&out).unwrap();

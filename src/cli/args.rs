@@ -79,7 +79,7 @@ pub struct WaitArgs {
     /// Return once the change is made or asked for, without waiting for the outcome.
     #[arg(long)]
     pub no_wait: bool,
-    /// Seconds to wait for each module.
+    /// Seconds to wait (`restart`: for each module, one after the other).
     #[arg(long, value_name = "S", default_value_t = 30)]
     pub timeout: u64,
 }

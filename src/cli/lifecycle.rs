@@ -330,8 +330,12 @@ fn wait_until(
                         && matches!(m.status.as_str(), "crashed" | "stopped" | "blocked") =>
                 {
                     let why = explain(m.reason.as_deref(), m.last_error.as_deref());
+                    let hint = match m.status.as_str() {
+                        "blocked" => "see `pons plan`".to_string(),
+                        _ => format!("`pons restart {id}` retries it"),
+                    };
                     let e = format!(
-                        "module `{id}` is enabled but did not start: it is {}{why}",
+                        "module `{id}` is enabled but did not start: it is {}{why}; {hint}",
                         m.status
                     );
                     return Ok(Err((report, e)));
