@@ -4,8 +4,9 @@
 //! fails to parse), discover modules (compat.md §2.2, every problem blocks only that module),
 //! resolve each runnable module (approval, hash, entry, runtime, environment, sandbox — a
 //! required sandbox blocks the module where Landlock is unavailable —, capabilities, config
-//! section, fingerprints), then check the service graph across the
-//! runnable modules (duplicate providers, cycles, missing providers) and order them.
+//! section, fingerprints), set aside those listed in `kernel.disabled` (`BlockReason::Disabled`;
+//! a module blocked for another reason keeps that reason), then check the service graph across
+//! the runnable modules (duplicate providers, cycles, missing providers) and order them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -108,6 +109,18 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
     }
 
     d.manifest_warnings = warnings;
+    // Disabled modules hold no services: their dependents are blocked as missing a provider.
+    if !d.kernel.disabled.is_empty() {
+        let (off, on): (Vec<_>, Vec<_>) = runnable
+            .into_iter()
+            .partition(|m| d.kernel.disabled.binary_search(&m.id).is_ok());
+        runnable = on;
+        d.blocked.extend(off.into_iter().map(|m| BlockedModule {
+            id: m.id,
+            dir_name: m.dir_name,
+            reason: BlockReason::Disabled,
+        }));
+    }
     let incumbents: BTreeSet<&str> = prev_by_dir.values().map(|m| m.id.as_str()).collect();
     let claims = Claims {
         incumbents: &incumbents,

@@ -98,6 +98,8 @@ pub struct KernelConfig {
     pub logging: Logging,
     /// `kernel.runtimes`: runtime name → interpreter path override.
     pub runtimes: std::collections::BTreeMap<String, String>,
+    /// `kernel.disabled`: ids of modules that must not run (sorted, without duplicates).
+    pub disabled: Vec<String>,
 }
 
 /// Sections of config.yaml owned by the kernel: modules may neither read nor write them, and a
@@ -286,8 +288,18 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                         out.runtimes = previous.runtimes.clone();
                     }
                 },
+                "disabled" => match disabled_ids(v) {
+                    Ok(ids) => out.disabled = ids,
+                    Err(found) => {
+                        errors.push(format!(
+                            "`kernel.disabled` must be a list of module ids, found {found}; keeping [{}]",
+                            previous.disabled.join(", ")
+                        ));
+                        out.disabled = previous.disabled.clone();
+                    }
+                },
                 _ => errors.push(format!(
-                    "`kernel.{key}` is not a known key (known: reconcile, runtimes)"
+                    "`kernel.{key}` is not a known key (known: disabled, reconcile, runtimes)"
                 )),
             }
         }
@@ -332,6 +344,26 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
         }
     }
     (out, errors)
+}
+
+/// `kernel.disabled` as sorted, distinct ids (`null` is the empty list); Err: what was found
+/// instead of a list of non-empty strings.
+fn disabled_ids(v: &Value) -> Result<Vec<String>, String> {
+    let items = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => return Err(describe(other)),
+    };
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_str().map(str::trim) {
+            Some(id) if !id.is_empty() => ids.push(id.to_string()),
+            _ => return Err(format!("the item {}", describe(item))),
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 fn mode_name(m: EnforcementMode) -> &'static str {
@@ -859,6 +891,36 @@ mod tests {
             &prev,
         );
         assert_eq!(e.len(), 2);
+    }
+
+    #[test]
+    fn kernel_disabled_is_a_list_of_ids() {
+        let cfg = |v: Value| json!({"kernel": {"disabled": v}});
+        let (k, e) = kernel_config(&cfg(json!(["b", "a", "b"])), &KernelConfig::default());
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(k.disabled, vec!["a", "b"]);
+        let (k, e) = kernel_config(&cfg(Value::Null), &KernelConfig::default());
+        assert!(e.is_empty() && k.disabled.is_empty());
+        let prev = KernelConfig {
+            disabled: vec!["x".into()],
+            ..KernelConfig::default()
+        };
+        for (bad, found) in [
+            (json!("a"), "found \"a\""),
+            (json!(["a", 3]), "found the item 3"),
+            (json!([""]), "found the item \"\""),
+            (json!({"a": true}), "found a mapping"),
+        ] {
+            let (k, e) = kernel_config(&cfg(bad.clone()), &prev);
+            assert_eq!(k.disabled, vec!["x"], "{bad}: the last good value is kept");
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(
+                e[0].starts_with("`kernel.disabled` must be a list of module ids, ")
+                    && e[0].contains(found)
+                    && e[0].ends_with("; keeping [x]"),
+                "{bad}: {e:?}"
+            );
+        }
     }
 
     #[test]

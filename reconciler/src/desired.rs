@@ -18,6 +18,9 @@
 //!   providers of one service: the first by (ran in `previous`, priority, id) keeps it.
 //! - A manifest with `"sandbox": "required"` is blocked (`SandboxRequired`) when the snapshot says
 //!   the running Linux has no Landlock ([`crate::Snapshot::landlock_abi`]).
+//! - A module whose id is listed in `kernel.disabled` and would otherwise run is blocked as
+//!   [`BlockReason::Disabled`] (it holds none of its services, so its dependents are blocked as
+//!   missing a provider); a module blocked for another reason keeps that reason.
 //! - A manifest field of another JSON type that the reference accepts is read as it reads it and
 //!   does not block: its warning is in [`Desired::manifest_warnings`] (runnable or not).
 
@@ -92,6 +95,8 @@ pub enum BlockReason {
         dir: String,
         error: String,
     },
+    /// Listed in `kernel.disabled` of config.yaml: shown as `stopped`, not as blocked.
+    Disabled,
 }
 
 impl std::fmt::Display for BlockReason {
@@ -160,6 +165,7 @@ impl std::fmt::Display for BlockReason {
                 f,
                 "its entry in permissions.yaml cannot be read ({error}): approve it again with `pons modules approve {dir}`"
             ),
+            BlockReason::Disabled => f.write_str("disabled in config.yaml"),
         }
     }
 }

@@ -193,6 +193,13 @@ fn observed_of(before: Option<&Desired>, case: &Path) -> Observed {
             o.pid = Some(1000 + i as u32);
             obs.modules.insert(id.clone(), o);
         }
+        // As the kernel: the modules its last pass blocked, with their token.
+        for b in &d.blocked {
+            if !obs.modules.contains_key(&b.id) {
+                obs.modules
+                    .insert(b.id.clone(), ObservedModule::blocked(&b.reason));
+            }
+        }
     }
     if let Ok(text) = std::fs::read_to_string(case.join("observed.json")) {
         let v: serde_json::Value = serde_json::from_str(&text).expect("observed.json");

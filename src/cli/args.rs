@@ -37,6 +37,14 @@ pub enum Command {
     /// Read and edit config.yaml (works without a running kernel).
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Restart modules in the running kernel, one after the other, each waited for until ready.
+    Restart(LifecycleArgs),
+    /// Stop modules: list them in `kernel.disabled` of config.yaml (they stay stopped until
+    /// `pons start`), then wait until the kernel has stopped them.
+    Stop(LifecycleArgs),
+    /// Start modules stopped with `pons stop`: remove them from `kernel.disabled`, then wait until
+    /// they are ready.
+    Start(LifecycleArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -50,6 +58,30 @@ pub struct JsonFlag {
     /// Machine-readable output (stable; see specs/cli.md).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `pons restart | stop | start`, `pons modules disable | enable`: module ids and how to wait.
+#[derive(Debug, Clone, Args)]
+pub struct LifecycleArgs {
+    /// Module ids (or directory names).
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// Machine-readable output (stable; see specs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Whether (and how long) a lifecycle command waits for the kernel to get there.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct WaitArgs {
+    /// Return once the change is made or asked for, without waiting for the outcome.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait (`restart`: for each module, one after the other).
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -150,13 +182,20 @@ pub enum ModulesCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Restart a module in the running kernel (also retries a crashed one).
+    /// Restart a module in the running kernel (also retries a crashed one) and wait until it is
+    /// ready again.
     Restart {
         id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
         /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
+    /// Stop modules and keep them stopped: `kernel.disabled` in config.yaml (as `pons stop`).
+    Disable(LifecycleArgs),
+    /// Let disabled modules run again (as `pons start`).
+    Enable(LifecycleArgs),
     /// `git pull --ff-only` a git-installed module (or all of them); linked modules are skipped.
     /// A changed module.json needs approving again.
     #[command(group = clap::ArgGroup::new("which").required(true).args(["id", "all"]))]
@@ -404,8 +443,52 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["pons", "config", "reset"]).is_err());
         assert!(Cli::try_parse_from(["pons", "config", "reset", "k", "--all"]).is_err());
+        let cli = parse(&["modules", "restart", "gw", "--no-wait"]);
+        assert!(matches!(
+            cli.command,
+            Command::Modules(ModulesCmd::Restart {
+                wait: WaitArgs {
+                    no_wait: true,
+                    timeout: 30
+                },
+                ..
+            })
+        ));
+        let cli = parse(&["modules", "disable", "gw", "--timeout", "5"]);
+        let Command::Modules(ModulesCmd::Disable(a)) = cli.command else {
+            panic!()
+        };
+        assert_eq!((a.ids, a.wait.timeout), (vec!["gw".to_string()], 5));
         let cli = parse(&["completions", "bash"]);
         assert!(matches!(cli.command, Command::Completions { .. }));
         assert!(Cli::try_parse_from(["pons", "plan", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn lifecycle_verbs_at_the_top_level() {
+        let cli = parse(&["restart", "a", "b", "--no-wait", "--json"]);
+        let Command::Restart(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.ids, vec!["a", "b"]);
+        assert!(a.wait.no_wait && a.json);
+        let cli = parse(&["stop", "a"]);
+        assert!(matches!(
+            cli.command,
+            Command::Stop(LifecycleArgs {
+                wait: WaitArgs {
+                    no_wait: false,
+                    timeout: 30
+                },
+                ..
+            })
+        ));
+        assert!(matches!(parse(&["start", "a"]).command, Command::Start(_)));
+        for verb in ["restart", "stop", "start"] {
+            assert!(
+                Cli::try_parse_from(["pons", verb]).is_err(),
+                "{verb} needs an id"
+            );
+        }
     }
 }

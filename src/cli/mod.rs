@@ -14,6 +14,7 @@ mod config;
 mod doctor;
 mod edit;
 mod kernel;
+mod lifecycle;
 mod logs;
 mod modules;
 mod offline;
@@ -94,6 +95,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Modules(m) => modules::run(&home, m),
         Command::Permissions(p) => permissions::run(&home, p),
         Command::Config(c) => config::run(&home, c),
+        Command::Restart(a) => lifecycle::restart(&home, &a),
+        Command::Stop(a) => lifecycle::stop(&home, &a),
+        Command::Start(a) => lifecycle::start(&home, &a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pons", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

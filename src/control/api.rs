@@ -106,6 +106,13 @@ pub struct ModuleStatus {
     pub restarts: u32,
     pub provides: Vec<String>,
     pub reason: Option<String>,
+    /// Listed in `kernel.disabled` of config.yaml (as the kernel last read it).
+    #[serde(default)]
+    pub disabled: bool,
+    /// The cause of the last failure, kept while the module restarts or is crashed; `null` once
+    /// it has been ready for the reset period or was restarted on request.
+    #[serde(default)]
+    pub last_error: Option<String>,
     /// pons extensions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_ms: Option<u64>,
@@ -113,6 +120,33 @@ pub struct ModuleStatus {
     pub dropped: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<serde_json::Value>,
+}
+
+impl ModuleStatus {
+    /// A module the desired state does not run: `stopped` with "disabled in config.yaml" when it
+    /// is disabled, else `blocked` with its reason.
+    pub fn not_running(
+        b: &pons_reconciler::desired::BlockedModule,
+        disabled: bool,
+    ) -> ModuleStatus {
+        let status = match b.reason {
+            pons_reconciler::desired::BlockReason::Disabled => "stopped",
+            _ => "blocked",
+        };
+        ModuleStatus {
+            id: b.id.clone(),
+            status: status.into(),
+            pid: None,
+            restarts: 0,
+            provides: Vec::new(),
+            reason: Some(b.reason.to_string()),
+            disabled,
+            last_error: None,
+            uptime_ms: None,
+            dropped: None,
+            sandbox: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,10 +8,13 @@ use pons_reconciler::{Observed, ObservedModule, Status};
 use super::Kernel;
 use crate::control::api::{KernelStatus, ModuleStatus, ServiceEntry, StatusReport};
 
-/// The supervisor's view, as the planner's input.
+/// The supervisor's view, as the planner's input: the modules it manages, and those the last
+/// pass blocked (status `blocked`, their token as reason), so that a module blocked or disabled
+/// before is spawned as "no longer blocked" / "enabled in config.yaml".
 pub fn observed(kernel: &Kernel) -> Observed {
+    let last = kernel.state.lock().desired.clone();
     let core = kernel.core.lock();
-    let modules = core
+    let mut modules: std::collections::BTreeMap<String, ObservedModule> = core
         .modules
         .values()
         .map(|e| {
@@ -32,6 +35,11 @@ pub fn observed(kernel: &Kernel) -> Observed {
             )
         })
         .collect();
+    for b in last.iter().flat_map(|d| &d.blocked) {
+        if !modules.contains_key(&b.id) {
+            modules.insert(b.id.clone(), ObservedModule::blocked(&b.reason));
+        }
+    }
     Observed {
         kernel_running: true,
         modules,
@@ -87,6 +95,14 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
     let mut ids: Vec<Arc<str>> = core.modules.keys().cloned().collect();
     let pos = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
     ids.sort_by(|a, b| pos(a).cmp(&pos(b)).then_with(|| a.cmp(b)));
+    let disabled = |id: &str| {
+        desired.as_ref().is_some_and(|d| {
+            d.kernel
+                .disabled
+                .binary_search_by(|x| x.as_str().cmp(id))
+                .is_ok()
+        })
+    };
     let mut modules: Vec<ModuleStatus> = ids
         .iter()
         .filter_map(|id| core.modules.get(id))
@@ -110,6 +126,8 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
                 &e.desired.spawn.sandbox,
                 &e.desired.spawn.env,
             )),
+            disabled: disabled(&e.id),
+            last_error: e.last_error.clone(),
         })
         .collect();
     let mut all_ready = core.modules.values().all(|e| e.status == Status::Ready);
@@ -119,17 +137,7 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
             if core.modules.contains_key(b.id.as_str()) {
                 continue;
             }
-            modules.push(ModuleStatus {
-                id: b.id.clone(),
-                status: "blocked".into(),
-                pid: None,
-                restarts: 0,
-                provides: vec![],
-                reason: Some(b.reason.to_string()),
-                uptime_ms: None,
-                dropped: None,
-                sandbox: None,
-            });
+            modules.push(ModuleStatus::not_running(b, disabled(&b.id)));
         }
         errors = d
             .errors

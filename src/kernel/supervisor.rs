@@ -1,8 +1,10 @@
 //! One task per module: spawn the process, feed it `install`/`init`, watch readiness, health and
 //! back-pressure, and take every failure (unexpected exit, ready timeout, failed health checks,
-//! hung consumer, strict-mode violation) through the one restart path: exponential backoff
-//! (`restartBaseMs` base, 1 s by default, doubling, `maxRestartBackoffMs` cap, jittered), `crashed` after `maxRestarts`
-//! consecutive failures, the counter reset after 60 s ready.
+//! hung consumer) through the one restart path: exponential backoff
+//! (`restartBaseMs` base, 1 s by default, doubling, `maxRestartBackoffMs` cap, jittered),
+//! `crashed` after `maxRestarts` consecutive failures, the counter reset after 60 s ready. Every
+//! failure's cause is kept as the module's last error until it has been ready that long or is
+//! restarted on request. A strict-mode violation stops the module instead.
 
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -106,7 +108,7 @@ impl Supervisor {
                 }
                 Some(Some(SupCmd::Restart { desired, done, .. })) => {
                     self.replace_desired(desired);
-                    self.set_restarts(0);
+                    self.reset_for_restart();
                     if let Some(d) = done {
                         let _ = d.send(());
                     }
@@ -119,7 +121,7 @@ impl Supervisor {
                 Ended::Stopped => return,
                 Ended::Replaced(desired, done) => {
                     self.replace_desired(desired);
-                    self.set_restarts(0);
+                    self.reset_for_restart();
                     if let Some(d) = done {
                         let _ = d.send(());
                     }
@@ -158,12 +160,17 @@ impl Supervisor {
             .map_or_else(|| self.desired.clone(), |e| e.desired.clone())
     }
 
-    fn set_restarts(&self, n: u32) {
+    /// A restart on request (operator, or a pass): a fresh restart count, no failure kept, and
+    /// `restarting` until the new process starts, so a waiter never mistakes the old state (ready,
+    /// crashed) for the outcome of the restart.
+    fn reset_for_restart(&self) {
         let mut core = self.kernel.core.lock();
         if let Some(e) = core.modules.get_mut(&self.id) {
-            e.restarts = n;
+            e.restarts = 0;
             e.reason = None;
+            e.last_error = None;
         }
+        core.set_status(&self.id, Status::Restarting);
     }
 
     /// Counts a failure; returns when to respawn, or `None` when the module is now crashed.
@@ -233,6 +240,10 @@ impl Supervisor {
             Err(e) => {
                 drop(first_spawn);
                 tracing::error!(moduleId = %self.id, program = %desired.spawn.program.display(), error = %e, "module.spawn failed");
+                self.set_failure(&format!(
+                    "cannot start {}: {e}",
+                    desired.spawn.program.display()
+                ));
                 return Ended::Failed {
                     ready_for: Duration::ZERO,
                     reason: None,
@@ -258,13 +269,13 @@ impl Supervisor {
             tokio::spawn(outbox::writer_task(outbox.clone(), stdin));
         }
         let last_stderr = Arc::new(parking_lot::Mutex::new(None::<String>));
-        if let Some(stderr) = child.stderr.take() {
+        let stderr_task = child.stderr.take().map(|stderr| {
             tokio::spawn(stdio::stderr_task(
                 self.id.clone(),
                 stderr,
                 last_stderr.clone(),
-            ));
-        }
+            ))
+        });
         {
             let mut core = self.kernel.core.lock();
             if let Some(e) = core.modules.get_mut(&self.id) {
@@ -298,6 +309,7 @@ impl Supervisor {
             started: pid
                 .and_then(|p| crate::sandbox::tag::start_time(p as i32))
                 .unwrap_or(0),
+            stderr: stderr_task,
         };
         if let Some(stdout) = proc.child.stdout.take() {
             proc.stdout = Some(tokio::spawn(stdio::stdout_task(
@@ -431,16 +443,19 @@ impl Supervisor {
         }
         let ready_for = self.ready_for();
         self.terminate(proc, &reason, 0).await;
-        self.set_reason(&reason.to_string());
+        self.set_failure(&reason.to_string());
         Ended::Failed {
             ready_for,
             reason: Some(reason),
         }
     }
 
-    fn set_reason(&self, reason: &str) {
+    /// Records a failure: the reason shown while it restarts, and its last error (kept when it
+    /// is crashed and the reason says so).
+    fn set_failure(&self, cause: &str) {
         if let Some(e) = self.kernel.core.lock().modules.get_mut(&self.id) {
-            e.reason = Some(reason.to_string());
+            e.reason = Some(cause.to_string());
+            e.last_error = Some(cause.to_string());
         }
     }
 
@@ -479,10 +494,13 @@ impl Supervisor {
                 }
             }
             Status::Ready => {
-                if e.restarts > 0 && e.ready_at.is_some_and(|t| t.elapsed() >= RESET_AFTER) {
+                if (e.restarts > 0 || e.last_error.is_some())
+                    && e.ready_at.is_some_and(|t| t.elapsed() >= RESET_AFTER)
+                {
                     tracing::debug!(moduleId = %self.id, "restart counter reset");
                     e.restarts = 0;
                     e.reason = None;
+                    e.last_error = None;
                 }
                 let ready_at = e.ready_at.unwrap_or(now);
                 // Health: one ping per interval; a ping unanswered within the timeout is a failure.
@@ -563,10 +581,10 @@ impl Supervisor {
             self.kernel.watchdog_remove(pg);
         }
         self.sweep_descendants(proc).await;
-        // What the process wrote before it died is still routed (its last logs, its answers).
+        // What the process wrote before it died is still routed (its last logs, its answers),
+        // and its last stderr line read: it is the cause the failure is reported with.
         proc.drain_stdout().await;
-        // Give the stderr reader a moment to deliver the last line.
-        tokio::task::yield_now().await;
+        proc.drain_stderr().await;
         let alive = spawned.elapsed();
         let code = status.and_then(|s| s.code());
         let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
@@ -593,7 +611,7 @@ impl Supervisor {
         } else {
             tracing::error!(moduleId = %self.id, exitCode = code, signal = signal, restartCount = restarts, aliveMs = alive.as_millis() as u64, stderr = stderr.as_deref(), "Module exited unexpectedly — {detail}");
         }
-        self.set_reason(&format!("exited unexpectedly: {detail}"));
+        self.set_failure(&format!("exited unexpectedly: {detail}"));
         Ended::Failed {
             ready_for,
             reason: None,
@@ -678,7 +696,7 @@ impl Supervisor {
 /// How long a sweep of a module's descendants keeps killing.
 pub(super) const SWEEP_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The running process of one module and the task that reads its stdout.
+/// The running process of one module and the tasks that read its stdout and stderr.
 struct Proc {
     child: Child,
     pgid: Option<i32>,
@@ -687,6 +705,7 @@ struct Proc {
     tag: u64,
     /// Its start time (clock ticks since boot; 0 when it could not be read).
     started: u64,
+    stderr: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How long the lines a process wrote before it exited may take to be routed.
@@ -697,6 +716,13 @@ impl Proc {
     /// group is gone, so the pipe reaches end of file.
     async fn drain_stdout(&mut self) {
         if let Some(task) = self.stdout.take() {
+            let _ = tokio::time::timeout(DRAIN_STDOUT, task).await;
+        }
+    }
+
+    /// Waits (bounded, as [`Proc::drain_stdout`]) until the stderr reader has read everything.
+    async fn drain_stderr(&mut self) {
+        if let Some(task) = self.stderr.take() {
             let _ = tokio::time::timeout(DRAIN_STDOUT, task).await;
         }
     }

@@ -36,6 +36,10 @@ pub struct Entry {
     pub held_back_total: std::time::Duration,
     /// Why it is not running (crashed, stopped, …).
     pub reason: Option<String>,
+    /// The cause of the last failure (`pons status --json` `lastError`), set on every failure and
+    /// kept while it restarts or is crashed; cleared once it has been ready for the reset period
+    /// or is restarted on request.
+    pub last_error: Option<String>,
     pub pongs: u64,
     pub acks: u64,
     pub nacks: u64,
@@ -66,6 +70,7 @@ impl Entry {
             held_back_until: None,
             held_back_total: std::time::Duration::ZERO,
             reason: None,
+            last_error: None,
             pongs: 0,
             acks: 0,
             nacks: 0,
