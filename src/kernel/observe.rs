@@ -127,7 +127,10 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
                 &e.desired.spawn.env,
             )),
             disabled: disabled(&e.id),
-            last_error: e.last_error.clone(),
+            last_error: e
+                .last_error
+                .as_deref()
+                .map(|r| crate::safe_text::terminal_safe(r).into_owned()),
         })
         .collect();
     let mut all_ready = core.modules.values().all(|e| e.status == Status::Ready);
