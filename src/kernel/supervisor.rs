@@ -54,7 +54,7 @@ enum Ended {
 const RESET_AFTER: Duration = Duration::from_secs(60);
 const BASE_BACKOFF_MS: u64 = 1000;
 /// Between SIGTERM to the process group and SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(2);
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Supervisor {
     kernel: Arc<Kernel>,
