@@ -572,3 +572,51 @@ fn install_status_uninstall_with_systemctl() {
         .join("xdg/systemd/user/pons-other.service")
         .exists());
 }
+
+#[test]
+fn a_manager_that_does_not_read_never_stalls_the_kernel() {
+    let mut home = TestHome::new();
+    home.write_config(FAST_LIFECYCLE);
+    home.add(ModuleSpec::new("m"));
+    // Bound, never read: its queue fills with pings (every 10 ms) within a fraction of a second.
+    let sock = NotifySocket::bind();
+    let mut kernel = home.start_with(
+        &[],
+        &[("NOTIFY_SOCKET", &sock.env()), ("WATCHDOG_USEC", "20000")],
+    );
+    home.wait_status("m", "ready", Duration::from_secs(20));
+    home.wait_log("cannot notify the service manager", Duration::from_secs(10));
+    // The kernel still answers and shuts down in order (sends would block on the full queue).
+    assert_eq!(
+        home.module_status("m").map(|m| m["status"].clone()),
+        Some(serde_json::json!("ready"))
+    );
+    let exit = kernel.stop();
+    assert!(exit.success(), "kernel exit: {exit}");
+    drop(sock);
+}
+
+#[test]
+fn abstract_notify_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("m"));
+    let name = format!("pons-test-notify-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
+    let sock = UnixDatagram::bind_addr(&addr).expect("bind abstract socket");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut kernel = home.start_with(&[], &[("NOTIFY_SOCKET", &format!("@{name}"))]);
+    let mut buf = vec![0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = sock
+            .recv(&mut buf)
+            .expect("a datagram on the abstract socket");
+        if has_line(&String::from_utf8_lossy(&buf[..n]), "READY=1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no READY=1 on @{name}");
+    }
+    kernel.stop();
+}

@@ -224,7 +224,7 @@ fn install(home: &Home, a: &ServiceInstallArgs) -> anyhow::Result<ExitCode> {
             ),
         }
     }
-    if let Some(pid) = crate::pidfile::live_pid(home) {
+    if let Some(pid) = running_kernel_pid(home) {
         let main_pid = show(&bin, scope, &name)
             .ok()
             .and_then(|p| p.get("MainPID").and_then(|v| v.parse::<i32>().ok()));
@@ -270,6 +270,17 @@ fn install(home: &Home, a: &ServiceInstallArgs) -> anyhow::Result<ExitCode> {
     }
     notes(scope, &exe);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pid of the home's running kernel: from its pid file, else from its control socket (a
+/// kernel that is starting answers before it writes the pid file).
+fn running_kernel_pid(home: &Home) -> Option<i32> {
+    crate::pidfile::live_pid(home).or_else(|| {
+        let data = remote::call(home, &remote::cmd("status"), |_| {}).ok()??;
+        data.pointer("/kernel/pid")
+            .and_then(|p| p.as_i64())
+            .and_then(|p| i32::try_from(p).ok())
+    })
 }
 
 fn root_hint(scope: Scope) -> &'static str {

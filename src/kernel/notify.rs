@@ -13,7 +13,16 @@
 //! - `STOPPING=1` when the ordered shutdown begins.
 //! - `WATCHDOG=1` every half `WATCHDOG_USEC` when systemd asked for it (`WatchdogSec=`); each ping
 //!   first takes the router lock, so a kernel stuck on it stops pinging and systemd restarts it.
+//!
+//! The states and the environment are the `sd-notify` crate's; the datagram is sent here, on a
+//! non-blocking socket: a manager that does not read (a full queue) loses messages instead of
+//! stalling a runtime worker — and with it the kernel's shutdown. An abstract socket
+//! (`NOTIFY_SOCKET=@name`) is supported too.
 
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +44,8 @@ pub const READY_BOUND: Duration = Duration::from_secs(60);
 /// The kernel's link to the service manager.
 pub struct Notifier {
     enabled: bool,
+    /// `NOTIFY_SOCKET` and the non-blocking socket messages are sent from.
+    target: Option<(OsString, UnixDatagram)>,
     watchdog: Option<Duration>,
     /// The desired state of the last boot or signalled pass, until READY=1 is sent for it.
     settle: Mutex<Option<Arc<Desired>>>,
@@ -48,9 +59,22 @@ impl Notifier {
     /// Enabled when `NOTIFY_SOCKET` is set; the watchdog when `WATCHDOG_USEC` is set too (and
     /// `WATCHDOG_PID`, if set, is this process).
     pub fn from_env() -> Notifier {
-        let enabled = std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty());
+        let target = std::env::var_os("NOTIFY_SOCKET")
+            .filter(|s| !s.is_empty())
+            .and_then(|path| match UnixDatagram::unbound().and_then(|s| {
+                s.set_nonblocking(true)?;
+                Ok(s)
+            }) {
+                Ok(sock) => Some((path, sock)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sd_notify: cannot create a socket; systemd is not notified");
+                    None
+                }
+            });
+        let enabled = target.is_some();
         Notifier {
             enabled,
+            target,
             watchdog: enabled
                 .then(sd_notify::watchdog_enabled)
                 .flatten()
@@ -100,12 +124,42 @@ impl Notifier {
     }
 
     fn send(&self, states: &[NotifyState]) {
-        if let Err(e) = sd_notify::notify(states) {
+        let Some((path, sock)) = &self.target else {
+            return;
+        };
+        let mut msg = String::new();
+        for s in states {
+            let _ = writeln!(msg, "{s}");
+        }
+        if let Err(e) = send_to(sock, path, msg.as_bytes()) {
             if !self.failed.swap(true, Ordering::AcqRel) {
-                let socket = std::env::var("NOTIFY_SOCKET").unwrap_or_default();
-                tracing::warn!(socket = %socket, error = %e, "sd_notify: cannot notify the service manager");
+                tracing::warn!(
+                    socket = %path.to_string_lossy(),
+                    error = %e,
+                    "sd_notify: cannot notify the service manager (messages are dropped while it does not read)"
+                );
             }
         }
+    }
+}
+
+/// One datagram to `NOTIFY_SOCKET`: a path, or `@name` for an abstract socket.
+fn send_to(sock: &UnixDatagram, path: &OsString, msg: &[u8]) -> std::io::Result<()> {
+    let n = match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(msg, &addr)?
+        }
+        None => sock.send_to(msg, path)?,
+    };
+    if n == msg.len() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            "datagram cut short",
+        ))
     }
 }
 
@@ -116,7 +170,7 @@ pub fn start(kernel: &Arc<Kernel>) {
         return;
     }
     tracing::info!(
-        socket = %std::env::var("NOTIFY_SOCKET").unwrap_or_default(),
+        socket = %n.target.as_ref().map(|t| t.0.to_string_lossy()).unwrap_or_default(),
         watchdogMs = n.watchdog.map(|d| d.as_millis() as u64),
         "sd_notify enabled"
     );
