@@ -45,6 +45,9 @@ pub enum Command {
     /// Start modules stopped with `pons stop`: remove them from `kernel.disabled`, then wait until
     /// they are ready.
     Start(LifecycleArgs),
+    /// Run the kernel as a systemd service: install, uninstall, status.
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -309,6 +312,53 @@ pub enum ConfigCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Write a systemd unit for this home and enable it (prints it where systemd does not run).
+    Install(ServiceInstallArgs),
+    /// Stop, disable and remove this home's unit.
+    Uninstall(ServiceScopeArgs),
+    /// Whether the unit is installed, enabled and active, and the kernel's status.
+    Status(ServiceStatusArgs),
+}
+
+/// `--user` or `--system` (default: system for root, else user).
+#[derive(Debug, Clone, Copy, Args)]
+#[group(multiple = false)]
+pub struct ServiceScopeArgs {
+    /// The user's systemd instance (~/.config/systemd/user); the default unless root.
+    #[arg(long)]
+    pub user: bool,
+    /// The system instance (/etc/systemd/system); the default for root.
+    #[arg(long)]
+    pub system: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServiceInstallArgs {
+    #[command(flatten)]
+    pub scope: ServiceScopeArgs,
+    /// Print the unit and change nothing.
+    #[arg(long)]
+    pub print: bool,
+    /// Unit name (default: pons.service for ~/.pons, else pons-<home dir name>.service).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Let systemd restart a kernel that stops answering for this long (WatchdogSec=; off by
+    /// default).
+    #[arg(long, value_name = "S")]
+    pub watchdog_sec: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ServiceStatusArgs {
+    #[command(flatten)]
+    pub scope: ServiceScopeArgs,
+    /// Machine-readable output (stable; see specs/cli.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

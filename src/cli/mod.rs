@@ -23,6 +23,7 @@ mod permissions;
 mod plan;
 mod remote;
 mod reset;
+mod service;
 mod status;
 mod update;
 
@@ -65,7 +66,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         cli.command,
         Command::Kernel(KernelCmd::Start(_) | KernelCmd::Restart(_))
     );
-    let needs_home = !runs_kernel && !matches!(cli.command, Command::Completions { .. });
+    let needs_home = !runs_kernel
+        && !matches!(
+            cli.command,
+            Command::Completions { .. }
+                | Command::Service(args::ServiceCmd::Uninstall(_) | args::ServiceCmd::Status(_))
+        );
     if needs_home && !home.root.is_dir() {
         anyhow::bail!(
             "the pons home {} does not exist: check --home or PONS_HOME, or create it with `pons kernel start --home {}`",
@@ -98,6 +104,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restart(a) => lifecycle::restart(&home, &a),
         Command::Stop(a) => lifecycle::stop(&home, &a),
         Command::Start(a) => lifecycle::start(&home, &a),
+        Command::Service(s) => service::run(&home, s),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pons", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

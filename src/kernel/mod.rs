@@ -8,6 +8,7 @@
 
 pub mod calls;
 pub mod control;
+pub mod notify;
 pub mod observe;
 pub mod outbox;
 pub mod prepare;
@@ -72,6 +73,8 @@ pub struct Kernel {
     pub forced_log_level: Option<String>,
     /// One deno lock file step at a time per lock file ([`prepare`]).
     pub prepare_locks: prepare::PrepareLocks,
+    /// sd_notify to systemd ([`notify`]; a no-op outside a `Type=notify` service).
+    pub notify: notify::Notifier,
 }
 
 impl Kernel {

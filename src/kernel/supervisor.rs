@@ -55,7 +55,7 @@ enum Ended {
 
 const RESET_AFTER: Duration = Duration::from_secs(60);
 /// Between SIGTERM to the process group and SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(2);
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Supervisor {
     kernel: Arc<Kernel>,
