@@ -1,6 +1,6 @@
 """Tests of pons_sdk: a tiny module runs as a subprocess and is driven over its pipes, the way the
 kernel drives it (init -> ready -> deps_ready -> rpc_request -> shutdown, and the rest of the
-protocol). Also checks that the SDK copies in examples/ are identical to sdk/python/pons_sdk.py.
+protocol). The SDK is imported from src/ (the package's source), as the demo home does.
 
 Run: python3 -m unittest discover -s sdk/python
 """
@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-SDK = HERE / "pons_sdk.py"
+SRC = HERE / "src"
 
 DEADLINE = 10.0  # seconds to wait for any expected message
 
@@ -179,7 +179,7 @@ class Harness:
 
 class ModuleProtocolTest(unittest.TestCase):
     def setUp(self) -> None:
-        self.h = Harness(MODULE_SOURCE % {"sdk_dir": str(HERE)})
+        self.h = Harness(MODULE_SOURCE % {"sdk_dir": str(SRC)})
         self.addCleanup(self.h.close)
 
     def init(self, config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -368,7 +368,7 @@ class InitGateTest(unittest.TestCase):
     then are dispatched in their order of arrival (after `ready`)."""
 
     def test_messages_during_init_wait_for_it(self) -> None:
-        h = Harness(SLOW_INIT_SOURCE % {"sdk_dir": str(HERE)})
+        h = Harness(SLOW_INIT_SOURCE % {"sdk_dir": str(SRC)})
         self.addCleanup(h.close)
         h.send({"type": "init", "protocolVersion": "1.0", "config": {},
                 "workspacePath": "/tmp/home", "projectRoot": "/tmp/home"})
@@ -392,16 +392,6 @@ class InitGateTest(unittest.TestCase):
                                    {"greeting": "Hi", "method": "third"}])
         seen = [a for a in answers if a.get("type") == "log" and a.get("msg") == "seen"]
         self.assertEqual([a["data"] for a in seen], [{"greeting": "Hi"}])
-
-
-class ExampleCopiesTest(unittest.TestCase):
-    def test_example_copies_match_sdk(self) -> None:
-        """Every pons_sdk.py under examples/ must be a byte-identical copy of the SDK."""
-        copies = sorted((REPO / "examples").glob("**/pons_sdk.py"))
-        self.assertTrue(copies, "no copies of pons_sdk.py found under examples/")
-        expected = SDK.read_bytes()
-        stale = [str(p.relative_to(REPO)) for p in copies if p.read_bytes() != expected]
-        self.assertEqual(stale, [], "stale SDK copies: run `python3 sdk/python/sync_copies.py`")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""pons_sdk: a one-file Python SDK for pons modules (stdlib only, Python >= 3.9).
+"""pons_sdk: the Python SDK for pons modules (one file, stdlib only, Python >= 3.9).
 
 A pons module is a child process that speaks newline-delimited JSON with the kernel: it reads
 messages on stdin and writes compact JSON + "\\n" on stdout; stderr carries free text only.
@@ -40,6 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
 __all__ = ["Module", "PonsError", "RpcError", "CallError", "PonsTimeout", "PROTOCOL_VERSION"]
+
+# The package version (sdk/python/pyproject.toml reads it from here).
+__version__ = "0.1.0"
 
 PROTOCOL_VERSION = "1.0"
 
