@@ -394,5 +394,19 @@ class InitGateTest(unittest.TestCase):
         self.assertEqual([a["data"] for a in seen], [{"greeting": "Hi"}])
 
 
+    def test_shutdown_during_init_still_answers_held_requests(self) -> None:
+        """A request held while `on_init` runs is answered even when `shutdown` comes before
+        `on_init` returned: it counts as in flight from its arrival."""
+        h = Harness(SLOW_INIT_SOURCE % {"sdk_dir": str(SRC)})
+        self.addCleanup(h.close)
+        h.send({"type": "init", "protocolVersion": "1.0", "config": {}})
+        h.send({"type": "rpc_request", "id": "k-1", "from": "c", "service": "slow",
+                "method": "held"})
+        h.send({"type": "shutdown"})
+        h.expect_type("ready")
+        answer = h.expect_type("rpc_response", id="k-1")
+        self.assertEqual(answer["result"], {"greeting": "Hi", "method": "held"})
+        self.assertEqual(h.wait_exit(), 0)
+
 if __name__ == "__main__":
     unittest.main()
