@@ -11,7 +11,7 @@ use pons_reconciler::permissions::PermissionsFile;
 use serde_json::{json, Value};
 
 use super::args::ModulesCmd;
-use super::{approve, offline, output, remote, update};
+use super::{approve, approve_watch, offline, output, remote, update};
 use crate::control::api::Request;
 use crate::home::Home;
 
@@ -24,7 +24,13 @@ pub fn run(home: &Home, cmd: ModulesCmd) -> anyhow::Result<ExitCode> {
             yes,
             json,
         } => approve::install(home, &path, copy, yes, json),
-        ModulesCmd::Approve { id, yes, json } => approve::approve(home, &id, yes, json),
+        ModulesCmd::Approve {
+            id,
+            yes,
+            watch: true,
+            ..
+        } => approve_watch::watch(home, &id, yes),
+        ModulesCmd::Approve { id, yes, json, .. } => approve::approve(home, &id, yes, json),
         ModulesCmd::Uninstall { id, json } => uninstall(home, &id, json),
         ModulesCmd::Restart { id, json } => restart(home, &id, json),
         ModulesCmd::Update { id, all, yes, json } => {

@@ -65,11 +65,13 @@ pub async fn stdout_task(
     kernel.tell(&module, SupCmd::StdoutClosed { gen });
 }
 
-/// Logs every stderr line of `module` and keeps the last one.
+/// Logs every stderr line of `module` and keeps the last one; `hint` explains import failures
+/// the sandbox may have caused ([`crate::kernel::hints`]).
 pub async fn stderr_task(
     module: Arc<str>,
     stderr: ChildStderr,
     last: Arc<parking_lot::Mutex<Option<String>>>,
+    hint: crate::kernel::hints::StderrHint,
 ) {
     let mut reader = LineReader::new(stderr, 64 << 10);
     loop {
@@ -77,6 +79,7 @@ pub async fn stderr_task(
             .read_batch(|line| {
                 let text = String::from_utf8_lossy(line);
                 tracing::warn!(module = %module, source = "stderr", "{text}");
+                hint.observe(&text);
                 *last.lock() = Some(text.into_owned());
             })
             .await;
