@@ -1,7 +1,7 @@
-//! Hints about a module's stderr: when a sandboxed module says it could not import or load
-//! something (python `ModuleNotFoundError`/`ImportError`, node `Cannot find module`/`EACCES`,
-//! deno `Permission denied (os error 13)`), Landlock may have refused the read, and the runtime's
-//! message does not say so. The kernel then logs one warning naming the module, what failed,
+//! Hints about a module's stderr: when a sandboxed module says it could not import or read
+//! something (python `ModuleNotFoundError`/`ImportError`/`PermissionError: [Errno 13]`, node
+//! `Cannot find module`/`EACCES`, deno `Permission denied (os error 13)`), Landlock may have
+//! refused the read, and the runtime's message does not say so. The kernel then logs one warning naming the module, what failed,
 //! the paths the sandbox lets it read, and what to do (add the path to `permissions.read` in
 //! module.json and approve the module again).
 //!
@@ -14,9 +14,12 @@ use std::sync::Arc;
 
 use pons_reconciler::desired::SandboxPolicy;
 
-/// What a stderr line says the runtime failed to import or load.
+/// What a stderr line says the runtime failed to import or read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportFailure {
+    /// `import` (a module or package was not found), `read` (a file could not be opened) or
+    /// `load` (deno could not load a module).
+    pub verb: &'static str,
     /// The module name or path that failed (`None` when the line does not name it).
     pub what: Option<String>,
 }
@@ -28,25 +31,40 @@ pub fn import_failure(runtime: &str, line: &str) -> Option<ImportFailure> {
         "python" => {
             // The last line of a traceback: `ModuleNotFoundError: No module named 'x'`, or
             // `ImportError: cannot import name 'y' from 'x' (…)`.
+            // `PermissionError: [Errno 13] Permission denied: '/x/pyvenv.cfg'` is a refused read.
             if let Some(rest) = line.strip_prefix("ModuleNotFoundError:") {
                 return Some(ImportFailure {
+                    verb: "import",
                     what: quoted(rest, '\'').or_else(|| non_empty(rest)),
                 });
             }
-            line.strip_prefix("ImportError:").map(|rest| ImportFailure {
-                what: non_empty(rest),
-            })
+            if let Some(rest) = line.strip_prefix("ImportError:") {
+                return Some(ImportFailure {
+                    verb: "import",
+                    what: non_empty(rest),
+                });
+            }
+            line.strip_prefix("PermissionError: [Errno 13]")
+                .map(|rest| ImportFailure {
+                    verb: "read",
+                    what: quoted(rest, '\''),
+                })
         }
         "node" | "bun" => {
             // `Error: Cannot find module '/x/y.js'`, `Error [ERR_MODULE_NOT_FOUND]: Cannot find
             // module '/x/y.mjs' imported from /a.mjs`, `Cannot find package 'p' imported from …`,
             // `Error: EACCES: permission denied, open '/x/y'`.
-            ["Cannot find module", "Cannot find package", "EACCES"]
-                .iter()
-                .find_map(|needle| line.find(needle).map(|at| &line[at..]))
-                .map(|rest| ImportFailure {
-                    what: quoted(rest, '\'').or_else(|| quoted(rest, '"')),
-                })
+            [
+                ("Cannot find module", "import"),
+                ("Cannot find package", "import"),
+                ("EACCES", "read"),
+            ]
+            .iter()
+            .find_map(|(needle, verb)| line.find(needle).map(|at| (&line[at..], *verb)))
+            .map(|(rest, verb)| ImportFailure {
+                verb,
+                what: quoted(rest, '\'').or_else(|| quoted(rest, '"')),
+            })
         }
         "deno" => {
             // `error: Permission denied (os error 13)`, often with what deno was loading:
@@ -58,7 +76,7 @@ pub fn import_failure(runtime: &str, line: &str) -> Option<ImportFailure> {
                 .split_whitespace()
                 .find(|w| w.starts_with('/') || w.starts_with("file:///"))
                 .map(|w| w.trim_end_matches([':', ',', '"', '\'']).to_string());
-            Some(ImportFailure { what })
+            Some(ImportFailure { verb: "load", what })
         }
         _ => None,
     }
@@ -110,10 +128,11 @@ pub fn hint_text(id: &str, line: &str, failure: &ImportFailure, paths: &[PathBuf
             .join(", ")
     };
     format!(
-        "module `{id}` could not import {what} (stderr: {}); the sandbox lets it read only {list} \
+        "module `{id}` could not {} {what} (stderr: {}); the sandbox lets it read only {list} \
          (plus system paths and its interpreter's own libraries, see `pons status --json`): if \
-         what it imports lives elsewhere, add that directory to permissions.read in module.json \
+         what it needs lives elsewhere, add that directory to permissions.read in module.json \
          and approve the module again (`pons modules approve {id}`)",
+        failure.verb,
         line.trim()
     )
 }
@@ -176,6 +195,10 @@ mod tests {
         import_failure(runtime, line).map(|f| f.what)
     }
 
+    fn verb(runtime: &str, line: &str) -> Option<&'static str> {
+        import_failure(runtime, line).map(|f| f.verb)
+    }
+
     #[test]
     fn python_import_errors() {
         assert_eq!(
@@ -195,6 +218,31 @@ mod tests {
                 "ImportError: cannot import name 'x' from 'y' (/m/y.py)"
             ),
             Some(Some("cannot import name 'x' from 'y' (/m/y.py)".into()))
+        );
+        assert_eq!(
+            what(
+                "python",
+                "PermissionError: [Errno 13] Permission denied: '/venv/pyvenv.cfg'"
+            ),
+            Some(Some("/venv/pyvenv.cfg".into()))
+        );
+        assert_eq!(
+            verb(
+                "python",
+                "PermissionError: [Errno 13] Permission denied: '/x'"
+            ),
+            Some("read")
+        );
+        assert_eq!(
+            verb("python", "ModuleNotFoundError: No module named 'x'"),
+            Some("import")
+        );
+        assert_eq!(
+            what(
+                "python",
+                "PermissionError: [Errno 1] Operation not permitted"
+            ),
+            None
         );
         // Traceback lines before the last one, and prose that mentions the error, are not it.
         assert_eq!(
@@ -235,6 +283,14 @@ mod tests {
             Some(Some("y".into()))
         );
         assert_eq!(what("node", "Require stack:"), None);
+        assert_eq!(
+            verb("node", "Error: EACCES: permission denied, open '/x'"),
+            Some("read")
+        );
+        assert_eq!(
+            verb("node", "Error: Cannot find module '/x'"),
+            Some("import")
+        );
     }
 
     #[test]
@@ -277,6 +333,7 @@ mod tests {
     #[test]
     fn the_hint_names_module_failure_paths_and_the_fix() {
         let failure = ImportFailure {
+            verb: "import",
             what: Some("shared_lib".into()),
         };
         let text = hint_text(
@@ -290,7 +347,7 @@ mod tests {
             "module `worker` could not import `shared_lib` (stderr: ModuleNotFoundError: No module \
              named 'shared_lib'); the sandbox lets it read only /m/worker, /srv/lib (plus system \
              paths and its interpreter's own libraries, see `pons status --json`): if what it \
-             imports lives elsewhere, add that directory to permissions.read in module.json and \
+             needs lives elsewhere, add that directory to permissions.read in module.json and \
              approve the module again (`pons modules approve worker`)"
         );
     }
