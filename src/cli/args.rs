@@ -177,6 +177,10 @@ pub enum ModulesCmd {
         /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
+        /// Development loop: keep running and approve the module again whenever its module.json
+        /// changes (a change that widens its permissions is asked about, or needs --yes).
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
     },
     /// Remove a module from modules/ and revoke its permissions.
     Uninstall {

@@ -8,6 +8,7 @@ pub mod args;
 
 mod apply;
 mod approve;
+mod approve_watch;
 mod audit;
 mod colour;
 mod config;

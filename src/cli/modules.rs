@@ -13,7 +13,7 @@ use pons_reconciler::permissions::PermissionsFile;
 use serde_json::{json, Value};
 
 use super::args::ModulesCmd;
-use super::{approve, lifecycle, offline, output, update};
+use super::{approve, approve_watch, lifecycle, offline, output, update};
 use crate::home::Home;
 
 pub fn run(home: &Home, cmd: ModulesCmd) -> anyhow::Result<ExitCode> {
@@ -25,7 +25,13 @@ pub fn run(home: &Home, cmd: ModulesCmd) -> anyhow::Result<ExitCode> {
             yes,
             json,
         } => approve::install(home, &path, copy, yes, json),
-        ModulesCmd::Approve { id, yes, json } => approve::approve(home, &id, yes, json),
+        ModulesCmd::Approve {
+            id,
+            yes,
+            watch: true,
+            ..
+        } => approve_watch::watch(home, &id, yes),
+        ModulesCmd::Approve { id, yes, json, .. } => approve::approve(home, &id, yes, json),
         ModulesCmd::Uninstall { id, json } => uninstall(home, &id, json),
         ModulesCmd::Restart { id, wait, json } => lifecycle::restart_module(home, &id, wait, json),
         ModulesCmd::Disable(a) => lifecycle::stop(home, &a),

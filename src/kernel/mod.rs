@@ -8,6 +8,7 @@
 
 pub mod calls;
 pub mod control;
+pub mod hints;
 pub mod notify;
 pub mod observe;
 pub mod outbox;

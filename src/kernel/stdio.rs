@@ -87,11 +87,13 @@ fn hold(kernel: &Kernel, module: &str, gen: u64, since: Option<Instant>) {
     }
 }
 
-/// Logs every stderr line of `module` (terminal-safe) and keeps the last one.
+/// Logs every stderr line of `module` (terminal-safe) and keeps the last one; `hint` explains
+/// import failures the sandbox may have caused ([`crate::kernel::hints`]).
 pub async fn stderr_task(
     module: Arc<str>,
     stderr: ChildStderr,
     last: Arc<parking_lot::Mutex<Option<String>>>,
+    hint: crate::kernel::hints::StderrHint,
 ) {
     let mut reader = LineReader::new(stderr, 64 << 10);
     loop {
@@ -102,6 +104,7 @@ pub async fn stderr_task(
                 let raw = String::from_utf8_lossy(line);
                 let text = crate::safe_text::terminal_safe(&raw);
                 tracing::warn!(module = %module, source = "stderr", "{text}");
+                hint.observe(&text);
                 *last.lock() = Some(text.into_owned());
             })
             .await;

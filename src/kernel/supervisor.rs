@@ -16,7 +16,7 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::kernel::outbox::{self, Outbox};
-use crate::kernel::{stdio, Kernel, KernelEvent};
+use crate::kernel::{hints, stdio, Kernel, KernelEvent};
 use crate::protocol::outbound;
 
 /// Commands to a module's supervisor task.
@@ -65,6 +65,8 @@ pub struct Supervisor {
     gen: u64,
     /// Told once the first process was spawned (or failed to): passes spawn in plan order.
     first_spawn: Option<oneshot::Sender<()>>,
+    /// The read paths an import-failure hint was last logged for ([`hints::StderrHint`]).
+    import_hint: Arc<parking_lot::Mutex<Option<Vec<std::path::PathBuf>>>>,
 }
 
 impl Supervisor {
@@ -81,6 +83,7 @@ impl Supervisor {
             rx,
             gen: 0,
             first_spawn: Some(first_spawn),
+            import_hint: Arc::default(),
         }
     }
 
@@ -269,11 +272,19 @@ impl Supervisor {
             tokio::spawn(outbox::writer_task(outbox.clone(), stdin));
         }
         let last_stderr = Arc::new(parking_lot::Mutex::new(None::<String>));
+        let hint = hints::StderrHint::new(
+            self.id.clone(),
+            &desired.spawn.runtime,
+            &desired.spawn.sandbox,
+            sandbox.state != crate::sandbox::SandboxState::Unavailable,
+            self.import_hint.clone(),
+        );
         let stderr_task = child.stderr.take().map(|stderr| {
             tokio::spawn(stdio::stderr_task(
                 self.id.clone(),
                 stderr,
                 last_stderr.clone(),
+                hint,
             ))
         });
         {

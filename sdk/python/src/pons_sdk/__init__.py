@@ -1,4 +1,4 @@
-"""pons_sdk: a one-file Python SDK for pons modules (stdlib only, Python >= 3.9).
+"""pons_sdk: the Python SDK for pons modules (one file, stdlib only, Python >= 3.9).
 
 A pons module is a child process that speaks newline-delimited JSON with the kernel: it reads
 messages on stdin and writes compact JSON + "\\n" on stdout; stderr carries free text only.
@@ -40,6 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
 __all__ = ["Module", "PonsError", "RpcError", "CallError", "PonsTimeout", "PROTOCOL_VERSION"]
+
+# The package version (sdk/python/pyproject.toml reads it from here).
+__version__ = "0.1.0"
 
 PROTOCOL_VERSION = "1.0"
 
@@ -382,9 +385,16 @@ class Module:
 
     def _submit_after_init(self, handler: Callable[[Dict[str, Any]], None],
                            message: Dict[str, Any]) -> None:
-        """Submits now when `on_init` has returned, else holds the message until it has."""
+        """Submits now when `on_init` has returned, else holds the message until it has.
+
+        A held message counts as in flight from the moment it arrived: a `shutdown` that comes
+        while it waits (even between `ready` and the gate opening) lets it run and answer, within
+        `shutdown_drain_seconds`, like a request that was already running.
+        """
         with self._init_gate:
             if not self._init_done:
+                with self._in_flight_cond:
+                    self._in_flight += 1
                 self._held.append((handler, message))
                 return
         self._submit(handler, message)
@@ -394,15 +404,20 @@ class Module:
         with self._init_gate:
             # Submitting under the lock keeps a message that arrives meanwhile behind them.
             for handler, message in self._held:
-                self._submit(handler, message)
+                self._submit(handler, message, counted=True)
             self._held = []
             self._init_done = True
 
-    def _submit(self, handler: Callable[[Dict[str, Any]], None], message: Dict[str, Any]) -> None:
-        if self._pool is None or self.shutting_down.is_set():
+    def _submit(self, handler: Callable[[Dict[str, Any]], None], message: Dict[str, Any],
+                counted: bool = False) -> None:
+        """Runs `handler(message)` on the pool; `counted`: already counted in flight (held)."""
+        if self._pool is None or (self.shutting_down.is_set() and not counted):
+            if counted:
+                self._handler_done()
             return
-        with self._in_flight_cond:
-            self._in_flight += 1
+        if not counted:
+            with self._in_flight_cond:
+                self._in_flight += 1
         try:
             self._pool.submit(self._run_handler, handler, message)
         except RuntimeError:  # pool already shut down
