@@ -11,10 +11,12 @@
 //!
 //! Properties: (a) building the desired state and planning is deterministic (and does not depend
 //! on the order of the directory entries); (b) a plan converges: after a successful apply, planning
-//! again — against the same desired state, and in the kernel's next pass — has nothing to do;
-//! (c) spawns and restarts follow the dependency order, stops the reverse; (d) every blocked module
-//! is listed with a sentence and the lifecycle token it would be stopped with; (e) a module gets at
-//! most one change per plan, and only modules that can take it.
+//! again against the same desired state has nothing to do, and — from a state the kernel reaches
+//! (see [`Kernel`]) — neither has the kernel's next pass; (c) spawns and restarts follow the
+//! dependency order, stops the reverse; (d) every blocked module is listed with a sentence and the
+//! lifecycle token it would be stopped with, every stop and restart has a token (a crashed or
+//! stopped module shown as `blocked` has none: it is not stopped); (e) a module gets at most one
+//! change per plan, and only modules that can take it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
