@@ -15,7 +15,9 @@
 //! - Directories whose name starts with `.` and non-directories in `modules/` are skipped silently;
 //!   a directory without `module.json` is blocked.
 //! - Two directories with one id: the first by directory name keeps it (`DuplicateId`). Two
-//!   providers of one service: the first by (ran in `previous`, priority, id) keeps it.
+//!   providers of one service: the first by (not down, ran in `previous`, pinned in
+//!   `serviceProviders`, priority, id) keeps it, unless it cannot run itself (cycle, missing
+//!   provider): then the other one does.
 //! - A manifest with `"sandbox": "required"` is blocked (`SandboxRequired`) when the snapshot says
 //!   the running Linux has no Landlock ([`crate::Snapshot::landlock_abi`]).
 //! - A module whose id is listed in `kernel.disabled` and would otherwise run is blocked as

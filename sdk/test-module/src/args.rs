@@ -48,6 +48,8 @@ usage: pons-test-module [FLAGS]
                                 params {pad}) and record latency percentiles
   --bench-now                   start --bench-rpc at once instead of after deps_ready
   --bench-expect N              record the receive times of every group of N deliveries
+  --relay PATH                  after deps_ready copy raw lines from the Unix socket PATH to
+                                stdout (reconnecting when it closes): the wire fuzzer's door
 ";
 
 /// A burst to publish after `deps_ready`.
@@ -125,6 +127,7 @@ pub struct Opts {
     pub bench_rpc: Option<BenchRpc>,
     pub bench_now: bool,
     pub bench_expect: u64,
+    pub relay: Option<String>,
     pub help: bool,
 }
 
@@ -190,6 +193,7 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--bench-rpc" => o.bench_rpc = Some(bench_rpc(&value()?)?),
             "--bench-now" => o.bench_now = true,
             "--bench-expect" => o.bench_expect = number(flag, &value()?)?,
+            "--relay" => o.relay = Some(value()?),
             "--help" | "-h" => o.help = true,
             other => return Err(format!("unknown flag {other} (see --help)")),
         }
@@ -353,6 +357,8 @@ mod tests {
         );
         assert!(o.bench_now);
         assert_eq!(o.bench_expect, 5);
+        let o = parse(&args(&["--relay=/tmp/fuzz.sock"])).unwrap();
+        assert_eq!(o.relay.as_deref(), Some("/tmp/fuzz.sock"));
         assert!(parse(&args(&["--bench-rpc", "svc"])).is_err());
     }
 

@@ -9,6 +9,7 @@ mod bench;
 mod control;
 mod probes;
 mod record;
+mod relay;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
