@@ -595,6 +595,7 @@ fn snapshot(h: &HomeSpec) -> Snapshot {
                 manifest: FileRead::Bytes(bytes),
                 entry,
                 deno_json: FileRead::Missing,
+                deno_jsonc: FileRead::Missing,
                 schema,
             }
         })
@@ -604,7 +605,9 @@ fn snapshot(h: &HomeSpec) -> Snapshot {
         env,
         config_yaml: FileRead::Bytes(config_yaml(h)),
         permissions_yaml: FileRead::Bytes(permissions_yaml(h)),
-        home_deno_json: false,
+        home_real: None,
+        home_deno_json: FileRead::Missing,
+        home_deno_jsonc: FileRead::Missing,
         modules,
         which,
         landlock_abi: h.landlock.then_some(6),
