@@ -178,3 +178,23 @@ fn approving_a_module_that_cannot_start_says_why() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dependency cycle"), "{err}");
 }
+
+#[test]
+fn status_is_coloured_only_when_asked() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("m"));
+    let _k = home.start();
+    home.wait_status("m", "ready", std::time::Duration::from_secs(15));
+    let run = |env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(pons_bin());
+        c.args(["status", "--home"]).arg(home.path());
+        c.env_remove("NO_COLOR").env_remove("PONS_COLOR");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        String::from_utf8_lossy(&c.output().expect("pons status").stdout).into_owned()
+    };
+    assert!(!run(&[]).contains('\x1b'));
+    let forced = run(&[("PONS_COLOR", "always")]);
+    assert!(forced.contains("\x1b[32mready\x1b[0m"), "{forced:?}");
+}

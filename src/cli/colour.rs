@@ -60,9 +60,52 @@ pub fn plan(text: &str) -> String {
     out
 }
 
+/// A rendered status table with each module's status word coloured: the second column of the
+/// rows under the `ID  STATUS` header, up to the first blank line.
+pub fn status(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut in_table = false;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("ID ") && line.contains(" STATUS ") {
+            in_table = true;
+            out.push_str(line);
+            continue;
+        }
+        if line.trim().is_empty() {
+            in_table = false;
+        }
+        match in_table.then(|| status_span(line)).flatten() {
+            Some((start, end)) => {
+                out.push_str(&line[..start]);
+                out.push_str(&paint(&line[start..end]));
+                out.push_str(&line[end..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// Byte range of the second column of a table row (columns are separated by two spaces or more).
+fn status_span(line: &str) -> Option<(usize, usize)> {
+    let id_end = line.find("  ")?;
+    let start = id_end + line[id_end..].find(|c: char| c != ' ')?;
+    let end = start + line[start..].find(' ').unwrap_or(line.len() - start);
+    code(&line[start..end]).map(|_| (start, end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_words_are_painted_in_the_table_only() {
+        let text = "Kernel: running\n\nID   STATUS   PID\nweb  ready    12\ndb   crashed  -\n\nConverged: no (ready)\n";
+        let out = status(text);
+        assert!(out.contains("web  \x1b[32mready\x1b[0m    12\n"), "{out:?}");
+        assert!(out.contains("db   \x1b[31mcrashed\x1b[0m  -\n"), "{out:?}");
+        assert!(out.ends_with("\nConverged: no (ready)\n"), "{out:?}");
+    }
 
     #[test]
     fn plan_signs_are_painted_and_nothing_else() {

@@ -20,7 +20,12 @@ pub fn run(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::print_json(&report)?;
     } else {
-        print!("{}", render(&report));
+        let text = render(&report);
+        if super::colour::enabled() {
+            print!("{}", super::colour::status(&text));
+        } else {
+            print!("{text}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
