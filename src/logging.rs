@@ -1,4 +1,4 @@
-//! Logging with `tracing`: human-readable lines on stderr in the reference format of compat.md
+//! Logging with `tracing`: human-readable lines on stderr in the reference format of the reference kernel
 //! §6.3 (colour only when stderr is a TTY and `NO_COLOR` is unset) and JSON lines in a daily file
 //! `<home>/.runtime/logs/kernel-YYYY-MM-DD.log` (directory 0700, files 0600).
 //!
@@ -143,7 +143,7 @@ macro_rules! event_at {
 }
 
 /// Logs a module's `log` message at its level (unknown → info, fatal → error) with `module` set,
-/// `data` (raw JSON, passed on as text) rendered inline as `k=v` (compat.md §6.3) and flattened
+/// `data` (raw JSON, passed on as text) rendered inline as `k=v` and flattened
 /// into the JSON line, and the optional `topic` (consecutive entries with the same topic are
 /// grouped on stderr). `msg`, `data` and `topic` are bounded by [`caps`].
 pub fn log_module_line(

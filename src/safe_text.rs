@@ -1,4 +1,4 @@
-//! Text written by modules made safe for an operator's terminal (DESIGN.md §7): what a module
+//! Text written by modules made safe for an operator's terminal: what a module
 //! prints must not forge a line of the human log nor paint or clear the screen.
 //!
 //! [`terminal_safe`] removes SGR sequences (`ESC [ … m`: colours and styles, as in a Deno stack

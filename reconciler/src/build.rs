@@ -1,7 +1,7 @@
 //! `build_desired`: one [`Snapshot`] (plus the previous desired state) → [`Desired`].
 //!
 //! Steps: parse permissions.yaml and config.yaml (keeping the previous value of a file that
-//! fails to parse), discover modules (compat.md §2.2, every problem blocks only that module),
+//! fails to parse), discover modules,
 //! resolve each runnable module (approval, hash, entry, runtime, environment, sandbox — a
 //! required sandbox blocks the module where Landlock is unavailable —, capabilities, config
 //! section, fingerprints), set aside those listed in `kernel.disabled` (`BlockReason::Disabled`;
@@ -598,7 +598,7 @@ fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-/// Entry containment and the `.js` sibling preference (compat.md §2.2 steps 11–12).
+/// Entry containment and the `.js` sibling preference.
 fn resolve_entry(m: &Manifest, md: &ModuleDir, module_real: &Path) -> Result<PathBuf, BlockReason> {
     let requested = manifest::entry_request(m);
     let probe = md.entry.clone().unwrap_or_default();

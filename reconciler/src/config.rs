@@ -1,4 +1,4 @@
-//! `config.yaml`: parsing (serde-saphyr, strict), kernel sections with defaults (compat.md §3.4),
+//! `config.yaml`: parsing (serde-saphyr, strict), kernel sections with defaults,
 //! `${VAR}` interpolation of module sections, key paths (get, set, coercion, scope checks) and
 //! JSON-Schema validation of module sections (draft 2020-12, defaults filled in).
 
@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::yaml::{self, YamlError};
 
-/// `lifecycle` section, all in milliseconds / counts (compat.md §3.4 defaults), plus pons' own
+/// `lifecycle` section, all in milliseconds / counts, plus pons' own
 /// `maxMessageBytes` (10 MiB), `slowConsumerMs` (10 s) and `maxPendingRpcs` (1024 RPCs in
 /// flight per caller).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -504,7 +504,7 @@ pub fn section_text(value: &Value) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Key paths (compat.md §3.4, §5)
+// Key paths
 
 const UNSAFE_SEGMENTS: [&str; 3] = ["__proto__", "constructor", "prototype"];
 
@@ -573,7 +573,7 @@ pub fn remove_path(root: &mut Value, key: &str) -> bool {
         .is_some_and(|m| m.shift_remove(*last).is_some())
 }
 
-/// Coercion of `config set` / `config.set` string values (compat.md §3.4): `{…}`/`[…]` parsed
+/// Coercion of `config set` / `config.set` string values: `{…}`/`[…]` parsed
 /// as JSON when they parse, `true`/`false`/`null` literals, numbers (`42`, `1e3`, `0x10`), else
 /// the string itself.
 pub fn coerce(s: &str) -> Value {
@@ -625,7 +625,7 @@ fn parse_number(t: &str) -> Option<Value> {
     serde_json::Number::from_f64(f).map(Value::Number)
 }
 
-/// compat.md §5 `checkConfig`: a module may touch `key` only when it is not empty, `.` or `..`,
+/// the reference kernel's behaviour `checkConfig`: a module may touch `key` only when it is not empty, `.` or `..`,
 /// has no `..`/`__proto__`/`constructor`/`prototype` segment, and its first segment is the
 /// module's own `configKey`. The error is the sentence the kernel call answers with.
 pub fn check_scope(key: &str, caller_config_key: Option<&str>, write: bool) -> Result<(), String> {

@@ -1,4 +1,4 @@
-//! The clap command tree of `pons` (DESIGN.md §4). Parsing only; the work is done by the
+//! The clap command tree of `pons`. Parsing only; the work is done by the
 //! per-group files next to this one.
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! `pons service install | uninstall | status`: the kernel of a home as a systemd service
-//! (DESIGN.md §10). The unit's text is [`unit`]'s; this file finds the scope, talks to
+//!. The unit's text is [`unit`]'s; this file finds the scope, talks to
 //! `systemctl`, and says what it did. Where systemd is not the init system, nothing is written:
 //! the unit is printed with the path it would go to.
 //!

@@ -70,7 +70,7 @@ pub struct ControlCommand {
     pub reply: oneshot::Sender<Response>,
 }
 
-/// `pons status --json` (DESIGN.md §4). Also the `data` of the `status` control command.
+/// `pons status --json`. Also the `data` of the `status` control command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub kernel: KernelStatus,
@@ -171,7 +171,7 @@ pub const COMMANDS: &[&str] = &[
 /// `data` of the `plan` control command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanReply {
-    /// The plan JSON of DESIGN.md §4 (`render::plan_json`).
+    /// The plan JSON of specs/cli.md (`render::plan_json`).
     pub json: serde_json::Value,
     /// The terraform-style rendering (`render::plan_text`).
     pub text: String,

@@ -1,4 +1,4 @@
-//! The kernel's side of the control socket: one handler per request (DESIGN.md §3, compat.md §7.3).
+//! The kernel's side of the control socket: one handler per request.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,4 @@
-//! sd_notify: what the kernel tells systemd when it runs as a `Type=notify` service (DESIGN.md
-//! §10). Everything here is a no-op unless `NOTIFY_SOCKET` is set, and no task or timer exists
+//! sd_notify: what the kernel tells systemd when it runs as a `Type=notify` service (the design). Everything here is a no-op unless `NOTIFY_SOCKET` is set, and no task or timer exists
 //! then.
 //!
 //! - `READY=1` once the boot pass has converged: every runnable module of that pass is settled

@@ -1,5 +1,5 @@
 //! What the kernel reports about itself: the observed state handed to the planner, and the
-//! status report of `pons status` (DESIGN.md §4).
+//! status report of `pons status`.
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! writer task swaps the whole buffer out and writes it to the module's stdin in one call, so a
 //! burst of messages becomes a few large writes (batching per module).
 //!
-//! Back-pressure (DESIGN.md §7): an outbox above [`HIGH_WATER`] bytes is *congested*: the reader of
+//! Back-pressure: an outbox above [`HIGH_WATER`] bytes is *congested*: the reader of
 //! a publisher that filled it waits (up to `slowConsumerMs`) until it drains below [`LOW_WATER`],
 //! so nothing is lost while consumers keep up. Above [`HARD_CAP`] bytes messages are dropped and
 //! counted, so memory per module stays bounded. A consumer that makes no progress for

@@ -1,4 +1,4 @@
-//! Bounds on what one module `log` / `log-group` message may cost the kernel (DESIGN.md §7).
+//! Bounds on what one module `log` / `log-group` message may cost the kernel.
 //!
 //! Module log messages are handled on the routing path, under the router lock, so their cost
 //! must not grow with what a module sends. The raw JSON of the message is never parsed whole

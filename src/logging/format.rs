@@ -1,10 +1,10 @@
-//! Pure formatting of log records: the human line of compat.md §6.3
+//! Pure formatting of log records: the human line of the reference kernel's behaviour
 //! (`[DD-MM-YYYY HH:MM:SS] INFO  <module padded to 20><msg> k=v …`), the tree lines of a group, the
 //! inline `k=v` rendering of fields, and the JSON object written to the daily file.
 //!
 //! Everything a human line shows besides its own prefix (message, fields, group items, topics)
 //! goes through [`terminal_safe`]: a newline, carriage return or escape sequence in text a module
-//! wrote can neither forge a line nor reach the terminal (DESIGN.md §7). The JSON file keeps the
+//! wrote can neither forge a line nor reach the terminal. The JSON file keeps the
 //! text as written (JSON escapes control characters).
 
 use serde_json::{Map, Value};
@@ -15,14 +15,14 @@ use crate::safe_text::terminal_safe;
 
 /// Width of the module column.
 pub const MODULE_WIDTH: usize = 20;
-/// Indentation of the tree lines of a group (compat.md §6.3).
+/// Indentation of the tree lines of a group.
 pub const GROUP_INDENT: usize = 50;
 /// Strings are cut to this many characters in inline fields...
 pub const MAX_INLINE: usize = 120;
 /// ...except the key `error`.
 pub const MAX_INLINE_ERROR: usize = 512;
 
-/// Keys never shown inline (compat.md §6.3, minus `pid`, which the kernel logs on purpose).
+/// Keys never shown inline.
 const SKIPPED_INLINE: &[&str] = &[
     "level",
     "msg",

@@ -1,5 +1,5 @@
 //! The `tracing` layer of the kernel: live-changeable levels (global and per module, keyed by the
-//! event's `module` field), and the two sinks — human lines (with topic grouping, compat.md §6.3)
+//! event's `module` field), and the two sinks — human lines (with topic grouping, the reference kernel's behaviour)
 //! and JSON lines.
 
 use std::collections::HashMap;
@@ -158,7 +158,7 @@ impl HumanSink {
         })
     }
 
-    /// Writes a record: entries with a topic are grouped by `module:topic` (compat.md §6.3).
+    /// Writes a record: entries with a topic are grouped by `module:topic`.
     fn write(self: &Arc<Self>, r: Record) {
         let mut st = self.state.lock();
         let key = match (&r.module, &r.topic) {

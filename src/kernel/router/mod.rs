@@ -64,7 +64,7 @@ pub enum RouterEvent {
 }
 
 /// Kernel calls (module → kernel `call`) in flight per module; past this the excess is answered
-/// at once with an error (DESIGN.md §7): each call runs as a task of its own.
+/// at once with an error: each call runs as a task of its own.
 pub const MAX_CALLS_IN_FLIGHT: usize = 64;
 
 /// A module's kernel calls in flight, and whether a refusal was logged since it last had none in

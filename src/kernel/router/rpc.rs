@@ -1,8 +1,8 @@
-//! RPC between modules (compat.md §1.6): capability check, provider lookup, kernel-owned ids
+//! RPC between modules: capability check, provider lookup, kernel-owned ids
 //! towards the provider, the caller's id restored on the way back, timeouts, cleanup when either
 //! side leaves.
 //!
-//! In-flight RPCs are capped per caller (`lifecycle.maxPendingRpcs`, DESIGN.md §7): past the cap
+//! In-flight RPCs are capped per caller (`lifecycle.maxPendingRpcs`, the design): past the cap
 //! a request is answered at once with `too_many_pending: …`, never queued, so a module firing
 //! requests at a provider that never answers costs the kernel a bounded amount of memory.
 
