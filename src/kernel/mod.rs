@@ -9,6 +9,7 @@
 pub mod calls;
 pub mod control;
 pub mod observe;
+pub mod operator;
 pub mod outbox;
 pub mod prepare;
 pub mod reconcile;
