@@ -9,6 +9,7 @@ pub mod args;
 mod apply;
 mod approve;
 mod audit;
+mod call;
 mod config;
 mod doctor;
 mod edit;
@@ -93,6 +94,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Modules(m) => modules::run(&home, m),
         Command::Permissions(p) => permissions::run(&home, p),
         Command::Config(c) => config::run(&home, c),
+        Command::Call(a) => call::call(&home, &a),
+        Command::Publish(a) => call::publish(&home, &a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pons", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
