@@ -48,6 +48,10 @@ pub enum Command {
     /// Run the kernel as a systemd service: install, uninstall, status.
     #[command(subcommand)]
     Service(ServiceCmd),
+    /// Make an RPC as the operator (the provider sees `from: "operator"`); print the answer as JSON.
+    Call(CallArgs),
+    /// Publish a message as the operator (logged by the kernel); print how many subscribers got it.
+    Publish(PublishArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -148,6 +152,32 @@ pub struct ApplyArgs {
     /// Seconds to wait for convergence.
     #[arg(long, value_name = "S", default_value_t = 60)]
     pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// The service (as in a module's `provides`).
+    pub service: String,
+    /// The method.
+    pub method: String,
+    /// The params, as one JSON argument (e.g. '{"text":"hi"}'); none when left out.
+    #[arg(value_name = "JSON")]
+    pub params: Option<String>,
+    /// Seconds to wait for the answer (default: the kernel's lifecycle.rpcTimeoutMs).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// The topic (`system:` topics are the kernel's and are refused).
+    pub topic: String,
+    /// The payload, as one JSON argument; none when left out.
+    #[arg(value_name = "JSON")]
+    pub payload: Option<String>,
+    /// Machine-readable output (stable; see specs/cli.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod apply;
 mod approve;
 mod approve_watch;
 mod audit;
+mod call;
 mod colour;
 mod config;
 mod doctor;
@@ -106,6 +107,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(a) => lifecycle::stop(&home, &a),
         Command::Start(a) => lifecycle::start(&home, &a),
         Command::Service(s) => service::run(&home, s),
+        Command::Call(a) => call::call(&home, &a),
+        Command::Publish(a) => call::publish(&home, &a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pons", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-/// One request line. `cmd` is one of: `status`, `plan`, `apply`, `stop`, `module.list`,
-/// `module.status`, `module.restart`, `module.install`.
+/// One request line. `cmd` is one of [`COMMANDS`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
@@ -15,9 +14,22 @@ pub struct Request {
     pub module_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symlink: Option<bool>,
-    /// `apply`: how long to wait for convergence.
+    /// `apply`: how long to wait for convergence. `call`: the RPC timeout (default: the
+    /// kernel's `lifecycle.rpcTimeoutMs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// `call`: the service, method and params of an RPC made as the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+    /// `publish`: the topic and payload of a message published as the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// The final answer to one request.
@@ -166,6 +178,8 @@ pub const COMMANDS: &[&str] = &[
     "module.status",
     "module.restart",
     "module.install",
+    "call",
+    "publish",
 ];
 
 /// `data` of the `plan` control command.

@@ -48,6 +48,8 @@ pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
                 Err(e) => Response::err(e.to_string()),
             }
         }
+        "call" => super::operator::call(&kernel, &request).await,
+        "publish" => super::operator::publish(&kernel, &request),
         other => Response::err(format!("Unknown command: {other}")),
     };
     let _ = reply.send(resp);

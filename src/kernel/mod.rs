@@ -11,6 +11,7 @@ pub mod control;
 pub mod hints;
 pub mod notify;
 pub mod observe;
+pub mod operator;
 pub mod outbox;
 pub mod prepare;
 pub mod reconcile;

@@ -10,6 +10,7 @@ pub mod bus;
 pub mod entry;
 pub mod fasthash;
 pub mod lifecycle;
+pub mod operator;
 pub mod rpc;
 pub mod topics;
 
