@@ -38,7 +38,9 @@ pub fn run(home: &Home, ids: &[String], flags: &LogFlags) -> anyhow::Result<Exit
     };
     let since_ms = match flags.since.as_deref() {
         None => None,
-        Some(t) => Some(since::parse(t, LocalTime::now().unix_millis()).map_err(anyhow::Error::msg)?),
+        Some(t) => {
+            Some(since::parse(t, LocalTime::now().unix_millis()).map_err(anyhow::Error::msg)?)
+        }
     };
     let dir = home.logs_dir();
     let files = files::daily_files(&dir)?;

@@ -69,7 +69,14 @@ impl LocalTime {
     /// rules decide the offset; out-of-range fields are carried, so day 0 is the previous month's
     /// last day). `None` if the C library cannot represent it (or for 1969-12-31T23:59:59 UTC,
     /// which `mktime` cannot tell from an error).
-    pub fn local_to_unix(year: i32, month: i32, day: i32, hour: i32, minute: i32, second: i32) -> Option<i64> {
+    pub fn local_to_unix(
+        year: i32,
+        month: i32,
+        day: i32,
+        hour: i32,
+        minute: i32,
+        second: i32,
+    ) -> Option<i64> {
         // SAFETY: `tm` is plain old data; `mktime` reads and normalises it in place.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         tm.tm_year = year - 1900;

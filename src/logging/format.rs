@@ -196,7 +196,11 @@ fn shown_key(k: &str) -> Cow<'_, str> {
 
 /// The inline text of a record: `topic=` first when asked, then every field.
 fn record_inline(r: &Record, with_topic: bool) -> String {
-    let topic = r.topic.as_ref().filter(|_| with_topic).map(|t| Value::String(t.clone()));
+    let topic = r
+        .topic
+        .as_ref()
+        .filter(|_| with_topic)
+        .map(|t| Value::String(t.clone()));
     let shown: Vec<(Cow<'_, str>, &Value)> = topic
         .iter()
         .map(|t| (Cow::Borrowed("topic"), t))
@@ -487,7 +491,8 @@ mod tests {
 
     #[test]
     fn module_text_cannot_forge_lines() {
-        let forged = "ok\n2001-01-01T00:00:00.000+00:00 INFO  kernel              x\r\x1b[2J\x1b[31mred";
+        let forged =
+            "ok\n2001-01-01T00:00:00.000+00:00 INFO  kernel              x\r\x1b[2J\x1b[31mred";
         let mut r = rec(Some("m"), forged, vec![("k\nK", json!(forged))]);
         r.group = Some(vec![
             json!(forged),
@@ -544,9 +549,6 @@ mod tests {
             render_json_line(&line, false),
             vec!["2026-01-15T10:30:00.123+01:00 INFO  m                   hi topic=tp a=1 _level=x s=t"]
         );
-        assert_eq!(
-            render_json_line("  not json ", false),
-            vec!["not json"]
-        );
+        assert_eq!(render_json_line("  not json ", false), vec!["not json"]);
     }
 }

@@ -153,7 +153,10 @@ impl Backwards {
 fn end_of(file: &Path, f: &File, newest: Option<&Position>) -> io::Result<u64> {
     match newest {
         Some(p) if p.path == file => Ok(p.offset),
-        _ => f.metadata().map(|m| m.len()).map_err(|e| with_path(e, file)),
+        _ => f
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| with_path(e, file)),
     }
 }
 
@@ -348,10 +351,7 @@ mod tests {
 
     #[test]
     fn names_and_order() {
-        assert_eq!(
-            date_of_name("kernel-2026-01-15.log"),
-            Some("2026-01-15")
-        );
+        assert_eq!(date_of_name("kernel-2026-01-15.log"), Some("2026-01-15"));
         assert_eq!(date_of_name("kernel-stdout.log"), None);
         assert_eq!(date_of_name("kernel-2026-01-15.log.1"), None);
         let dir = tempfile::tempdir().unwrap();

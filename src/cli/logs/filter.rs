@@ -130,8 +130,10 @@ mod tests {
     }
 
     fn kernel_about(id: &str) -> Vec<u8> {
-        line(json!({"timestamp": "2026-01-15T10:30:00.000Z", "level": "info",
-                    "message": "module.spawn", "moduleId": id}))
+        line(
+            json!({"timestamp": "2026-01-15T10:30:00.000Z", "level": "info",
+                    "message": "module.spawn", "moduleId": id}),
+        )
     }
 
     fn of_module(id: &str, level: &str, ts: &str) -> Vec<u8> {
@@ -185,10 +187,7 @@ mod tests {
             keep_text: true,
             ..Filter::default()
         };
-        assert_eq!(
-            keep.select(b" raw \n"),
-            Some(Selected::Text("raw".into()))
-        );
+        assert_eq!(keep.select(b" raw \n"), Some(Selected::Text("raw".into())));
         assert_eq!(keep.select(b"  \n"), None);
         assert_eq!(Filter::default().select(b"raw"), None);
         let level = Filter {

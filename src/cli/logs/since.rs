@@ -220,7 +220,9 @@ mod tests {
         ] {
             let e = parse(bad, NOW).expect_err(bad);
             assert!(
-                e.starts_with(&format!("--since `{bad}` is not a time: use an ISO 8601 time")),
+                e.starts_with(&format!(
+                    "--since `{bad}` is not a time: use an ISO 8601 time"
+                )),
                 "{e}"
             );
             assert!(e.ends_with("today or yesterday"), "{e}");
