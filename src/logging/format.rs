@@ -147,7 +147,7 @@ pub fn inline_data(data: Option<&Value>) -> String {
 
 /// The header part of a human line: `stamp LEVEL <module padded>`, coloured if asked.
 fn prefix(t: &LocalTime, level: Level, module: &str, color: bool) -> String {
-    let module = format!("{module:<MODULE_WIDTH$}");
+    let module = format!("{:<MODULE_WIDTH$}", terminal_safe(module));
     if color {
         format!(
             "\x1b[2m{}\x1b[0m {}{}\x1b[0m {module}",
@@ -494,6 +494,8 @@ mod tests {
         let forged =
             "ok\n2001-01-01T00:00:00.000+00:00 INFO  kernel              x\r\x1b[2J\x1b[31mred";
         let mut r = rec(Some("m"), forged, vec![("k\nK", json!(forged))]);
+        let odd_id = rec(Some("m\x1b[2J\n"), "x", vec![]);
+        assert!(human_lines(&odd_id, false)[0].ends_with(" m\\u{1b}[2J\\n        x"));
         r.group = Some(vec![
             json!(forged),
             json!({"msg": forged, "data": {"d": forged}}),

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tracing::Level;
 
 use crate::logging::format::{record_from_json, Record};
+use crate::logging::{parse_level, LocalTime};
 
 /// The id that selects the kernel's own lines (those without a `module`).
 pub const KERNEL: &str = "kernel";
@@ -67,16 +68,48 @@ impl Filter {
             && (self.ids.is_empty() || self.ids.iter().any(|id| about(r, id)))
     }
 
-    /// A cheap test before parsing: a line of a selected module contains its id as written in
-    /// JSON (ids with characters JSON escapes, and `kernel`, are not pre-tested).
+    /// Cheap tests before parsing (a day of logs is a million lines): a line of a selected module
+    /// contains its id as written in JSON (ids with characters JSON escapes, and `kernel`, are not
+    /// pre-tested); the kernel writes `{"timestamp":"…","level":"…"` first, so time and level
+    /// are read from there when they are.
     fn might_match(&self, raw: &[u8]) -> bool {
-        self.ids.is_empty()
+        let ids = self.ids.is_empty()
             || self.ids.iter().any(|id| {
                 id == KERNEL
                     || id.chars().any(|c| c == '"' || c == '\\' || c.is_control())
                     || memmem::find(raw, id.as_bytes()).is_some()
-            })
+            });
+        if !ids {
+            return false;
+        }
+        if self.since_ms.is_none() && self.min_level.is_none() {
+            return true;
+        }
+        let Some((time, level)) = leading_time_and_level(raw) else {
+            return true;
+        };
+        let early = self
+            .since_ms
+            .zip(LocalTime::parse_rfc3339(time))
+            .is_some_and(|(since, t)| t.unix_millis() < since);
+        let quiet = self
+            .min_level
+            .zip(level.and_then(parse_level))
+            .is_some_and(|(min, l)| l > min);
+        !early && !quiet
     }
+}
+
+/// The `timestamp` and `level` strings of a line that starts as the kernel writes it.
+fn leading_time_and_level(raw: &[u8]) -> Option<(&str, Option<&str>)> {
+    let rest = raw.strip_prefix(br#"{"timestamp":""#)?;
+    let end = memchr::memchr(b'"', rest)?;
+    let time = std::str::from_utf8(&rest[..end]).ok()?;
+    let level = rest[end..]
+        .strip_prefix(br#"","level":""#)
+        .and_then(|r| Some(&r[..memchr::memchr(b'"', r)?]))
+        .and_then(|l| std::str::from_utf8(l).ok());
+    Some((time, level))
 }
 
 /// Whether a record is of or about module `id`: its `module`, or its `moduleId` field (a kernel
@@ -179,6 +212,32 @@ mod tests {
         assert!(f
             .select(&of_module("a", "error", "2026-01-15T11:29:59.999+01:00"))
             .is_none());
+    }
+
+    #[test]
+    fn the_quick_tests_agree_with_the_parsed_record() {
+        let f = Filter {
+            min_level: Some(Level::WARN),
+            since_ms: Some(1_768_473_000_000),
+            ..Filter::default()
+        };
+        let early = of_module("a", "error", "2026-01-15T10:29:59.999Z");
+        let quiet = of_module("a", "info", "2026-01-15T10:30:00.000Z");
+        let kept = of_module("a", "warn", "2026-01-15T10:30:00.000Z");
+        assert!(early.starts_with(br#"{"timestamp":"2026-01-15T10:29:59.999Z","level":"error""#));
+        assert!(!f.might_match(&early) && !f.might_match(&quiet) && f.might_match(&kept));
+        // Another key order is parsed, not guessed.
+        let other = br#"{"level":"info","timestamp":"2026-01-15T10:30:00.000Z","message":"m"}"#;
+        assert!(f.might_match(other) && f.select(other).is_none());
+        assert_eq!(
+            leading_time_and_level(br#"{"timestamp":"t","level":"x"}"#),
+            Some(("t", Some("x")))
+        );
+        assert_eq!(
+            leading_time_and_level(br#"{"timestamp":"t","message":"x"}"#),
+            Some(("t", None))
+        );
+        assert_eq!(leading_time_and_level(br#"{"timestamp":"t"#), None);
     }
 
     #[test]
