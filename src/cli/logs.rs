@@ -136,11 +136,17 @@ fn check_ids(home: &Home, ids: &[String], files: &[std::path::PathBuf]) -> anyho
     if unknown.is_empty() {
         return Ok(());
     }
-    let logged = ids_in_log(files)?;
-    unknown.retain(|id| !logged.contains(*id));
+    // Only the lines that contain one of the ids are parsed first; all of them for the error.
+    let about_unknown = Filter {
+        ids: unknown.iter().map(|id| id.to_string()).collect(),
+        ..Filter::default()
+    };
+    let named = ids_in_log(files, &about_unknown)?;
+    unknown.retain(|id| !named.contains(*id));
     if unknown.is_empty() {
         return Ok(());
     }
+    let logged = ids_in_log(files, &Filter::default())?;
     let mut known: Vec<&str> = installed
         .iter()
         .chain(&logged)
@@ -159,11 +165,13 @@ fn check_ids(home: &Home, ids: &[String], files: &[std::path::PathBuf]) -> anyho
     )
 }
 
-/// Every module id the log files name (`module`, `moduleId`).
-fn ids_in_log(files: &[std::path::PathBuf]) -> io::Result<std::collections::BTreeSet<String>> {
+/// The module ids (`module`, `moduleId`) of the records of the log files that `filter` keeps.
+fn ids_in_log(
+    files: &[std::path::PathBuf],
+    filter: &Filter,
+) -> io::Result<std::collections::BTreeSet<String>> {
     let mut ids = std::collections::BTreeSet::new();
-    let everything = Filter::default();
-    files::all_matching(files, &everything, None, &mut |s| {
+    files::all_matching(files, filter, None, &mut |s| {
         if let Selected::Record { record, .. } = s {
             for id in filter::ids_named(&record) {
                 if !ids.contains(id) {
