@@ -1,6 +1,7 @@
-//! Logging with `tracing`: human-readable lines on stderr in the reference format of the reference kernel
-//! §6.3 (colour only when stderr is a TTY and `NO_COLOR` is unset) and JSON lines in a daily file
-//! `<home>/.runtime/logs/kernel-YYYY-MM-DD.log` (directory 0700, files 0600).
+//! Logging with `tracing`: human-readable lines on stderr (the original kernel's line with an ISO
+//! 8601 stamp, `format.rs`; colour only when stderr is a TTY and `NO_COLOR` is unset or empty) and
+//! JSON lines in a daily file `<home>/.runtime/logs/kernel-YYYY-MM-DD.log` (directory 0700, files
+//! 0600), which `pons logs` reads back and renders with the same formatter.
 //!
 //! Kernel code logs with plain `tracing` macros; a `module` field puts that id in the module column
 //! and selects the per-module level (`logging.levels`), e.g.
@@ -28,7 +29,7 @@ use crate::home::Home;
 
 pub use clock::LocalTime;
 pub use file::DailyFile;
-pub use format::{parse_level, DateOrder};
+pub use format::parse_level;
 use layer::{HumanSink, Levels, PonsLayer};
 
 /// Handle kept by the kernel: keeps the file writer alive and allows changing levels live.
@@ -93,8 +94,9 @@ pub fn init(home: Option<&Home>, level: &str) -> anyhow::Result<LogGuard> {
         anyhow::bail!("unknown log level `{level}`: use trace, debug, info, warn, error or fatal");
     };
     let levels = Arc::new(Levels::new(global));
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let human = HumanSink::new(Box::new(std::io::stderr()), DateOrder::from_env(), color);
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let color = std::io::stderr().is_terminal() && !no_color;
+    let human = HumanSink::new(Box::new(std::io::stderr()), color);
     let (json, worker): (Option<Box<dyn std::io::Write + Send>>, _) = match home {
         Some(home) => {
             let dir = home.logs_dir();
@@ -220,7 +222,7 @@ mod tests {
         let levels = Arc::new(Levels::new(LevelFilter::INFO));
         let h = Buf::default();
         let j = Buf::default();
-        let sink = HumanSink::new(Box::new(h.clone()), DateOrder::DayFirst, false);
+        let sink = HumanSink::new(Box::new(h.clone()), false);
         let layer = PonsLayer::new(levels, Some(sink.clone()), Some(Box::new(j.clone())));
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
         sink.flush();
@@ -244,9 +246,9 @@ mod tests {
         });
         let lines: Vec<&str> = human.lines().collect();
         assert_eq!(lines.len(), 3, "{human}");
-        assert!(lines[0].ends_with("] INFO  m                   hi a=1"));
-        assert!(lines[1].ends_with("] INFO  m                   unknown level"));
-        assert!(lines[2].ends_with("] ERROR m                   boom error=x"));
+        assert!(lines[0].ends_with(" INFO  m                   hi a=1"));
+        assert!(lines[1].ends_with(" INFO  m                   unknown level"));
+        assert!(lines[2].ends_with(" ERROR m                   boom error=x"));
         assert_eq!(json[0]["module"], "m");
         assert_eq!(json[0]["a"], 1);
         assert_eq!(json[0]["message"], "hi");
@@ -263,7 +265,7 @@ mod tests {
         let pad = " ".repeat(50);
         let lines: Vec<&str> = human.lines().collect();
         assert_eq!(lines.len(), 3, "{human}");
-        assert!(lines[0].ends_with("] WARN  m                   Loaded"));
+        assert!(lines[0].ends_with(" WARN  m                   Loaded"));
         assert_eq!(lines[1], format!("{pad}├ a n=1"));
         assert_eq!(lines[2], format!("{pad}└ b"));
         assert_eq!(json[0]["_groupItems"][0]["msg"], "a");

@@ -337,8 +337,9 @@ fn an_rpc_and_call_flood_is_capped_per_caller() {
     );
 }
 
-/// Text no line of the human log may start with: what a forger writes after a newline.
-const FORGED_STAMP: &str = "[01-01-2001 00:00:00]";
+/// Text no line of the human log may start with: what a forger writes after a newline (a stamp
+/// of the human log's own form).
+const FORGED_STAMP: &str = "2001-01-01T00:00:00.000+00:00";
 
 /// Module text that would clear the screen, colour it, ring the bell, return the carriage and
 /// forge a kernel line after a newline.
@@ -389,36 +390,48 @@ fn module_text_cannot_forge_log_lines_or_paint_the_terminal() {
         let r = st["reason"].as_str()?.to_string();
         r.contains("main.ts").then_some(r)
     });
-    let human = std::fs::read(home.path().join("kernel.stderr")).expect("kernel.stderr");
-    let text = String::from_utf8_lossy(&human);
-    assert!(!human.contains(&0x1b), "ESC in the human log:\n{text}");
-    assert!(!human.contains(&b'\r'), "CR in the human log:\n{text}");
-    assert!(!human.contains(&0x07), "BEL in the human log:\n{text}");
-    for line in text.lines() {
-        assert!(
-            !line.starts_with(FORGED_STAMP),
-            "forged line: {line:?}\n{text}"
-        );
+    // The console, and `pons logs` reading the JSON file back (one formatter).
+    let console = std::fs::read(home.path().join("kernel.stderr")).expect("kernel.stderr");
+    // The JSON file is written by a thread of its own: wait for the forger's last line there.
+    let logs = wait_for("the violation in `pons logs`", T, || {
+        let out = home.pons(&["logs", "-n", "1000"]).stdout;
+        String::from_utf8_lossy(&out)
+            .contains(&escaped("violation"))
+            .then_some(out)
+    });
+    for (name, human) in [("console", console), ("pons logs", logs)] {
+        let text = String::from_utf8_lossy(&human);
+        assert!(!human.contains(&0x1b), "ESC in the {name}:\n{text}");
+        assert!(!human.contains(&b'\r'), "CR in the {name}:\n{text}");
+        assert!(!human.contains(&0x07), "BEL in the {name}:\n{text}");
+        for line in text.lines() {
+            assert!(
+                !line.starts_with(FORGED_STAMP),
+                "forged line in the {name}: {line:?}\n{text}"
+            );
+        }
+        // Every forged text is there, escaped, inside a line of its module (or of the kernel).
+        for what in [
+            "msg",
+            "data",
+            "key",
+            "topic msg",
+            "topic",
+            "group",
+            "item",
+            "item data",
+            "bare item",
+            "stdout",
+            "violation",
+        ] {
+            assert!(
+                text.contains(&escaped(what)),
+                "{what}: escaped text missing from the {name}:\n{text}"
+            );
+        }
     }
-    // Every forged text is there, escaped, inside a line of its module (or of the kernel).
-    for what in [
-        "msg",
-        "data",
-        "key",
-        "topic msg",
-        "topic",
-        "group",
-        "item",
-        "item data",
-        "bare item",
-        "stdout",
-        "violation",
-    ] {
-        assert!(
-            text.contains(&escaped(what)),
-            "{what}: escaped text missing:\n{text}"
-        );
-    }
+    let text = String::from_utf8_lossy(&std::fs::read(home.path().join("kernel.stderr")).unwrap())
+        .into_owned();
     // Crash reasons read clean: colours stripped, other controls escaped.
     assert!(
         !reason.contains('\x1b') && !reason.contains('\r'),

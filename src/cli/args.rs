@@ -28,6 +28,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a reconcile pass now (retrying crashed modules) and wait for convergence.
     Apply(ApplyArgs),
+    /// The log of the kernel and its modules (all, or the given module ids), optionally followed.
+    Logs(LogsArgs),
     /// Install, approve, list, update, uninstall and restart modules.
     #[command(subcommand)]
     Modules(ModulesCmd),
@@ -117,21 +119,51 @@ pub enum KernelCmd {
     Restart(StartArgs),
     /// Whether the kernel runs, its pid and uptime, and pending permission requests.
     Status(JsonFlag),
-    /// Print the kernel log (human-readable), optionally following it.
-    Logs(LogsArgs),
+    /// The log (as `pons logs`), of the modules given with --module.
+    Logs(KernelLogsArgs),
 }
 
+/// `pons logs [ID…]`.
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
-    /// Keep printing new lines as they are written.
+    /// Only lines of (or about) these modules; `kernel` is the kernel's own lines. Default: all.
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub flags: LogFlags,
+}
+
+/// `pons kernel logs [--module ID,…]`.
+#[derive(Debug, Clone, Args)]
+pub struct KernelLogsArgs {
+    /// Only lines of (or about) these modules (a comma list, or repeated); `kernel` is the
+    /// kernel's own lines. Default: all.
+    #[arg(long = "module", value_name = "ID", value_delimiter = ',')]
+    pub modules: Vec<String>,
+    #[command(flatten)]
+    pub flags: LogFlags,
+}
+
+/// What `pons logs` and `pons kernel logs` share.
+#[derive(Debug, Clone, Args)]
+pub struct LogFlags {
+    /// Keep printing new lines as they are written (waits for a kernel not started yet, follows
+    /// the daily files); ends on Ctrl-C.
     #[arg(short, long)]
     pub follow: bool,
-    /// How many lines to print first.
-    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 50)]
-    pub lines: usize,
-    /// Only lines of (or about) this module.
-    #[arg(long, value_name = "ID")]
-    pub module: Option<String>,
+    /// Print the last N matching lines first [default: 100; 10 with -f; all with --since].
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// Only this level and more severe: trace, debug, info, warn, error.
+    #[arg(long, value_name = "L")]
+    pub level: Option<String>,
+    /// Only lines from T on: an ISO 8601 time (2026-01-15T10:30:00, 2026-01-15), a time ago
+    /// (30s, 5m, 2h, 1d), today or yesterday.
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// The matching lines as the JSON objects of the log file, one per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, Args)]
@@ -458,13 +490,26 @@ mod tests {
             cli.command,
             Command::Apply(ApplyArgs { timeout: 60, .. })
         ));
-        let cli = parse(&["kernel", "logs", "-f", "-n", "10", "--module", "gw"]);
+        let cli = parse(&[
+            "kernel", "logs", "-f", "-n", "10", "--module", "gw,db", "--module", "x",
+        ]);
         let Command::Kernel(KernelCmd::Logs(l)) = cli.command else {
             panic!()
         };
-        assert!(l.follow);
-        assert_eq!(l.lines, 10);
-        assert_eq!(l.module.as_deref(), Some("gw"));
+        assert!(l.flags.follow && !l.flags.json);
+        assert_eq!(l.flags.lines, Some(10));
+        assert_eq!(l.modules, ["gw", "db", "x"]);
+        let cli = parse(&[
+            "logs", "a", "b", "--level", "warn", "--since", "5m", "--json",
+        ]);
+        let Command::Logs(l) = cli.command else {
+            panic!()
+        };
+        assert_eq!(l.ids, ["a", "b"]);
+        assert_eq!(l.flags.level.as_deref(), Some("warn"));
+        assert_eq!(l.flags.since.as_deref(), Some("5m"));
+        assert!(l.flags.json && !l.flags.follow);
+        assert_eq!(l.flags.lines, None);
     }
 
     #[test]
