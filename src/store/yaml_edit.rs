@@ -29,11 +29,12 @@ pub fn parse_yaml(text: &str) -> Result<Value, String> {
     pons_reconciler::yaml::parse_value(text.as_bytes()).map_err(|e| e.message)
 }
 
-/// Sets `value` at the dotted `key_path` of `text` (config.yaml), changing as few lines as
-/// possible (see the module documentation for the fallbacks). Intermediate values that are missing
-/// or not mappings become mappings. Returns the text unchanged when the value is
-/// already there. Errors: `text` is not valid YAML or not a mapping, or a segment is unsafe.
-pub fn set_config_key(text: &str, key_path: &str, value: &Value) -> anyhow::Result<String> {
+/// The segments of a dotted config key (refused when one is unsafe) and config.yaml as a mapping
+/// (refused when it is not valid YAML or not a mapping): what every minimal key edit starts from.
+pub(crate) fn key_and_document<'k>(
+    text: &str,
+    key_path: &'k str,
+) -> anyhow::Result<(Vec<&'k str>, Value)> {
     let segs: Vec<&str> = key_path.split('.').collect();
     if let Some(bad) = segs.iter().find(|s| UNSAFE_SEGMENTS.contains(s)) {
         anyhow::bail!(
@@ -48,6 +49,15 @@ pub fn set_config_key(text: &str, key_path: &str, value: &Value) -> anyhow::Resu
         ),
         Err(e) => anyhow::bail!("config.yaml is not valid YAML ({e}); fix the file first"),
     };
+    Ok((segs, doc))
+}
+
+/// Sets `value` at the dotted `key_path` of `text` (config.yaml), changing as few lines as
+/// possible (see the module documentation for the fallbacks). Intermediate values that are missing
+/// or not mappings become mappings. Returns the text unchanged when the value is
+/// already there. Errors: `text` is not valid YAML or not a mapping, or a segment is unsafe.
+pub fn set_config_key(text: &str, key_path: &str, value: &Value) -> anyhow::Result<String> {
+    let (segs, doc) = key_and_document(text, key_path)?;
     let mut new_doc = doc.clone();
     set_path(&mut new_doc, &segs, value.clone());
     if new_doc == doc {

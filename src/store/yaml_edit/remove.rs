@@ -9,26 +9,13 @@ use serde_json::{Map, Value};
 
 use super::{
     edit, entry_end, first_content, indent_unit, is_block_mapping, parse_key_line, parse_yaml,
-    render_document, splice, split_lines, Kind, Line, ValueKind, UNSAFE_SEGMENTS,
+    render_document, splice, split_lines, Kind, Line, ValueKind,
 };
 
 /// Removes the dotted `key_path` from `text` (config.yaml). Returns the text unchanged when the
 /// key is not there. Errors: `text` is not valid YAML or not a mapping, or a segment is unsafe.
 pub fn remove_config_key(text: &str, key_path: &str) -> anyhow::Result<String> {
-    let segs: Vec<&str> = key_path.split('.').collect();
-    if let Some(bad) = segs.iter().find(|s| UNSAFE_SEGMENTS.contains(s)) {
-        anyhow::bail!(
-            "config key `{key_path}` contains the unsafe segment `{bad}`; use another key"
-        );
-    }
-    let doc = match parse_yaml(text) {
-        Ok(Value::Null) => Value::Object(Map::new()),
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => anyhow::bail!(
-            "config.yaml is not a mapping of sections at its top level; fix the file first"
-        ),
-        Err(e) => anyhow::bail!("config.yaml is not valid YAML ({e}); fix the file first"),
-    };
+    let (segs, doc) = super::key_and_document(text, key_path)?;
     let mut new_doc = doc;
     if !remove_at(&mut new_doc, &segs) {
         return Ok(text.to_string());
