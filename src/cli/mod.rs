@@ -22,6 +22,7 @@ mod plan;
 mod remote;
 mod reset;
 mod status;
+mod top;
 mod update;
 
 use std::process::ExitCode;
@@ -93,6 +94,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Modules(m) => modules::run(&home, m),
         Command::Permissions(p) => permissions::run(&home, p),
         Command::Config(c) => config::run(&home, c),
+        Command::Top(a) => top::run(&home, &a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pons", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

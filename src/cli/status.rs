@@ -38,6 +38,8 @@ pub fn offline_report(home: &Home, desired: &Desired) -> StatusReport {
             reason: None,
             uptime_ms: None,
             dropped: None,
+            msgs_in: None,
+            msgs_out: None,
             sandbox: None,
         })
         .collect();
@@ -50,6 +52,8 @@ pub fn offline_report(home: &Home, desired: &Desired) -> StatusReport {
         reason: Some(offline::block_reason(&b.reason)),
         uptime_ms: None,
         dropped: None,
+        msgs_in: None,
+        msgs_out: None,
         sandbox: None,
     }));
     modules.sort_by(|a, b| a.id.cmp(&b.id));
@@ -176,6 +180,8 @@ mod tests {
             reason: None,
             uptime_ms: None,
             dropped: None,
+            msgs_in: None,
+            msgs_out: None,
             sandbox: None,
         }
     }

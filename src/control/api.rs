@@ -18,6 +18,10 @@ pub struct Request {
     /// `apply`: how long to wait for convergence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// `status`: leave out what is costly to compute and only a full report needs (each
+    /// module's `sandbox` block); `pons top` asks this way every second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<bool>,
 }
 
 /// The final answer to one request.
@@ -111,6 +115,12 @@ pub struct ModuleStatus {
     pub uptime_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
+    /// Lines read from the module and messages queued for it, since the kernel started (over
+    /// all its processes); `pons top` shows their rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs_out: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<serde_json::Value>,
 }
