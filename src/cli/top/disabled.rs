@@ -43,7 +43,12 @@ pub fn edit(text: &str, id: &str, disabled: bool) -> anyhow::Result<String> {
     } else {
         ids.retain(|i| i != id);
         if ids.is_empty() {
-            return remove_config_key(text, "kernel.disabled");
+            let out = remove_config_key(text, "kernel.disabled")?;
+            // A `kernel` section left empty by this goes too.
+            return match parse_yaml(&out).ok().as_ref().and_then(|d| d.get("kernel")) {
+                Some(Value::Object(m)) if m.is_empty() => remove_config_key(&out, "kernel"),
+                _ => Ok(out),
+            };
         }
     }
     set_config_key(text, "kernel.disabled", &json!(ids))
@@ -119,5 +124,7 @@ mod tests {
             json!({"kernel": {"disabled": ["gw"]}})
         );
         assert!(set_disabled(&home, "gw", false).unwrap());
+        let text = std::fs::read_to_string(home.config_yaml()).unwrap();
+        assert_eq!(text, "", "the emptied kernel section goes too");
     }
 }
