@@ -158,6 +158,16 @@ fn has_tmux() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// A child process of `parent` (from /proc).
+fn child_of(parent: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+        (ppid == parent).then_some(pid)
+    })
+}
+
 fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
@@ -178,12 +188,26 @@ fn top_in_tmux_waits_for_the_kernel_shows_modules_and_quits_on_q() {
     let tmux = Tmux {
         socket: home.path().join("tmux.sock"),
     };
-    // The shell line after `pons top` shows how it ended once the terminal is back.
-    let line = format!(
-        "{} top --interval 0.3 --home {}; echo \"top exited: $?\"; sleep 60",
+    // `pons top` twice: the first is quit with `q`, the second with SIGTERM. After each the shell
+    // notes the exit code and whether the terminal is back in canonical (cooked) mode.
+    let out_file = home.path().join("top.out");
+    let top = format!(
+        "{} top --interval 0.3 --home {}",
         shell_quote(&pons_bin()),
         shell_quote(home.path())
     );
+    let note = format!(
+        "echo \"exit $? $(stty -a | grep -oE -- '-?icanon')\" >> {}",
+        shell_quote(&out_file)
+    );
+    let line = format!("{top}; {note}; {top}; {note}; sleep 60");
+    let notes = || {
+        std::fs::read_to_string(&out_file)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
     let out = tmux.cmd(&[
         "new-session",
         "-d",
@@ -224,8 +248,29 @@ fn top_in_tmux_waits_for_the_kernel_shows_modules_and_quits_on_q() {
     tmux.wait_screen("the log pane", |s| s.contains("logs of alpha"));
 
     tmux.cmd(&["send-keys", "-t", "top", "q"]);
-    let screen = tmux.wait_screen("top to exit", |s| s.contains("top exited:"));
-    assert!(screen.contains("top exited: 0"), "{screen}");
+    wait_for("the first top to exit", T, || {
+        (notes().len() == 1).then_some(())
+    });
+    assert_eq!(notes(), ["exit 0 icanon"], "exit code, terminal mode");
+
+    // The second one shows the table again; SIGTERM ends it with the terminal restored.
+    tmux.wait_screen("the second top", |s| s.contains("RESTARTS"));
+    let shell = String::from_utf8_lossy(
+        &tmux
+            .cmd(&["display", "-p", "-t", "top", "#{pane_pid}"])
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let top_pid = wait_for("the pid of the second top", T, || child_of(&shell));
+    unsafe {
+        libc::kill(top_pid, libc::SIGTERM);
+    }
+    wait_for("the second top to exit", T, || {
+        (notes().len() == 2).then_some(())
+    });
+    assert_eq!(notes()[1], "exit 0 icanon", "exit code, terminal mode");
     // The alternate screen is left: the table is gone from the shell's screen.
-    assert!(!screen.contains("RESTARTS"), "{screen}");
+    let screen = tmux.wait_screen("the shell's screen", |s| !s.contains("RESTARTS"));
+    assert!(!screen.contains("kernel pid"), "{screen}");
 }

@@ -73,9 +73,9 @@ pub fn run(home: &Home, args: &TopArgs) -> anyhow::Result<ExitCode> {
             .name("top-fetch".into())
             .spawn(move || fetcher(&socket, interval, &tx, &wake_rx))?;
     }
+    let _restore = RestoreOnDrop;
     let mut terminal =
         ratatui::try_init().map_err(|e| anyhow::anyhow!("cannot take over the terminal: {e}"))?;
-    let _restore = RestoreOnDrop;
     let mut model = Model::new(home.root.display().to_string(), interval);
     let mut tail: Option<LogTail> = None;
     let mut dirty = true;
