@@ -83,7 +83,7 @@ pub fn run(home: &Home, args: &TopArgs) -> anyhow::Result<ExitCode> {
         while let Ok(msg) = rx.try_recv() {
             match msg {
                 Msg::Fetch(f) => model.apply(f),
-                Msg::Notice(n) => model.notice = Some(n),
+                Msg::Notice(n) => model.set_notice(n),
             }
             dirty = true;
         }
@@ -123,7 +123,7 @@ pub fn run(home: &Home, args: &TopArgs) -> anyhow::Result<ExitCode> {
                         tail = None;
                     }
                     other => {
-                        model.notice = Some(match &other {
+                        model.set_notice(match &other {
                             Action::Restart(id) => format!("restarting {id}…"),
                             Action::Stop(id) => format!("stopping {id}…"),
                             Action::Start(id) => format!("starting {id}…"),

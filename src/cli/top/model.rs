@@ -146,6 +146,8 @@ pub struct Model {
     pub notice: Option<String>,
     pub logs: Option<LogPane>,
     last: Option<Sample>,
+    /// The notice is a failed refresh's: the next good one clears it.
+    fetch_failed: bool,
 }
 
 impl Model {
@@ -160,19 +162,28 @@ impl Model {
             notice: None,
             logs: None,
             last: None,
+            fetch_failed: false,
         }
     }
 
     /// Takes in one refresh.
     pub fn apply(&mut self, fetch: Fetch) {
         match fetch {
-            Fetch::Report(sample) => self.update(sample),
+            Fetch::Report(sample) => {
+                if std::mem::take(&mut self.fetch_failed) {
+                    self.notice = None;
+                }
+                self.update(sample)
+            }
             Fetch::Down(why) => {
                 self.kernel = KernelView::Down(why);
                 self.rows.clear();
                 self.last = None;
             }
-            Fetch::Failed(why) => self.notice = Some(why),
+            Fetch::Failed(why) => {
+                self.notice = Some(why);
+                self.fetch_failed = true;
+            }
         }
     }
 
@@ -237,6 +248,12 @@ impl Model {
     fn select(&mut self, index: usize) {
         self.selected = index.min(self.rows.len().saturating_sub(1));
         self.selected_id = self.rows.get(self.selected).map(|r| r.id.clone());
+    }
+
+    /// The answer to a key, shown until the next one.
+    pub fn set_notice(&mut self, notice: String) {
+        self.notice = Some(notice);
+        self.fetch_failed = false;
     }
 
     /// Lines appended to the followed module's log.
@@ -453,6 +470,22 @@ mod tests {
             vec![module("a", "ready", Some((5, 5)))],
         ));
         assert_eq!(m.rows[0].in_rate, None, "no rate across a kernel restart");
+    }
+
+    #[test]
+    fn a_failed_refresh_is_said_until_the_next_good_one() {
+        let mut m = Model::new("/h", Duration::from_secs(1));
+        m.apply(Fetch::Failed("the kernel did not answer".into()));
+        assert_eq!(m.notice.as_deref(), Some("the kernel did not answer"));
+        m.apply(Fetch::Report(sample(Instant::now(), vec![])));
+        assert_eq!(m.notice, None);
+        m.set_notice("restarted a".into());
+        m.apply(Fetch::Report(sample(Instant::now(), vec![])));
+        assert_eq!(
+            m.notice.as_deref(),
+            Some("restarted a"),
+            "a key's answer stays"
+        );
     }
 
     #[test]
