@@ -158,6 +158,20 @@ fn has_tmux() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// SIGKILL for a process a failed test would leave behind.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if alive(self.0 as i64) {
+            // SAFETY: a plain kill(2) of the pid this test started.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// A child process of `parent` (from /proc).
 fn child_of(parent: &str) -> Option<i32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
@@ -200,7 +214,8 @@ fn top_in_tmux_waits_for_the_kernel_shows_modules_and_quits_on_q() {
         "echo \"exit $? $(stty -a | grep -oE -- '-?icanon')\" >> {}",
         shell_quote(&out_file)
     );
-    let line = format!("{top}; {note}; {top}; {note}; sleep 60");
+    // The third runs in a session of its own: when the terminal goes, no SIGHUP reaches it.
+    let line = format!("{top}; {note}; {top}; {note}; setsid {top}; sleep 60");
     let notes = || {
         std::fs::read_to_string(&out_file)
             .unwrap_or_default()
@@ -270,7 +285,19 @@ fn top_in_tmux_waits_for_the_kernel_shows_modules_and_quits_on_q() {
         (notes().len() == 2).then_some(())
     });
     assert_eq!(notes()[1], "exit 0 icanon", "exit code, terminal mode");
-    // The alternate screen is left: the table is gone from the shell's screen.
-    let screen = tmux.wait_screen("the shell's screen", |s| !s.contains("RESTARTS"));
-    assert!(!screen.contains("kernel pid"), "{screen}");
+    // The third one: its terminal hangs up (the tmux server goes) and it ends by itself.
+    tmux.wait_screen("the third top", |s| s.contains("RESTARTS"));
+    let third = wait_for("the pid of the third top", T, || {
+        child_of(&shell).filter(|p| *p != top_pid)
+    });
+    let cmdline = std::fs::read(format!("/proc/{third}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("top"),
+        "{cmdline:?}"
+    );
+    let _reap = KillOnDrop(third);
+    tmux.cmd(&["kill-server"]);
+    wait_for("top to end when its terminal hung up", T, || {
+        (!alive(third as i64)).then_some(())
+    });
 }

@@ -5,17 +5,17 @@
 //! samples) and draws it with [`view::render`]. Keys restart (`module.restart`), stop / start
 //! (`kernel.disabled` in config.yaml) and follow the logs of the selected module; the slow ones
 //! run on threads of their own so the screen never freezes. Without a kernel the view says so and
-//! keeps asking. The terminal is restored on every way out: return, error, panic (ratatui's hook
-//! and a drop guard) and SIGTERM / SIGHUP / SIGINT (a flag the loop checks).
+//! keeps asking. The terminal is restored on every way out (quit, error, panic, SIGTERM / SIGHUP /
+//! SIGINT) and the view ends by itself when its terminal hangs up ([`tty`]).
 
 mod disabled;
 mod log_tail;
 mod model;
+mod tty;
 mod view;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -31,13 +31,6 @@ use crate::home::Home;
 
 /// How long the loop waits for a key before it looks at the fetcher and the log pane again.
 const TICK: Duration = Duration::from_millis(200);
-
-/// Set by SIGTERM / SIGHUP / SIGINT: leave the loop and restore the terminal.
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    SIGNALLED.store(true, Ordering::Relaxed);
-}
 
 /// What the helper threads tell the loop.
 enum Msg {
@@ -58,12 +51,7 @@ pub fn run(home: &Home, args: &TopArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let interval = Duration::from_secs_f64(args.interval);
-    for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
+    tty::install()?;
     let (tx, rx) = mpsc::channel::<Msg>();
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
     {
@@ -73,13 +61,40 @@ pub fn run(home: &Home, args: &TopArgs) -> anyhow::Result<ExitCode> {
             .name("top-fetch".into())
             .spawn(move || fetcher(&socket, interval, &tx, &wake_rx))?;
     }
-    let _restore = RestoreOnDrop;
-    let mut terminal =
+    let restore = tty::RestoreOnDrop;
+    let terminal =
         ratatui::try_init().map_err(|e| anyhow::anyhow!("cannot take over the terminal: {e}"))?;
+    let mut terminal = std::mem::ManuallyDrop::new(terminal);
+    let result = ui_loop(&mut terminal, home, interval, &rx, &tx, &wake_tx);
+    if tty::gone() {
+        // Nothing can be written to a hung-up terminal (and ratatui would report its failure to
+        // show the cursor on that same terminal): leave quietly, whatever the loop returned.
+        return Ok(ExitCode::FAILURE);
+    }
+    drop(std::mem::ManuallyDrop::into_inner(terminal));
+    drop(restore);
+    result
+}
+
+/// Draws, reads keys and takes in the helper threads' messages until quit, a signal or a
+/// hung-up terminal.
+fn ui_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    home: &Home,
+    interval: Duration,
+    rx: &mpsc::Receiver<Msg>,
+    tx: &mpsc::Sender<Msg>,
+    wake_tx: &mpsc::Sender<()>,
+) -> anyhow::Result<ExitCode> {
     let mut model = Model::new(home.root.display().to_string(), interval);
     let mut tail: Option<LogTail> = None;
+    let mut size = terminal.size()?;
     let mut dirty = true;
-    while !SIGNALLED.load(Ordering::Relaxed) {
+    loop {
+        tty::beat();
+        if tty::signalled() {
+            return Ok(ExitCode::SUCCESS);
+        }
         while let Ok(msg) = rx.try_recv() {
             match msg {
                 Msg::Fetch(f) => model.apply(f),
@@ -94,59 +109,57 @@ pub fn run(home: &Home, args: &TopArgs) -> anyhow::Result<ExitCode> {
                 dirty = true;
             }
         }
+        // Resizes are seen here (crossterm's resize events only come with input).
+        let now = terminal.size()?;
+        if now != size {
+            size = now;
+            dirty = true;
+        }
         if dirty {
             terminal.draw(|f| view::render(f, &model))?;
             dirty = false;
         }
-        if !event::poll(TICK)? {
-            continue;
+        match tty::wait(TICK) {
+            tty::Input::Gone => return Ok(ExitCode::FAILURE),
+            tty::Input::Idle => continue,
+            tty::Input::Ready => {}
         }
-        match event::read()? {
-            Event::Key(key) => {
+        // Every event crossterm has now (a burst of keys is read at once).
+        while event::poll(Duration::ZERO)? {
+            let Event::Key(key) = event::read()? else {
                 dirty = true;
-                let Some(action) = model.on_key(key) else {
-                    continue;
-                };
-                match action {
-                    Action::Quit => break,
-                    Action::FollowLogs(id) => {
-                        let (t, lines) = LogTail::open(&home.logs_dir(), &id);
-                        model.logs = Some(LogPane {
-                            module: id,
-                            lines: Default::default(),
-                        });
-                        model.push_log_lines(lines);
-                        tail = Some(t);
-                    }
-                    Action::CloseLogs => {
-                        model.logs = None;
-                        tail = None;
-                    }
-                    other => {
-                        model.set_notice(match &other {
-                            Action::Restart(id) => format!("restarting {id}…"),
-                            Action::Stop(id) => format!("stopping {id}…"),
-                            Action::Start(id) => format!("starting {id}…"),
-                            _ => String::new(),
-                        });
-                        act(home, other, is_manual(&model), &tx, &wake_tx);
-                    }
+                continue;
+            };
+            dirty = true;
+            let Some(action) = model.on_key(key) else {
+                continue;
+            };
+            match action {
+                Action::Quit => return Ok(ExitCode::SUCCESS),
+                Action::FollowLogs(id) => {
+                    let (t, lines) = LogTail::open(&home.logs_dir(), &id);
+                    model.logs = Some(LogPane {
+                        module: id,
+                        lines: Default::default(),
+                    });
+                    model.push_log_lines(lines);
+                    tail = Some(t);
+                }
+                Action::CloseLogs => {
+                    model.logs = None;
+                    tail = None;
+                }
+                other => {
+                    model.set_notice(match &other {
+                        Action::Restart(id) => format!("restarting {id}…"),
+                        Action::Stop(id) => format!("stopping {id}…"),
+                        Action::Start(id) => format!("starting {id}…"),
+                        _ => String::new(),
+                    });
+                    act(home, other, is_manual(&model), tx, wake_tx);
                 }
             }
-            Event::Resize(..) => dirty = true,
-            _ => {}
         }
-    }
-    drop(terminal);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Restores the terminal however the loop ends (ratatui's panic hook covers panics too).
-struct RestoreOnDrop;
-
-impl Drop for RestoreOnDrop {
-    fn drop(&mut self) {
-        ratatui::restore();
     }
 }
 
