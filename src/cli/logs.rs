@@ -33,7 +33,7 @@ pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `kernel-YYYY-MM-DD.log` files of `dir`, oldest first.
-pub(crate) fn log_files(dir: &Path) -> Vec<PathBuf> {
+fn log_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

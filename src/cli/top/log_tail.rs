@@ -1,12 +1,13 @@
 //! The log pane's reader: the lines of one module in the kernel's daily JSON log files
-//! (`.runtime/logs/kernel-YYYY-MM-DD.log`), formatted as `pons kernel logs --module` prints them.
-//! Opening reads only the end of the newest file; each poll reads what was appended since, and
-//! moves on to the next day's file when it appears.
+//! (`.runtime/logs/kernel-YYYY-MM-DD.log`) — its own lines and the kernel's lines about it — as
+//! short human lines (`time LEVEL source message k=v…`). Opening reads only the end of the newest
+//! file; each poll reads what was appended since, and moves on to the next day's file when it
+//! appears.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::cli::logs::{format_line, log_files};
+use serde_json::{Map, Value};
 
 /// How much of the newest file opening reads (enough for the pane, cheap on a large log).
 const OPEN_TAIL_BYTES: u64 = 256 << 10;
@@ -101,11 +102,110 @@ impl LogTail {
         };
         let complete: Vec<u8> = self.partial.drain(..=last_nl).collect();
         for raw in complete.split(|b| *b == b'\n') {
-            if let Some(text) = format_line(&String::from_utf8_lossy(raw), Some(&self.module)) {
-                out.extend(text.lines().map(str::to_string));
+            if let Some(text) = format_line(&String::from_utf8_lossy(raw), &self.module) {
+                out.push(text);
             }
         }
     }
+}
+
+/// `kernel-YYYY-MM-DD.log` files of `dir`, oldest first.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| is_daily_log_name(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn is_daily_log_name(name: &str) -> bool {
+    let Some(date) = name
+        .strip_prefix("kernel-")
+        .and_then(|n| n.strip_suffix(".log"))
+    else {
+        return false;
+    };
+    date.len() == 10
+        && date.char_indices().all(|(i, c)| match i {
+            4 | 7 => c == '-',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// One JSON log line of (or about) `module` as `10:30:00.123 WARN  source  message k=v …` (the
+/// first line of each text); `None` for other modules' lines, the kernel's other lines and text
+/// that is not a JSON object.
+fn format_line(raw: &str, module: &str) -> Option<String> {
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(raw.trim()) else {
+        return None;
+    };
+    let empty = Map::new();
+    let nested = |key: &str| obj.get(key).and_then(Value::as_object).unwrap_or(&empty);
+    let (fields, span) = (nested("fields"), nested("span"));
+    let lookup = |key: &str| -> Option<String> {
+        [&obj, fields, span]
+            .into_iter()
+            .find_map(|m| m.get(key))
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+    };
+    let source = lookup("module");
+    if source.as_deref() != Some(module) && lookup("moduleId").as_deref() != Some(module) {
+        return None;
+    }
+    let first = |s: String| s.lines().next().unwrap_or("").to_string();
+    // `2026-01-15T10:30:00.123456Z` (or with an offset): the time of day to the millisecond.
+    let time: String = lookup("timestamp")
+        .and_then(|t| {
+            let (_, t) = t.split_once('T')?;
+            Some(
+                t.chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == ':' || *c == '.')
+                    .take(12)
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    let level = lookup("level").unwrap_or_default().to_ascii_uppercase();
+    let message = first(
+        lookup("message")
+            .or_else(|| lookup("msg"))
+            .unwrap_or_default(),
+    );
+    let skip = [
+        "timestamp",
+        "level",
+        "fields",
+        "span",
+        "spans",
+        "target",
+        "message",
+        "msg",
+        "module",
+        "moduleId",
+        "threadId",
+        "threadName",
+        "filename",
+        "line_number",
+    ];
+    let mut line = format!(
+        "{time} {level:<5} {:<8} {message}",
+        source.as_deref().unwrap_or("kernel")
+    );
+    for (k, v) in obj.iter().chain(fields.iter()) {
+        if skip.contains(&k.as_str()) || v.is_null() {
+            continue;
+        }
+        let v = v
+            .as_str()
+            .map_or_else(|| v.to_string(), |s| first(s.to_string()));
+        line.push_str(&format!(" {k}={v}"));
+    }
+    Some(line)
 }
 
 #[cfg(test)]
@@ -136,7 +236,7 @@ mod tests {
         append(&day1, &(line("a", "old a") + &line("b", "old b")));
         let (mut t, first) = LogTail::open(dir.path(), "a");
         assert_eq!(first.len(), 1);
-        assert!(first[0].ends_with("a                old a"), "{first:?}");
+        assert_eq!(first, ["10:30:00.000 INFO  a        old a"]);
         assert!(t.poll().is_empty());
         // A line written in two parts is read once whole.
         let l = line("a", "new a");
@@ -171,10 +271,31 @@ mod tests {
         assert!(first.last().unwrap().ends_with("n19999"));
         // Every line shown is whole.
         assert!(
-            first.iter().all(|l| l.contains(" INFO  a ")),
+            first
+                .iter()
+                .all(|l| l.starts_with("10:30:00.000 INFO  a        n")),
             "{:?}",
             &first[..2]
         );
+    }
+
+    #[test]
+    fn kernel_lines_about_the_module_count_and_others_do_not() {
+        let kernel = r#"{"timestamp":"2026-01-15T10:30:00.123456Z","level":"WARN","fields":{"message":"Module exited unexpectedly\nsecond","moduleId":"a","exitCode":1},"target":"pons"}"#;
+        assert_eq!(
+            format_line(kernel, "a").unwrap(),
+            "10:30:00.123 WARN  kernel   Module exited unexpectedly exitCode=1"
+        );
+        assert_eq!(format_line(kernel, "b"), None);
+        assert_eq!(format_line("plain text", "a"), None);
+        let other =
+            r#"{"timestamp":"2026-01-15T10:30:00.5+01:00","level":"info","msg":"hi","module":"a"}"#;
+        assert_eq!(
+            format_line(other, "a").unwrap(),
+            "10:30:00.5 INFO  a        hi"
+        );
+        assert!(is_daily_log_name("kernel-2026-01-15.log"));
+        assert!(!is_daily_log_name("kernel-stdout.log"));
     }
 
     #[test]
