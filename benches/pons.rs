@@ -1,4 +1,4 @@
-//! The pons benchmarks (DESIGN.md §6): each runs the real release `pons` binary on a temporary
+//! The pons benchmarks: each runs the real release `pons` binary on a temporary
 //! home with modules built on the Rust SDK (`pons-test-module`), measures its baseline in the
 //! same run, and prints the absolute figures, the ratio and the target; then a summary table.
 //!

@@ -1,4 +1,4 @@
-//! The layout of a pons home directory (DESIGN.md §3 "Home").
+//! The layout of a pons home directory.
 
 use std::path::{Path, PathBuf};
 

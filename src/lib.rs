@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod logging;
 pub mod pidfile;
 pub mod protocol;
+pub mod safe_text;
 pub mod sandbox;
 pub mod snapshot_io;
 pub mod store;

@@ -1,23 +1,24 @@
-//! Logging with `tracing`: human-readable lines on stderr in the reference format of compat.md
-//! §6.3 (colour only when stderr is a TTY and `NO_COLOR` is unset) and JSON lines in a daily file
-//! `<home>/.runtime/logs/kernel-YYYY-MM-DD.log` (directory 0700, files 0600).
+//! Logging with `tracing`: human-readable lines on stderr (the original kernel's line with an ISO
+//! 8601 stamp, `format.rs`; colour only when stderr is a TTY and `NO_COLOR` is unset or empty) and
+//! JSON lines in a daily file `<home>/.runtime/logs/kernel-YYYY-MM-DD.log` (directory 0700, files
+//! 0600), which `pons logs` reads back and renders with the same formatter.
 //!
 //! Kernel code logs with plain `tracing` macros; a `module` field puts that id in the module column
 //! and selects the per-module level (`logging.levels`), e.g.
 //! `tracing::info!(module = %id, "module.spawn")`. Module `log` / `log-group` messages go through
-//! [`log_module_line`] and [`log_module_group`].
+//! [`log_module_line`] and [`log_module_group`], within the bounds of [`caps`].
 
+pub mod caps;
 mod clock;
 mod file;
 pub mod format;
 mod layer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::Level;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::LevelFilter;
@@ -28,7 +29,7 @@ use crate::home::Home;
 
 pub use clock::LocalTime;
 pub use file::DailyFile;
-pub use format::{parse_level, DateOrder};
+pub use format::parse_level;
 use layer::{HumanSink, Levels, PonsLayer};
 
 /// Handle kept by the kernel: keeps the file writer alive and allows changing levels live.
@@ -93,8 +94,9 @@ pub fn init(home: Option<&Home>, level: &str) -> anyhow::Result<LogGuard> {
         anyhow::bail!("unknown log level `{level}`: use trace, debug, info, warn, error or fatal");
     };
     let levels = Arc::new(Levels::new(global));
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let human = HumanSink::new(Box::new(std::io::stderr()), DateOrder::from_env(), color);
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let color = std::io::stderr().is_terminal() && !no_color;
+    let human = HumanSink::new(Box::new(std::io::stderr()), color);
     let (json, worker): (Option<Box<dyn std::io::Write + Send>>, _) = match home {
         Some(home) => {
             let dir = home.logs_dir();
@@ -130,15 +132,6 @@ fn module_level(level: &str) -> Level {
     parse_level(level).unwrap_or(Level::INFO)
 }
 
-/// Serialises JSON lazily: only when the layer actually records the event.
-struct JsonText<'a>(&'a Value);
-
-impl fmt::Display for JsonText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self.0, f)
-    }
-}
-
 macro_rules! event_at {
     ($level:expr, $($rest:tt)*) => {
         match $level {
@@ -152,48 +145,49 @@ macro_rules! event_at {
 }
 
 /// Logs a module's `log` message at its level (unknown → info, fatal → error) with `module` set,
-/// `data` rendered inline as `k=v` (compat.md §6.3) and flattened into the JSON line, and the
-/// optional `topic` (consecutive entries with the same topic are grouped on stderr).
+/// `data` (raw JSON, passed on as text) rendered inline as `k=v` and flattened
+/// into the JSON line, and the optional `topic` (consecutive entries with the same topic are
+/// grouped on stderr). `msg`, `data` and `topic` are bounded by [`caps`].
 pub fn log_module_line(
     module: &str,
     level: &str,
     msg: &str,
-    data: Option<&Value>,
+    data: Option<&RawValue>,
     topic: Option<&str>,
 ) {
-    let null = Value::Null;
-    let data = JsonText(data.unwrap_or(&null));
+    let data = caps::data_text(data);
+    let data: &str = &data;
+    let msg = caps::clip(msg, caps::MAX_MSG_BYTES);
     let level = module_level(level);
     match topic {
         Some(topic) => {
-            event_at!(level, module = module, topic = topic, _data = %data, "{}", msg)
+            let topic = caps::clip(topic, caps::MAX_MSG_BYTES);
+            let topic: &str = &topic;
+            event_at!(
+                level,
+                module = module,
+                topic = topic,
+                _data = data,
+                "{}",
+                msg
+            )
         }
-        None => event_at!(level, module = module, _data = %data, "{}", msg),
+        None => event_at!(level, module = module, _data = data, "{}", msg),
     }
 }
 
 /// Logs a module's `log-group` message: a header line, then one tree line per item
-/// (`├ ` / `└ `, indented by 50 columns). `items` is `[{msg, data?}]`.
-pub fn log_module_group(module: &str, level: &str, msg: &str, items: &Value) {
-    log_module_group_with_data(module, level, msg, None, items);
-}
-
-/// [`log_module_group`] with the header's own `data` (shown inline on the header line).
-pub fn log_module_group_with_data(
-    module: &str,
-    level: &str,
-    msg: &str,
-    data: Option<&Value>,
-    items: &Value,
-) {
-    let null = Value::Null;
-    let data = JsonText(data.unwrap_or(&null));
-    let items = JsonText(items);
+/// (`├ ` / `└ `, indented by 50 columns). `items` is the raw `[{msg, data?}]`, of which at most
+/// [`caps::MAX_GROUP_ITEMS`] items / [`caps::MAX_GROUP_BYTES`] are logged, then a summary item
+/// `… N more items`.
+pub fn log_module_group(module: &str, level: &str, msg: &str, items: Option<&RawValue>) {
+    let items = caps::group_items(items);
+    let items: &str = &items;
+    let msg = caps::clip(msg, caps::MAX_MSG_BYTES);
     event_at!(
         module_level(level),
         module = module,
-        _data = %data,
-        _groupItems = %items,
+        _groupItems = items,
         "{}",
         msg
     );
@@ -203,7 +197,7 @@ pub fn log_module_group_with_data(
 mod tests {
     use std::sync::Mutex;
 
-    use serde_json::json;
+    use serde_json::{json, Value};
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
@@ -220,11 +214,15 @@ mod tests {
         }
     }
 
+    fn raw(v: Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&v).unwrap()
+    }
+
     fn capture(f: impl FnOnce()) -> (String, Vec<Value>) {
         let levels = Arc::new(Levels::new(LevelFilter::INFO));
         let h = Buf::default();
         let j = Buf::default();
-        let sink = HumanSink::new(Box::new(h.clone()), DateOrder::DayFirst, false);
+        let sink = HumanSink::new(Box::new(h.clone()), false);
         let layer = PonsLayer::new(levels, Some(sink.clone()), Some(Box::new(j.clone())));
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
         sink.flush();
@@ -240,16 +238,17 @@ mod tests {
     #[test]
     fn module_log_line() {
         let (human, json) = capture(|| {
-            log_module_line("m", "info", "hi", Some(&json!({"a": 1})), None);
+            log_module_line("m", "info", "hi", Some(&raw(json!({"a": 1}))), None);
             log_module_line("m", "verbose", "unknown level", None, None);
-            log_module_line("m", "fatal", "boom", Some(&json!({"error": "x\ny"})), None);
+            let error = raw(json!({"error": "x\ny"}));
+            log_module_line("m", "fatal", "boom", Some(&error), None);
             log_module_line("m", "debug", "hidden", None, None);
         });
         let lines: Vec<&str> = human.lines().collect();
         assert_eq!(lines.len(), 3, "{human}");
-        assert!(lines[0].ends_with("] INFO  m                   hi a=1"));
-        assert!(lines[1].ends_with("] INFO  m                   unknown level"));
-        assert!(lines[2].ends_with("] ERROR m                   boom error=x"));
+        assert!(lines[0].ends_with(" INFO  m                   hi a=1"));
+        assert!(lines[1].ends_with(" INFO  m                   unknown level"));
+        assert!(lines[2].ends_with(" ERROR m                   boom error=x"));
         assert_eq!(json[0]["module"], "m");
         assert_eq!(json[0]["a"], 1);
         assert_eq!(json[0]["message"], "hi");
@@ -260,17 +259,13 @@ mod tests {
     #[test]
     fn module_log_group() {
         let (human, json) = capture(|| {
-            log_module_group(
-                "m",
-                "warn",
-                "Loaded",
-                &json!([{"msg": "a", "data": {"n": 1}}, {"msg": "b"}]),
-            );
+            let items = raw(json!([{"msg": "a", "data": {"n": 1}}, {"msg": "b"}]));
+            log_module_group("m", "warn", "Loaded", Some(&items));
         });
         let pad = " ".repeat(50);
         let lines: Vec<&str> = human.lines().collect();
         assert_eq!(lines.len(), 3, "{human}");
-        assert!(lines[0].ends_with("] WARN  m                   Loaded"));
+        assert!(lines[0].ends_with(" WARN  m                   Loaded"));
         assert_eq!(lines[1], format!("{pad}├ a n=1"));
         assert_eq!(lines[2], format!("{pad}└ b"));
         assert_eq!(json[0]["_groupItems"][0]["msg"], "a");
@@ -280,7 +275,13 @@ mod tests {
     fn module_log_with_topic() {
         let (human, json) = capture(|| {
             log_module_line("m", "info", "x", None, Some("sync"));
-            log_module_line("m", "info", "y", Some(&json!({"k": "v"})), Some("sync"));
+            log_module_line(
+                "m",
+                "info",
+                "y",
+                Some(&raw(json!({"k": "v"}))),
+                Some("sync"),
+            );
         });
         let pad = " ".repeat(50);
         let lines: Vec<&str> = human.lines().collect();

@@ -14,7 +14,7 @@ use crate::home::Home;
 /// Files larger than this are not read (reported as an error instead).
 const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Interpreters looked up for every snapshot (see compat.md §2.5).
+/// Interpreters looked up for every snapshot.
 const INTERPRETERS: [&str; 6] = ["deno", "node", "bun", "python", "python3", "php"];
 
 /// Reads the home directory; `env` is the kernel's environment (usually `std::env::vars()`).

@@ -128,3 +128,73 @@ fn apply_says_once_that_it_converged() {
         "Nothing to do: converged.\n"
     );
 }
+
+#[test]
+fn plan_is_coloured_only_when_asked_or_on_a_terminal() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("m"));
+    let run = |env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(pons_bin());
+        c.args(["plan", "--home"]).arg(home.path());
+        c.env_remove("NO_COLOR").env_remove("PONS_COLOR");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        String::from_utf8_lossy(&c.output().expect("pons plan").stdout).into_owned()
+    };
+    assert!(!run(&[]).contains('\x1b'), "piped: no colour");
+    let forced = run(&[("PONS_COLOR", "always")]);
+    assert!(forced.contains("\x1b[32m+\x1b[0m m"), "{forced:?}");
+    assert!(!run(&[("PONS_COLOR", "always"), ("NO_COLOR", "1")]).contains('\x1b'));
+}
+
+#[test]
+fn approving_a_module_that_cannot_start_says_why() {
+    let mut home = TestHome::new();
+    home.add(
+        ModuleSpec::new("a")
+            .manifest(serde_json::json!({"provides": ["x"], "requires": ["y"]}))
+            .unapproved(),
+    );
+    home.add(
+        ModuleSpec::new("b")
+            .manifest(serde_json::json!({"provides": ["y"], "requires": ["x"]}))
+            .unapproved(),
+    );
+    home.add(
+        ModuleSpec::new("lost")
+            .manifest(serde_json::json!({"entrypoint": "missing-binary"}))
+            .unapproved(),
+    );
+    let out = home.pons(&["modules", "approve", "lost", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: module `lost` is approved but will not start: entry point `missing-binary` not found"),
+        "{err}"
+    );
+    home.pons(&["modules", "approve", "a", "--yes"]);
+    let out = home.pons(&["modules", "approve", "b", "--yes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dependency cycle"), "{err}");
+}
+
+#[test]
+fn status_is_coloured_only_when_asked() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("m"));
+    let _k = home.start();
+    home.wait_status("m", "ready", std::time::Duration::from_secs(15));
+    let run = |env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(pons_bin());
+        c.args(["status", "--home"]).arg(home.path());
+        c.env_remove("NO_COLOR").env_remove("PONS_COLOR");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        String::from_utf8_lossy(&c.output().expect("pons status").stdout).into_owned()
+    };
+    assert!(!run(&[]).contains('\x1b'));
+    let forced = run(&[("PONS_COLOR", "always")]);
+    assert!(forced.contains("\x1b[32mready\x1b[0m"), "{forced:?}");
+}

@@ -352,3 +352,17 @@ fn a_crashed_provider_owns_no_service() {
     let r = event(&home, "caller", "rpc_result", |_| true);
     assert_eq!(r["error"], "service_not_found", "{r}");
 }
+
+#[test]
+fn restart_base_ms_is_honoured_down_to_zero() {
+    let mut home = TestHome::new();
+    home.write_config(
+        "lifecycle:\n  maxRestarts: 100\n  restartBaseMs: 0\n  maxRestartBackoffMs: 0\n",
+    );
+    home.add(ModuleSpec::new("flaky").args(&["--crash-after-ms", "20"]));
+    let _k = home.start();
+    // With the default 1 s base, ten restarts take 1+2+4+…+60 s; with 0 they follow each other.
+    wait_for("ten restarts", T, || {
+        (home.starts("flaky").len() >= 10).then_some(())
+    });
+}

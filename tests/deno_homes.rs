@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use pons::sandbox::{self, SandboxState};
+
 use serde_json::{json, Value};
 
 /// First start may download the npm package.
@@ -60,15 +60,6 @@ fn deno_or_skip(test: &str) -> Option<PathBuf> {
         eprintln!("SKIP {test}: {why}");
     }
     found
-}
-
-fn landlock_or_skip(test: &str) -> bool {
-    let s = sandbox::support();
-    if s.state == SandboxState::Unavailable {
-        eprintln!("SKIP {test}: Landlock unavailable here: {}", s.to_json());
-        return false;
-    }
-    true
 }
 
 /// A home with the three modules; `home_config`: the home's deno.json (None: none), `own_config`:

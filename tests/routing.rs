@@ -80,16 +80,7 @@ fn forbidden_publish_is_refused_and_stops_the_publisher_in_strict_mode() {
         json!({"publish": {"topic": "secret:t", "payload": 1}}),
     );
     home.wait_log("security.violation", T);
-    // Stopped for good, as the reference does: no restart loop for a module that broke its grant.
-    let st = home.wait_status("rogue", "stopped", T);
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("security-violation: "),
-        "{st}"
-    );
-    assert_eq!(home.starts("rogue").len(), 1);
+    home.wait_stopped_for_violation("rogue", T);
     assert!(
         delivers(&home, "victim", "secret:t").is_empty(),
         "nothing delivered"
@@ -210,16 +201,7 @@ fn forbidden_rpc_answers_forbidden_then_stops_the_caller() {
     });
     assert_eq!(r["error"], "forbidden", "{r}");
     assert_eq!(r["id"], "tm-rpc-1", "the caller's own id");
-    // Stopped for good, as the reference does: no restart loop for a module that broke its grant.
-    let st = home.wait_status("thief", "stopped", T);
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("security-violation: "),
-        "{st}"
-    );
-    assert_eq!(home.starts("thief").len(), 1);
+    home.wait_stopped_for_violation("thief", T);
 }
 
 #[test]
@@ -319,16 +301,7 @@ fn kernel_calls() {
             .starts_with("Error: Security violation: not permitted to read config key"),
         "{res}"
     );
-    // Stopped for good, as the reference does: no restart loop for a module that broke its grant.
-    let st = home.wait_status("me", "stopped", T);
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("security-violation: "),
-        "{st}"
-    );
-    assert_eq!(home.starts("me").len(), 1);
+    home.wait_stopped_for_violation("me", T);
 }
 
 #[test]

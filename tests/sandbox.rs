@@ -17,6 +17,8 @@ use pons_reconciler::desired::{Limits, SandboxPolicy, SpawnSpec};
 
 mod common;
 
+use common::landlock_or_skip;
+
 fn pons_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pons"))
 }
@@ -79,16 +81,6 @@ fn run(spec: &ExecSpec) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// True where Landlock works; prints why a test is skipped otherwise.
-fn landlock_or_skip(test: &str) -> bool {
-    let s = sandbox::support();
-    if s.state == SandboxState::Unavailable {
-        eprintln!("SKIP {test}: Landlock unavailable here: {}", s.to_json());
-        return false;
-    }
-    true
 }
 
 fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {

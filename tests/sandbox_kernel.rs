@@ -25,16 +25,6 @@ const EACCES: i64 = 13;
 /// EMFILE: the open-files limit.
 const EMFILE: i64 = 24;
 
-/// True where Landlock works; prints why the test is skipped otherwise.
-fn landlock_or_skip(test: &str) -> bool {
-    let s = sandbox::support();
-    if s.state == SandboxState::Unavailable {
-        eprintln!("SKIP {test}: Landlock unavailable here: {}", s.to_json());
-        return false;
-    }
-    true
-}
-
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }

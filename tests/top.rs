@@ -258,6 +258,20 @@ fn top_in_tmux_waits_for_the_kernel_shows_modules_and_quits_on_q() {
     }
     assert!(screen.contains("q quit"), "{screen}");
 
+    // `s` stops the selected (first) module the declarative way, `S` starts it again.
+    let row = |s: &str, id: &str, status: &str| {
+        s.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.first() == Some(&id) && w.get(1) == Some(&status)
+        })
+    };
+    tmux.cmd(&["send-keys", "-t", "top", "s"]);
+    tmux.wait_screen("alpha stopped", |s| row(s, "alpha", "stopped"));
+    let config = std::fs::read_to_string(home.path().join("config.yaml")).unwrap_or_default();
+    assert!(config.contains("alpha"), "{config}");
+    tmux.cmd(&["send-keys", "-t", "top", "S"]);
+    tmux.wait_screen("alpha ready again", |s| row(s, "alpha", "ready"));
+
     // `l` opens the log pane of the selected (first) module.
     tmux.cmd(&["send-keys", "-t", "top", "l"]);
     tmux.wait_screen("the log pane", |s| s.contains("logs of alpha"));

@@ -1,9 +1,9 @@
-//! Benchmark figures: one measured value of pons with its baseline, the ratio, the DESIGN.md §6
+//! Benchmark figures: one measured value of pons with its baseline, the ratio, the performance
 //! target, and how they are printed (one line as measured, a summary table, JSON).
 
 use serde_json::{json, Value};
 
-/// A DESIGN.md §6 target.
+/// A performance target.
 #[derive(Debug, Clone, Copy)]
 pub enum Target {
     /// `pons / baseline ≤ x`.

@@ -99,6 +99,7 @@ impl Router {
             Settings {
                 enforcement: EnforcementMode::Strict,
                 rpc_timeout: std::time::Duration::from_secs(30),
+                max_pending_rpcs: 1024,
                 home: home.path().to_string_lossy().into_owned(),
             },
             events,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites examples/demo/permissions.yaml so that every module under modules/ is approved.
 
-Each module gets the compat layout (DESIGN.md §3, compat.md §3.1): `base` with all six permission
+Each module gets the compat layout (specs/files.md): `base` with all six permission
 keys from its module.json, `baseManifestHash` = SHA-256 (lowercase hex) of module.json's bytes,
 `baseGrantedAt`, empty `dynamic`/`pending`/`denied`, and `capabilities` (the manifest's, else
 topics = subscribes + publishes, services = requires + optionalRequires); `serviceProviders` maps

@@ -1,11 +1,12 @@
 //! `build_desired`: one [`Snapshot`] (plus the previous desired state) → [`Desired`].
 //!
 //! Steps: parse permissions.yaml and config.yaml (keeping the previous value of a file that
-//! fails to parse), discover modules (compat.md §2.2, every problem blocks only that module),
+//! fails to parse), discover modules,
 //! resolve each runnable module (approval, hash, entry, runtime, environment, sandbox — a
 //! required sandbox blocks the module where Landlock is unavailable —, capabilities, config
-//! section, fingerprints), then check the service graph across the
-//! runnable modules (duplicate providers, cycles, missing providers) and order them.
+//! section, fingerprints), set aside those listed in `kernel.disabled` (`BlockReason::Disabled`;
+//! a module blocked for another reason keeps that reason), then check the service graph across
+//! the runnable modules (duplicate providers, cycles, missing providers) and order them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -108,6 +109,18 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
     }
 
     d.manifest_warnings = warnings;
+    // Disabled modules hold no services: their dependents are blocked as missing a provider.
+    if !d.kernel.disabled.is_empty() {
+        let (off, on): (Vec<_>, Vec<_>) = runnable
+            .into_iter()
+            .partition(|m| d.kernel.disabled.binary_search(&m.id).is_ok());
+        runnable = on;
+        d.blocked.extend(off.into_iter().map(|m| BlockedModule {
+            id: m.id,
+            dir_name: m.dir_name,
+            reason: BlockReason::Disabled,
+        }));
+    }
     let incumbents: BTreeSet<&str> = prev_by_dir.values().map(|m| m.id.as_str()).collect();
     let claims = Claims {
         incumbents: &incumbents,
@@ -585,7 +598,7 @@ fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-/// Entry containment and the `.js` sibling preference (compat.md §2.2 steps 11–12).
+/// Entry containment and the `.js` sibling preference.
 fn resolve_entry(m: &Manifest, md: &ModuleDir, module_real: &Path) -> Result<PathBuf, BlockReason> {
     let requested = manifest::entry_request(m);
     let probe = md.entry.clone().unwrap_or_default();
@@ -709,9 +722,15 @@ struct Claims<'a> {
 }
 
 impl Claims<'_> {
-    /// Sort key, smallest first: pinned for one of its services and up, not down, running
-    /// before, then priority and id.
-    fn rank(&self, m: &DesiredModule) -> (bool, bool, bool) {
+    /// Sort key, smallest first: able to run (not `demoted`), not down, running before, pinned
+    /// for one of its services, then priority and id.
+    ///
+    /// A pin ranks below "running before": it chooses among the providers when none of them
+    /// runs (a boot, or the one that ran is down or gone), but never displaces a provider that
+    /// runs. Ranked above it, a pinned provider that crashed would lose its services to another,
+    /// be forgotten by the supervisor (no longer down), and take them back in the next pass:
+    /// revived without `pons apply`, crashing again, and so on.
+    fn rank(&self, m: &DesiredModule, demoted: &BTreeSet<&str>) -> (bool, bool, bool, bool) {
         let down = self.down.contains(&m.id);
         let pinned = m
             .manifest
@@ -719,58 +738,101 @@ impl Claims<'_> {
             .iter()
             .any(|s| self.pinned.get(s) == Some(&m.id));
         let incumbent = self.incumbents.contains(m.id.as_str());
-        (!pinned || down, down, !incumbent)
+        (demoted.contains(m.id.as_str()), down, !incumbent, !pinned)
     }
 }
 
 /// Service-graph checks across the runnable modules: duplicate providers, dependency cycles,
 /// missing required providers (to a fixpoint). Returns (still runnable, blocked).
 ///
-/// Of two providers of one service the first by (pinned in `serviceProviders` and not down, not
-/// crashed or stopped, runnable in the previous pass, priority, id) keeps it: a newly added
-/// module never displaces a provider that runs, and a provider that is down gives its services
-/// up to another.
+/// Of two providers of one service the first by (not crashed or stopped, runnable in the
+/// previous pass, pinned in `serviceProviders`, priority, id) keeps it: a newly added module
+/// never displaces a provider that runs, and a provider that is down gives its services up to
+/// another. A provider that keeps a service but cannot run itself (it is on a cycle or
+/// misses a provider) gives it up too: it is demoted behind every other provider and the checks
+/// run again, until no provider that kept a contested service is blocked (each round demotes one
+/// more module, so this ends); else the other provider would be blocked as the duplicate of a
+/// module that does not run, the service provided by none.
 fn check_graph(
     mods: Vec<DesiredModule>,
     claims: &Claims,
 ) -> (Vec<DesiredModule>, Vec<BlockedModule>) {
+    let mut demoted: BTreeSet<&str> = BTreeSet::new();
+    let verdicts = loop {
+        let verdicts = graph_verdicts(&mods, claims, &demoted);
+        let contested: BTreeSet<&str> = verdicts
+            .iter()
+            .filter_map(|v| match v {
+                Some(BlockReason::DuplicateProvider { other, .. }) => Some(other.as_str()),
+                _ => None,
+            })
+            .collect();
+        let stuck: Vec<&str> = mods
+            .iter()
+            .zip(&verdicts)
+            .filter(|(m, v)| {
+                v.is_some() && contested.contains(m.id.as_str()) && !demoted.contains(m.id.as_str())
+            })
+            .map(|(m, _)| m.id.as_str())
+            .collect();
+        if stuck.is_empty() {
+            break verdicts;
+        }
+        demoted.extend(stuck);
+    };
+    let mut kept = Vec::new();
     let mut blocked = Vec::new();
+    for (m, v) in mods.into_iter().zip(verdicts) {
+        match v {
+            Some(reason) => blocked.push(BlockedModule {
+                id: m.id.clone(),
+                dir_name: m.dir_name.clone(),
+                reason,
+            }),
+            None => kept.push(m),
+        }
+    }
+    (kept, blocked)
+}
+
+/// One round of the service-graph checks: for each module (same order as `mods`), why it is
+/// blocked, `None` when it can run.
+fn graph_verdicts(
+    mods: &[DesiredModule],
+    claims: &Claims,
+    demoted: &BTreeSet<&str>,
+) -> Vec<Option<BlockReason>> {
+    let mut verdicts: Vec<Option<BlockReason>> = vec![None; mods.len()];
     // Sorted through indices: a `DesiredModule` is large, moving it around in a sort is not free.
     let mut idx: Vec<usize> = (0..mods.len()).collect();
     idx.sort_by(|&i, &j| {
         let (a, b) = (&mods[i], &mods[j]);
         claims
-            .rank(a)
-            .cmp(&claims.rank(b))
+            .rank(a, demoted)
+            .cmp(&claims.rank(b, demoted))
             .then(a.manifest.priority().total_cmp(&b.manifest.priority()))
             .then(a.id.cmp(&b.id))
     });
-    let mut slots: Vec<Option<DesiredModule>> = mods.into_iter().map(Some).collect();
-    let mods: Vec<DesiredModule> = idx.into_iter().filter_map(|i| slots[i].take()).collect();
-    let block = |m: &DesiredModule, reason: BlockReason| BlockedModule {
-        id: m.id.clone(),
-        dir_name: m.dir_name.clone(),
-        reason,
-    };
 
-    // Duplicate providers: the first by (priority, id) keeps the service.
-    let mut provided: BTreeMap<String, String> = BTreeMap::new();
+    // Duplicate providers: the first by rank keeps the service.
+    let mut provided: BTreeMap<&str, &str> = BTreeMap::new();
     let mut keep = Vec::new();
-    for m in mods {
+    for i in idx {
+        let m = &mods[i];
         let dup = m
             .manifest
             .provides
             .iter()
-            .find_map(|s| provided.get(s).map(|o| (s.clone(), o.clone())));
+            .find_map(|s| provided.get(s.as_str()).map(|o| (s.clone(), o.to_string())));
         match dup {
             Some((service, other)) => {
-                blocked.push(block(&m, BlockReason::DuplicateProvider { service, other }))
+                verdicts[i] = Some(BlockReason::DuplicateProvider { service, other })
             }
             None => {
                 for s in &m.manifest.provides {
-                    provided.insert(s.clone(), m.id.clone());
+                    provided.insert(s, &m.id);
                 }
-                keep.push(m);
+                keep.push(i);
             }
         }
     }
@@ -778,7 +840,7 @@ fn check_graph(
     // Cycles.
     let nodes: Vec<Node> = keep
         .iter()
-        .map(|m| Node::from_manifest(&m.manifest))
+        .map(|&i| Node::from_manifest(&mods[i].manifest))
         .collect();
     let mut on_cycle: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (members, path) in graph::cycles(&nodes) {
@@ -787,13 +849,10 @@ fn check_graph(
         }
     }
     let mut rest = Vec::new();
-    for m in keep {
-        match on_cycle.get(&m.id) {
-            Some(path) => blocked.push(block(
-                &m,
-                BlockReason::DependencyCycle { path: path.clone() },
-            )),
-            None => rest.push(m),
+    for i in keep {
+        match on_cycle.get(&mods[i].id) {
+            Some(path) => verdicts[i] = Some(BlockReason::DependencyCycle { path: path.clone() }),
+            None => rest.push(i),
         }
     }
 
@@ -801,31 +860,27 @@ fn check_graph(
     loop {
         let provided: BTreeSet<&str> = rest
             .iter()
-            .flat_map(|m| m.manifest.provides.iter().map(String::as_str))
+            .flat_map(|&i| mods[i].manifest.provides.iter().map(String::as_str))
             .collect();
-        let mut missing_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for m in &rest {
+        let mut stay = Vec::new();
+        for &i in &rest {
             let missing = manifest::dedup(
-                m.manifest
+                mods[i]
+                    .manifest
                     .requires
                     .iter()
                     .filter(|s| !provided.contains(s.as_str())),
             );
-            if !missing.is_empty() {
-                missing_by.insert(m.id.clone(), missing);
+            if missing.is_empty() {
+                stay.push(i);
+            } else {
+                verdicts[i] = Some(BlockReason::MissingProvider { services: missing });
             }
         }
-        if missing_by.is_empty() {
+        if stay.len() == rest.len() {
             break;
-        }
-        let (gone, stay): (Vec<_>, Vec<_>) = rest
-            .into_iter()
-            .partition(|m| missing_by.contains_key(&m.id));
-        for m in gone {
-            let services = missing_by.remove(&m.id).unwrap_or_default();
-            blocked.push(block(&m, BlockReason::MissingProvider { services }));
         }
         rest = stay;
     }
-    (rest, blocked)
+    verdicts
 }

@@ -1,4 +1,4 @@
-//! `config.yaml`: parsing (serde-saphyr, strict), kernel sections with defaults (compat.md §3.4),
+//! `config.yaml`: parsing (serde-saphyr, strict), kernel sections with defaults,
 //! `${VAR}` interpolation of module sections, key paths (get, set, coercion, scope checks) and
 //! JSON-Schema validation of module sections (draft 2020-12, defaults filled in).
 
@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::yaml::{self, YamlError};
 
-/// `lifecycle` section, all in milliseconds / counts (compat.md §3.4 defaults), plus pons' own
-/// `maxMessageBytes` (10 MiB) and `slowConsumerMs` (10 s).
+/// `lifecycle` section, all in milliseconds / counts, plus pons' own
+/// `maxMessageBytes` (10 MiB), `slowConsumerMs` (10 s) and `maxPendingRpcs` (1024 RPCs in
+/// flight per caller).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Lifecycle {
@@ -21,10 +22,14 @@ pub struct Lifecycle {
     pub requires_timeout_ms: u64,
     pub shutdown_grace_ms: u64,
     pub max_restarts: u32,
+    /// The first restart delay (the reference's documented key, which it ignored); doubles per
+    /// consecutive failure up to `max_restart_backoff_ms`.
+    pub restart_base_ms: u64,
     pub max_restart_backoff_ms: u64,
     pub rpc_timeout_ms: u64,
     pub max_message_bytes: u64,
     pub slow_consumer_ms: u64,
+    pub max_pending_rpcs: u64,
 }
 
 impl Default for Lifecycle {
@@ -37,10 +42,12 @@ impl Default for Lifecycle {
             requires_timeout_ms: 30_000,
             shutdown_grace_ms: 5_000,
             max_restarts: 5,
+            restart_base_ms: 1_000,
             max_restart_backoff_ms: 60_000,
             rpc_timeout_ms: 30_000,
             max_message_bytes: 10 * 1024 * 1024,
             slow_consumer_ms: 10_000,
+            max_pending_rpcs: 1024,
         }
     }
 }
@@ -91,6 +98,8 @@ pub struct KernelConfig {
     pub logging: Logging,
     /// `kernel.runtimes`: runtime name → interpreter path override.
     pub runtimes: std::collections::BTreeMap<String, String>,
+    /// `kernel.disabled`: ids of modules that must not run (sorted, without duplicates).
+    pub disabled: Vec<String>,
 }
 
 /// Sections of config.yaml owned by the kernel: modules may neither read nor write them, and a
@@ -109,7 +118,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, YamlError> {
     }
 }
 
-const LIFECYCLE_KEYS: [(&str, u64); 11] = [
+const LIFECYCLE_KEYS: [(&str, u64); 13] = [
     ("healthIntervalMs", 1000),
     ("pingTimeoutMs", 1000),
     ("healthMaxFailures", 1),
@@ -117,10 +126,12 @@ const LIFECYCLE_KEYS: [(&str, u64); 11] = [
     ("requiresTimeoutMs", 1000),
     ("shutdownGraceMs", 1000),
     ("maxRestarts", 0),
-    ("maxRestartBackoffMs", 1000),
+    ("restartBaseMs", 0),
+    ("maxRestartBackoffMs", 0),
     ("rpcTimeoutMs", 1000),
     ("maxMessageBytes", 1024),
     ("slowConsumerMs", 100),
+    ("maxPendingRpcs", 1),
 ];
 
 impl Lifecycle {
@@ -133,10 +144,12 @@ impl Lifecycle {
             "requiresTimeoutMs" => LifecycleSlot::U64(&mut self.requires_timeout_ms),
             "shutdownGraceMs" => LifecycleSlot::U64(&mut self.shutdown_grace_ms),
             "maxRestarts" => LifecycleSlot::U32(&mut self.max_restarts),
+            "restartBaseMs" => LifecycleSlot::U64(&mut self.restart_base_ms),
             "maxRestartBackoffMs" => LifecycleSlot::U64(&mut self.max_restart_backoff_ms),
             "rpcTimeoutMs" => LifecycleSlot::U64(&mut self.rpc_timeout_ms),
             "maxMessageBytes" => LifecycleSlot::U64(&mut self.max_message_bytes),
             "slowConsumerMs" => LifecycleSlot::U64(&mut self.slow_consumer_ms),
+            "maxPendingRpcs" => LifecycleSlot::U64(&mut self.max_pending_rpcs),
             _ => return None,
         })
     }
@@ -275,8 +288,18 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
                         out.runtimes = previous.runtimes.clone();
                     }
                 },
+                "disabled" => match disabled_ids(v) {
+                    Ok(ids) => out.disabled = ids,
+                    Err(found) => {
+                        errors.push(format!(
+                            "`kernel.disabled` must be a list of module ids, found {found}; keeping [{}]",
+                            previous.disabled.join(", ")
+                        ));
+                        out.disabled = previous.disabled.clone();
+                    }
+                },
                 _ => errors.push(format!(
-                    "`kernel.{key}` is not a known key (known: reconcile, runtimes)"
+                    "`kernel.{key}` is not a known key (known: disabled, reconcile, runtimes)"
                 )),
             }
         }
@@ -321,6 +344,26 @@ pub fn kernel_config(root: &Value, previous: &KernelConfig) -> (KernelConfig, Ve
         }
     }
     (out, errors)
+}
+
+/// `kernel.disabled` as sorted, distinct ids (`null` is the empty list); Err: what was found
+/// instead of a list of non-empty strings.
+fn disabled_ids(v: &Value) -> Result<Vec<String>, String> {
+    let items = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => return Err(describe(other)),
+    };
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_str().map(str::trim) {
+            Some(id) if !id.is_empty() => ids.push(id.to_string()),
+            _ => return Err(format!("the item {}", describe(item))),
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 fn mode_name(m: EnforcementMode) -> &'static str {
@@ -461,7 +504,7 @@ pub fn section_text(value: &Value) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Key paths (compat.md §3.4, §5)
+// Key paths
 
 const UNSAFE_SEGMENTS: [&str; 3] = ["__proto__", "constructor", "prototype"];
 
@@ -530,7 +573,7 @@ pub fn remove_path(root: &mut Value, key: &str) -> bool {
         .is_some_and(|m| m.shift_remove(*last).is_some())
 }
 
-/// Coercion of `config set` / `config.set` string values (compat.md §3.4): `{…}`/`[…]` parsed
+/// Coercion of `config set` / `config.set` string values: `{…}`/`[…]` parsed
 /// as JSON when they parse, `true`/`false`/`null` literals, numbers (`42`, `1e3`, `0x10`), else
 /// the string itself.
 pub fn coerce(s: &str) -> Value {
@@ -582,7 +625,7 @@ fn parse_number(t: &str) -> Option<Value> {
     serde_json::Number::from_f64(f).map(Value::Number)
 }
 
-/// compat.md §5 `checkConfig`: a module may touch `key` only when it is not empty, `.` or `..`,
+/// the reference kernel's behaviour `checkConfig`: a module may touch `key` only when it is not empty, `.` or `..`,
 /// has no `..`/`__proto__`/`constructor`/`prototype` segment, and its first segment is the
 /// module's own `configKey`. The error is the sentence the kernel call answers with.
 pub fn check_scope(key: &str, caller_config_key: Option<&str>, write: bool) -> Result<(), String> {
@@ -848,6 +891,36 @@ mod tests {
             &prev,
         );
         assert_eq!(e.len(), 2);
+    }
+
+    #[test]
+    fn kernel_disabled_is_a_list_of_ids() {
+        let cfg = |v: Value| json!({"kernel": {"disabled": v}});
+        let (k, e) = kernel_config(&cfg(json!(["b", "a", "b"])), &KernelConfig::default());
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(k.disabled, vec!["a", "b"]);
+        let (k, e) = kernel_config(&cfg(Value::Null), &KernelConfig::default());
+        assert!(e.is_empty() && k.disabled.is_empty());
+        let prev = KernelConfig {
+            disabled: vec!["x".into()],
+            ..KernelConfig::default()
+        };
+        for (bad, found) in [
+            (json!("a"), "found \"a\""),
+            (json!(["a", 3]), "found the item 3"),
+            (json!([""]), "found the item \"\""),
+            (json!({"a": true}), "found a mapping"),
+        ] {
+            let (k, e) = kernel_config(&cfg(bad.clone()), &prev);
+            assert_eq!(k.disabled, vec!["x"], "{bad}: the last good value is kept");
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(
+                e[0].starts_with("`kernel.disabled` must be a list of module ids, ")
+                    && e[0].contains(found)
+                    && e[0].ends_with("; keeping [x]"),
+                "{bad}: {e:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! deno's configuration file as operator configuration (DESIGN.md §3 "Deno homes as operators
-//! have them"): which `--config` a deno module runs with, what that file lets deno reach beyond
+//! deno's configuration file as operator configuration: which `--config` a deno module runs with, what that file lets deno reach beyond
 //! the module's approved permissions, and where its lock file is kept.
 //!
 //! The file is the module directory's `deno.json`, else `<home>/deno.json` (the reference's

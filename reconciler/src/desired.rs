@@ -15,9 +15,14 @@
 //! - Directories whose name starts with `.` and non-directories in `modules/` are skipped silently;
 //!   a directory without `module.json` is blocked.
 //! - Two directories with one id: the first by directory name keeps it (`DuplicateId`). Two
-//!   providers of one service: the first by (ran in `previous`, priority, id) keeps it.
+//!   providers of one service: the first by (not down, ran in `previous`, pinned in
+//!   `serviceProviders`, priority, id) keeps it, unless it cannot run itself (cycle, missing
+//!   provider): then the other one does.
 //! - A manifest with `"sandbox": "required"` is blocked (`SandboxRequired`) when the snapshot says
 //!   the running Linux has no Landlock ([`crate::Snapshot::landlock_abi`]).
+//! - A module whose id is listed in `kernel.disabled` and would otherwise run is blocked as
+//!   [`BlockReason::Disabled`] (it holds none of its services, so its dependents are blocked as
+//!   missing a provider); a module blocked for another reason keeps that reason.
 //! - A manifest field of another JSON type that the reference accepts is read as it reads it and
 //!   does not block: its warning is in [`Desired::manifest_warnings`] (runnable or not).
 
@@ -92,6 +97,8 @@ pub enum BlockReason {
         dir: String,
         error: String,
     },
+    /// Listed in `kernel.disabled` of config.yaml: shown as `stopped`, not as blocked.
+    Disabled,
 }
 
 impl std::fmt::Display for BlockReason {
@@ -160,6 +167,7 @@ impl std::fmt::Display for BlockReason {
                 f,
                 "its entry in permissions.yaml cannot be read ({error}): approve it again with `pons modules approve {dir}`"
             ),
+            BlockReason::Disabled => f.write_str("disabled in config.yaml"),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `module.json`: the manifest, its validation (compat.md §2.1–2.4, §2.6) and its hash. Fields
+//! `module.json`: the manifest, its validation and its hash. Fields
 //! the reference accepts with another JSON type are read as it reads them, with a warning each
 //! (`lenient`).
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::desired::Limits;
 use crate::permissions::{Capabilities, PermissionSet};
 
-/// A parsed manifest. Unknown fields are kept out; fields follow compat.md §2.1.
+/// A parsed manifest. Unknown fields are kept out; fields follow the reference kernel's behaviour
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
@@ -81,7 +81,7 @@ impl Manifest {
 /// Spawn priority of a manifest without `priority`.
 pub const DEFAULT_PRIORITY: f64 = 100.0;
 
-/// The runtimes pons knows how to start (compat.md §2.5).
+/// The runtimes pons knows how to start.
 pub const RUNTIMES: [&str; 8] = [
     "deno", "node", "bun", "python", "php", "go", "rust", "binary",
 ];
@@ -93,11 +93,11 @@ pub enum ManifestError {
     Syntax(String),
     /// `id` or `name` missing or not a non-empty string.
     MissingIdOrName,
-    /// `minProtocolVersion` not compatible with protocol 1.0 (compat.md §2.3).
+    /// `minProtocolVersion` not compatible with protocol 1.0.
     ProtocolVersion { id: String, version: String },
     /// No `permissions` block.
     MissingPermissions,
-    /// The `permissions` block breaks the strict schema (compat.md §2.4).
+    /// The `permissions` block breaks the strict schema.
     InvalidPermissions(String),
     /// Another field has the wrong type.
     InvalidField(String),
@@ -130,7 +130,7 @@ impl std::error::Error for ManifestError {}
 const PERMISSION_KEYS: [&str; 6] = ["net", "read", "write", "env", "run", "sys"];
 
 /// Parses and validates `module.json` bytes (a leading UTF-8 BOM is ignored). Checks, in the
-/// order of compat.md §2.2: JSON object, `id`/`name`, protocol version, `permissions` present and
+/// order of the reference kernel's behaviour: JSON object, `id`/`name`, protocol version, `permissions` present and
 /// strict, then the types of the other fields. Unknown fields are ignored. A field of another
 /// JSON type that the reference accepts is read as it reads it and noted in
 /// [`Manifest::warnings`].
@@ -189,7 +189,7 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     Ok(manifest)
 }
 
-/// compat.md §2.3: `MAJOR.MINOR`, unparseable parts count as 0; accepted iff major == 1 and
+/// the reference kernel's behaviour: `MAJOR.MINOR`, unparseable parts count as 0; accepted iff major == 1 and
 /// minor == 0.
 pub fn protocol_compatible(version: &str) -> bool {
     let mut parts = version.split('.');
@@ -199,7 +199,7 @@ pub fn protocol_compatible(version: &str) -> bool {
     major == 1 && minor <= 0
 }
 
-/// The strict permissions schema of compat.md §2.4, on raw JSON.
+/// The strict permissions schema of the reference kernel's behaviour, on raw JSON.
 pub fn validate_permissions(value: &Value) -> Result<(), String> {
     let Value::Object(obj) = value else {
         return Err("it must be an object with the keys net, read, write, env, run, sys".into());
@@ -236,7 +236,7 @@ pub fn entry_request(manifest: &Manifest) -> String {
         .unwrap_or_else(|| "runner.ts".to_string())
 }
 
-/// Tamper-detection hash (compat.md §2.6): the bytes decoded as UTF-8 (BOM stripped, invalid
+/// Tamper-detection hash: the bytes decoded as UTF-8 (BOM stripped, invalid
 /// sequences replaced), SHA-256, 64 lowercase hex characters.
 pub fn hash(bytes: &[u8]) -> String {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);

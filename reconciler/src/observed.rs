@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Status of a module as `pons status` shows it (DESIGN.md §4).
+/// Status of a module as `pons status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -58,7 +58,8 @@ pub struct ObservedModule {
     pub pid: Option<u32>,
     pub restarts: u32,
     /// Why it is not running, as the supervisor reports it (crashed, stopped by a security
-    /// violation, …).
+    /// violation, …); for a `blocked` module, the token of its block reason
+    /// ([`crate::desired::BlockReason::token`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What the supervisor last applied to this module (spawned with, or pushed config from):
@@ -84,7 +85,18 @@ impl ObservedModule {
     }
 }
 
-/// Everything the supervisor manages, by module id.
+impl ObservedModule {
+    /// A module the last pass blocked (no process): only its status and token.
+    pub fn blocked(reason: &crate::desired::BlockReason) -> ObservedModule {
+        ObservedModule {
+            status: Some(Status::Blocked),
+            reason: Some(reason.token().to_string()),
+            ..ObservedModule::default()
+        }
+    }
+}
+
+/// Everything the supervisor manages (and the modules its last pass blocked), by module id.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Observed {

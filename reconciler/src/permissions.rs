@@ -1,4 +1,4 @@
-//! `permissions.yaml` (compat.md §3.1): parsing (new and old layouts), the pure operations on it
+//! `permissions.yaml`: parsing (new and old layouts), the pure operations on it
 //! (approve, request, grant, deny, revoke, effective permissions) and its YAML rendering.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::yaml::{self, YamlError};
 
-/// OS permissions of a module: exactly the six keys of compat.md §2.4.
+/// OS permissions of a module: exactly the six keys of the reference kernel's behaviour
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PermissionSet {
@@ -158,7 +158,7 @@ impl std::fmt::Display for PermError {
 
 impl std::error::Error for PermError {}
 
-/// The answer to `permissions.request` (compat.md §3.3 / §5).
+/// The answer to `permissions.request`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestOutcome {
     /// Already a subset of the effective permissions.
@@ -291,8 +291,7 @@ impl PermissionsFile {
         self.modules.contains_key(id)
     }
 
-    /// Replaces the module's entry with a fresh approval (compat.md §3.1 `approve` +
-    /// `approveCapabilities`): base permissions, hash, `baseGrantedAt = now`, no dynamic grants,
+    /// Replaces the module's entry with a fresh approval: base permissions, hash, `baseGrantedAt = now`, no dynamic grants,
     /// no pending or denied requests, no `firstSpawnAt` (the next spawn sends `install`).
     pub fn approve(
         &mut self,
@@ -383,7 +382,7 @@ impl PermissionsFile {
             .find(|p| perms.is_subset_of(&p.permissions))
     }
 
-    /// `permissions.request`, in the order of compat.md §3.3: granted, denied, existing pending,
+    /// `permissions.request`, in the order of the reference kernel's behaviour: granted, denied, existing pending,
     /// not approved (denied), else a new pending request `{id: new_id, requestedAt: now}`.
     pub fn request(
         &mut self,

@@ -18,6 +18,12 @@
 //!   revoked, a required provider gone, …) is stopped; when it is blocked the `blocked` action
 //!   follows with the reason. A crashed or stopped module that is no longer desired gets a `stop`
 //!   too, which makes the supervisor forget it.
+//! - A module listed in `kernel.disabled` is not runnable ([`BlockReason::Disabled`]): running,
+//!   it is stopped ("disabled in config.yaml", token `disabled`); down, it is only listed (as a
+//!   `blocked` entry with that reason). Its dependents are blocked as missing a provider, like
+//!   those of a removed provider. An observed `blocked` module (the kernel reports the modules its
+//!   last pass blocked, with their token as `reason`) that is runnable again is spawned, "enabled
+//!   in config.yaml" when it was disabled.
 //! - Dependents of a provider: when the provider is *restarted*, dependents are untouched (the
 //!   runtime service directory covers the gap: they see the service go and come back). When the
 //!   provider is *removed or blocked*, the desired state blocks its dependents as
@@ -214,7 +220,10 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
             let reason = if !observed.kernel_running {
                 "kernel not running"
             } else if status == Some(Status::Blocked) {
-                "no longer blocked"
+                match obs.and_then(|o| o.reason.as_deref()) {
+                    Some(reason::DISABLED) => "enabled in config.yaml",
+                    _ => "no longer blocked",
+                }
             } else {
                 "new module"
             };
@@ -296,6 +305,9 @@ fn stop_reason(desired: &Desired, id: &str, obs: &ObservedModule) -> Reason {
         .iter()
         .find(|b| b.id == id && !matches!(b.reason, BlockReason::DuplicateId { .. }))
     {
+        if b.reason == BlockReason::Disabled {
+            return Reason::new(reason::DISABLED, b.reason.to_string());
+        }
         return Reason::new(b.reason.token(), format!("blocked: {}", b.reason));
     }
     if let Some(a) = &obs.applied {

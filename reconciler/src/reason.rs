@@ -91,6 +91,7 @@ impl BlockReason {
             BlockReason::InvalidConfig { .. } => CONFIG_INVALID,
             BlockReason::RuntimeNotFound { .. } => RUNTIME_NOT_FOUND,
             BlockReason::SandboxRequired { .. } => SANDBOX_UNAVAILABLE,
+            BlockReason::Disabled => DISABLED,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Rendering of plans (terraform-style text and the JSON of DESIGN.md §4).
+//! Rendering of plans (terraform-style text and the JSON of specs/cli.md).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -90,7 +90,7 @@ pub fn plan_text(plan: &Plan, desired: &Desired, kernel_running: bool) -> String
     out
 }
 
-/// The plan as the JSON of DESIGN.md §4, plus `errors` (`[{file, error}]`, always present) and
+/// The plan as the JSON of specs/cli.md, plus `errors` (`[{file, error}]`, always present) and
 /// `warnings` (`[{module, message}]`, present when there are any).
 pub fn plan_json(plan: &Plan, kernel_running: bool) -> Value {
     let actions: Vec<Value> = plan

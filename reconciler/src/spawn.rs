@@ -1,5 +1,5 @@
-//! How a module is started: the command line per runtime (compat.md §2.5 variant A), deno's
-//! permission flags (compat.md §2.4), the child environment and the sandbox policy; for deno with
+//! How a module is started: the command line per runtime, deno's
+//! permission flags, the child environment and the sandbox policy; for deno with
 //! a configuration file also what that file lets deno reach and the lock file step
 //! ([`crate::deno`]).
 
@@ -32,7 +32,7 @@ pub const ENV_ALLOWLIST: [&str; 15] = [
     "TZ",
 ];
 
-/// deno's `--allow-env` base list (compat.md §2.4).
+/// deno's `--allow-env` base list.
 pub const DENO_ENV_ALLOWLIST: [&str; 8] = [
     "DEBUG",
     "HOME",
@@ -67,7 +67,7 @@ pub struct DenoConfig<'a> {
     pub reach: &'a Reach,
 }
 
-/// `$HOME`, else `$USERPROFILE`, else empty (compat.md §2.4).
+/// `$HOME`, else `$USERPROFILE`, else empty.
 pub fn user_home(env: &BTreeMap<String, String>) -> String {
     env.get("HOME")
         .or_else(|| env.get("USERPROFILE"))
@@ -95,7 +95,7 @@ pub fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// compat.md §2.4 path rule: `~/x` → `<home>/x`; absolute → verbatim; else joined to `base`
+/// the reference kernel's behaviour path rule: `~/x` → `<home>/x`; absolute → verbatim; else joined to `base`
 /// and normalised (trailing slash kept). Relative paths are not confined to `base`.
 pub fn resolve_perm_path(value: &str, user_home: &str, base: &Path) -> String {
     let v = match value.strip_prefix("~/") {
@@ -112,7 +112,7 @@ pub fn resolve_perm_path(value: &str, user_home: &str, base: &Path) -> String {
     joined
 }
 
-/// deno permission flags from the effective permissions, in the order of compat.md §2.4.
+/// deno permission flags from the effective permissions, in the order of the reference kernel's behaviour
 /// `module_dir` is the directory of the real entry file; `run` keeps only names `which` found.
 pub fn deno_flags(
     perms: &PermissionSet,
@@ -507,7 +507,7 @@ mod tests {
         assert!(deno_flags(&p, Path::new("/m"), "/h", &which).contains(&"--allow-run=git".into()));
     }
 
-    /// compat.md §2.4/§2.5 variant A for an entry in a subdirectory: relative permission paths
+    /// the reference kernel's behaviour variant A for an entry in a subdirectory: relative permission paths
     /// resolve against the entry's directory, flags in the reference order, no `--config` without
     /// a deno.json, and a sandbox policy with module-specific paths only.
     #[test]

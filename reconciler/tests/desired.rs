@@ -428,3 +428,60 @@ fn shutdown_tiers_of_desired() {
         ]
     );
 }
+
+#[test]
+fn disabled_modules_hold_no_services_and_keep_other_reasons() {
+    let mods = [
+        module(
+            "kv",
+            r#"{"id":"kv","name":"K","provides":["kv"],"permissions":{}}"#,
+        ),
+        module(
+            "web",
+            r#"{"id":"web","name":"W","requires":["kv"],"permissions":{}}"#,
+        ),
+        module(
+            "alt",
+            r#"{"id":"alt","name":"A","provides":["kv"],"permissions":{}}"#,
+        ),
+    ];
+    // `alt` is disabled too: a disabled module does not take over a service either.
+    let d = build(&mods, "", "kernel:\n  disabled: [kv, alt, gone]\n");
+    assert!(d.modules.is_empty(), "{:?}", d.modules.keys());
+    let reasons: Vec<(&str, &BlockReason)> = d
+        .blocked
+        .iter()
+        .map(|b| (b.id.as_str(), &b.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("alt", &BlockReason::Disabled),
+            ("kv", &BlockReason::Disabled),
+            (
+                "web",
+                &BlockReason::MissingProvider {
+                    services: vec!["kv".into()]
+                }
+            ),
+        ]
+    );
+    assert_eq!(d.blocked[0].reason.to_string(), "disabled in config.yaml");
+    assert!(
+        d.errors.is_empty(),
+        "an unknown id is no error: {:?}",
+        d.errors
+    );
+
+    // Only `kv` disabled: `alt` provides the service and `web` runs.
+    let d = build(&mods, "", "kernel:\n  disabled: [kv]\n");
+    assert_eq!(d.order, vec!["alt", "web"]);
+
+    // A module that is not approved stays blocked for that reason when disabled.
+    let snap = snapshot(&mods[..1], "modules: {}\n", "kernel:\n  disabled: [kv]\n");
+    let d = build_desired(&snap, None);
+    assert!(matches!(
+        d.blocked[0].reason,
+        BlockReason::NotApproved { .. }
+    ));
+}

@@ -4,7 +4,7 @@
 //! `options.json` (`retryCrashed`) and `env.json` (environment / `which` / Landlock overrides); the plan
 //! must equal `expected.txt` and `expected.json`. `UPDATE_GOLDEN=1` rewrites the expectations
 //! (never when `CI` is set). Each case also checks that applying its plan converges: planning
-//! again after a simulated apply has no changes.
+//! again after a simulated apply has no changes, and neither has the kernel's next pass.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -193,6 +193,13 @@ fn observed_of(before: Option<&Desired>, case: &Path) -> Observed {
             o.pid = Some(1000 + i as u32);
             obs.modules.insert(id.clone(), o);
         }
+        // As the kernel: the modules its last pass blocked, with their token.
+        for b in &d.blocked {
+            if !obs.modules.contains_key(&b.id) {
+                obs.modules
+                    .insert(b.id.clone(), ObservedModule::blocked(&b.reason));
+            }
+        }
     }
     if let Ok(text) = std::fs::read_to_string(case.join("observed.json")) {
         let v: serde_json::Value = serde_json::from_str(&text).expect("observed.json");
@@ -271,6 +278,24 @@ fn run_case(case: &Path) -> Result<(), String> {
             "{}: the plan does not converge; after applying it the next plan is:\n{:#?}",
             case.display(),
             again.actions
+        ));
+    }
+    // …and the kernel's next pass over the same files is idle (this desired state as the
+    // previous one, the modules the apply left down as `down`).
+    let mut next_snapshot = after_snapshot.clone();
+    next_snapshot.down = applied
+        .modules
+        .iter()
+        .filter(|(_, o)| matches!(o.status, Some(Status::Crashed | Status::Stopped)))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let next = build_desired(&next_snapshot, Some(&after));
+    let next_plan = plan(&next, &applied, PlanOptions::default());
+    if next_plan.has_changes() {
+        return Err(format!(
+            "{}: the next pass after applying the plan is not idle:\n{:#?}",
+            case.display(),
+            next_plan.actions
         ));
     }
 

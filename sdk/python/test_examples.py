@@ -1,6 +1,7 @@
 """Smoke tests of the demo home (examples/demo): each module is run as the kernel would run it
 (`python3 <abs path>/main.py`, from an unrelated working directory) and driven over its pipes;
-permissions.yaml must hold the current manifest hashes.
+permissions.yaml must hold the current manifest hashes, and the modules share one copy of the SDK
+(lib/, a link to sdk/python/src).
 
 Run: python3 -m unittest discover -s sdk/python
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -124,9 +126,36 @@ class DemoHomeTest(unittest.TestCase):
             manifest = json.loads((MODULES / name / "module.json").read_bytes())
             self.assertEqual(manifest["runtime"], "python")
             self.assertEqual(manifest["entrypoint"], "main.py")
-            self.assertEqual(manifest["permissions"], {"read": ["."]})
+            # The module's own directory and the home's lib/, which holds the SDK.
+            self.assertEqual(manifest["permissions"], {"read": [".", "../../lib"]})
             self.assertTrue((MODULES / name / "main.py").is_file())
-            self.assertFalse((MODULES / name / "pons_sdk.py").is_symlink())
+
+    def test_one_shared_sdk_copy(self) -> None:
+        """lib/ is a link to sdk/python/src: the demo holds no copy of the SDK of its own."""
+        lib = DEMO / "lib"
+        self.assertTrue(lib.is_symlink(), "examples/demo/lib must be a link to sdk/python/src")
+        self.assertEqual(os.readlink(lib), "../../sdk/python/src")
+        self.assertEqual(lib.resolve(), (REPO / "sdk" / "python" / "src").resolve())
+        copies = []
+        for root, dirs, files in os.walk(DEMO):  # does not follow the lib/ link
+            copies += [os.path.join(root, n) for n in dirs + files if n.startswith("pons_sdk")]
+        self.assertEqual(copies, [])
+
+    def test_modules_import_the_sdk_from_lib(self) -> None:
+        m = self.start_probe()
+        self.assertEqual(Path(m).resolve(),
+                         (REPO / "sdk" / "python" / "src" / "pons_sdk" / "__init__.py").resolve())
+
+    def start_probe(self) -> str:
+        """Where greeter's main.py finds pons_sdk when run from an unrelated directory."""
+        code = ("import runpy, sys; sys.argv = ['main.py']; "
+                "g = runpy.run_path(%r, run_name='probe'); print(g['pons_sdk'].__file__)"
+                % str(MODULES / "greeter" / "main.py"))
+        with tempfile.TemporaryDirectory() as cwd:
+            done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True,
+                                  text=True, timeout=30, env=dict(os.environ, PYTHONPATH=""))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout.strip()
 
 
 if __name__ == "__main__":

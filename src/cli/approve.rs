@@ -112,6 +112,7 @@ pub(super) fn install(
         }))?;
     } else if approved {
         println!("Module `{id}` approved; a running kernel starts it by itself.");
+        warn_if_it_will_not_start(home, &id);
     } else {
         println!("Module `{id}` is installed but not approved; approve it with `pons modules approve {id} --yes`.");
     }
@@ -163,7 +164,20 @@ pub(super) fn approve(home: &Home, key: &str, yes: bool, json: bool) -> anyhow::
     } else {
         println!("Module `{id}` approved; a running kernel picks it up by itself.");
     }
+    warn_if_it_will_not_start(home, &id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// An approval is no promise that the module runs: a missing entry point, a dependency cycle, a
+/// missing runtime still block it. Say so at once rather than leave it to `pons status`.
+fn warn_if_it_will_not_start(home: &Home, id: &str) {
+    let desired = offline::desired(home);
+    if let Some(b) = desired.blocked.iter().find(|b| b.id == id) {
+        eprintln!(
+            "warning: module `{id}` is approved but will not start: {}",
+            b.reason
+        );
+    }
 }
 
 pub(super) enum Decision {

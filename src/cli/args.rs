@@ -1,4 +1,4 @@
-//! The clap command tree of `pons` (DESIGN.md §4). Parsing only; the work is done by the
+//! The clap command tree of `pons`. Parsing only; the work is done by the
 //! per-group files next to this one.
 
 use std::path::PathBuf;
@@ -28,6 +28,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a reconcile pass now (retrying crashed modules) and wait for convergence.
     Apply(ApplyArgs),
+    /// The log of the kernel and its modules (all, or the given module ids), optionally followed.
+    Logs(LogsArgs),
     /// Install, approve, list, update, uninstall and restart modules.
     #[command(subcommand)]
     Modules(ModulesCmd),
@@ -40,6 +42,21 @@ pub enum Command {
     /// Live terminal view of the modules: status, restarts, uptime, messages/s, last error;
     /// keys restart, stop / start and follow the logs of the selected module.
     Top(TopArgs),
+    /// Restart modules in the running kernel, one after the other, each waited for until ready.
+    Restart(LifecycleArgs),
+    /// Stop modules: list them in `kernel.disabled` of config.yaml (they stay stopped until
+    /// `pons start`), then wait until the kernel has stopped them.
+    Stop(LifecycleArgs),
+    /// Start modules stopped with `pons stop`: remove them from `kernel.disabled`, then wait until
+    /// they are ready.
+    Start(LifecycleArgs),
+    /// Run the kernel as a systemd service: install, uninstall, status.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Make an RPC as the operator (the provider sees `from: "operator"`); print the answer as JSON.
+    Call(CallArgs),
+    /// Publish a message as the operator (logged by the kernel); print how many subscribers got it.
+    Publish(PublishArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -53,6 +70,30 @@ pub struct JsonFlag {
     /// Machine-readable output (stable; see specs/cli.md).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `pons restart | stop | start`, `pons modules disable | enable`: module ids and how to wait.
+#[derive(Debug, Clone, Args)]
+pub struct LifecycleArgs {
+    /// Module ids (or directory names).
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// Machine-readable output (stable; see specs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Whether (and how long) a lifecycle command waits for the kernel to get there.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct WaitArgs {
+    /// Return once the change is made or asked for, without waiting for the outcome.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait (`restart`: for each module, one after the other).
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -81,21 +122,51 @@ pub enum KernelCmd {
     Restart(StartArgs),
     /// Whether the kernel runs, its pid and uptime, and pending permission requests.
     Status(JsonFlag),
-    /// Print the kernel log (human-readable), optionally following it.
-    Logs(LogsArgs),
+    /// The log (as `pons logs`), of the modules given with --module.
+    Logs(KernelLogsArgs),
 }
 
+/// `pons logs [ID…]`.
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
-    /// Keep printing new lines as they are written.
+    /// Only lines of (or about) these modules; `kernel` is the kernel's own lines. Default: all.
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub flags: LogFlags,
+}
+
+/// `pons kernel logs [--module ID,…]`.
+#[derive(Debug, Clone, Args)]
+pub struct KernelLogsArgs {
+    /// Only lines of (or about) these modules (a comma list, or repeated); `kernel` is the
+    /// kernel's own lines. Default: all.
+    #[arg(long = "module", value_name = "ID", value_delimiter = ',')]
+    pub modules: Vec<String>,
+    #[command(flatten)]
+    pub flags: LogFlags,
+}
+
+/// What `pons logs` and `pons kernel logs` share.
+#[derive(Debug, Clone, Args)]
+pub struct LogFlags {
+    /// Keep printing new lines as they are written (waits for a kernel not started yet, follows
+    /// the daily files); ends on Ctrl-C.
     #[arg(short, long)]
     pub follow: bool,
-    /// How many lines to print first.
-    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 50)]
-    pub lines: usize,
-    /// Only lines of (or about) this module.
-    #[arg(long, value_name = "ID")]
-    pub module: Option<String>,
+    /// Print the last N matching lines first [default: 100; 10 with -f; all with --since].
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// Only this level and more severe: trace, debug, info, warn, error.
+    #[arg(long, value_name = "L")]
+    pub level: Option<String>,
+    /// Only lines from T on: an ISO 8601 time (2026-01-15T10:30:00, 2026-01-15), a time ago
+    /// (30s, 5m, 2h, 1d), today or yesterday.
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// The matching lines as the JSON objects of the log file, one per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, Args)]
@@ -125,6 +196,32 @@ pub struct TopArgs {
     pub interval: f64,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// The service (as in a module's `provides`).
+    pub service: String,
+    /// The method.
+    pub method: String,
+    /// The params, as one JSON argument (e.g. '{"text":"hi"}'); none when left out.
+    #[arg(value_name = "JSON")]
+    pub params: Option<String>,
+    /// Seconds to wait for the answer (default: the kernel's lifecycle.rpcTimeoutMs).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// The topic (`system:` topics are the kernel's and are refused).
+    pub topic: String,
+    /// The payload, as one JSON argument; none when left out.
+    #[arg(value_name = "JSON")]
+    pub payload: Option<String>,
+    /// Machine-readable output (stable; see specs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ModulesCmd {
     /// Every module directory with its approval state and blocked reason.
@@ -152,6 +249,10 @@ pub enum ModulesCmd {
         /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
+        /// Development loop: keep running and approve the module again whenever its module.json
+        /// changes (a change that widens its permissions is asked about, or needs --yes).
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
     },
     /// Remove a module from modules/ and revoke its permissions.
     Uninstall {
@@ -160,13 +261,20 @@ pub enum ModulesCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Restart a module in the running kernel (also retries a crashed one).
+    /// Restart a module in the running kernel (also retries a crashed one) and wait until it is
+    /// ready again.
     Restart {
         id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
         /// Machine-readable output (stable; see specs/cli.md).
         #[arg(long)]
         json: bool,
     },
+    /// Stop modules and keep them stopped: `kernel.disabled` in config.yaml (as `pons stop`).
+    Disable(LifecycleArgs),
+    /// Let disabled modules run again (as `pons start`).
+    Enable(LifecycleArgs),
     /// `git pull --ff-only` a git-installed module (or all of them); linked modules are skipped.
     /// A changed module.json needs approving again.
     #[command(group = clap::ArgGroup::new("which").required(true).args(["id", "all"]))]
@@ -282,6 +390,53 @@ pub enum ConfigCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Write a systemd unit for this home and enable it (prints it where systemd does not run).
+    Install(ServiceInstallArgs),
+    /// Stop, disable and remove this home's unit.
+    Uninstall(ServiceScopeArgs),
+    /// Whether the unit is installed, enabled and active, and the kernel's status.
+    Status(ServiceStatusArgs),
+}
+
+/// `--user` or `--system` (default: system for root, else user).
+#[derive(Debug, Clone, Copy, Args)]
+#[group(multiple = false)]
+pub struct ServiceScopeArgs {
+    /// The user's systemd instance (~/.config/systemd/user); the default unless root.
+    #[arg(long)]
+    pub user: bool,
+    /// The system instance (/etc/systemd/system); the default for root.
+    #[arg(long)]
+    pub system: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServiceInstallArgs {
+    #[command(flatten)]
+    pub scope: ServiceScopeArgs,
+    /// Print the unit and change nothing.
+    #[arg(long)]
+    pub print: bool,
+    /// Unit name (default: pons.service for ~/.pons, else pons-<home dir name>.service).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Let systemd restart a kernel that stops answering for this long (WatchdogSec=; off by
+    /// default).
+    #[arg(long, value_name = "S")]
+    pub watchdog_sec: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ServiceStatusArgs {
+    #[command(flatten)]
+    pub scope: ServiceScopeArgs,
+    /// Machine-readable output (stable; see specs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,13 +500,26 @@ mod tests {
             cli.command,
             Command::Apply(ApplyArgs { timeout: 60, .. })
         ));
-        let cli = parse(&["kernel", "logs", "-f", "-n", "10", "--module", "gw"]);
+        let cli = parse(&[
+            "kernel", "logs", "-f", "-n", "10", "--module", "gw,db", "--module", "x",
+        ]);
         let Command::Kernel(KernelCmd::Logs(l)) = cli.command else {
             panic!()
         };
-        assert!(l.follow);
-        assert_eq!(l.lines, 10);
-        assert_eq!(l.module.as_deref(), Some("gw"));
+        assert!(l.flags.follow && !l.flags.json);
+        assert_eq!(l.flags.lines, Some(10));
+        assert_eq!(l.modules, ["gw", "db", "x"]);
+        let cli = parse(&[
+            "logs", "a", "b", "--level", "warn", "--since", "5m", "--json",
+        ]);
+        let Command::Logs(l) = cli.command else {
+            panic!()
+        };
+        assert_eq!(l.ids, ["a", "b"]);
+        assert_eq!(l.flags.level.as_deref(), Some("warn"));
+        assert_eq!(l.flags.since.as_deref(), Some("5m"));
+        assert!(l.flags.json && !l.flags.follow);
+        assert_eq!(l.flags.lines, None);
     }
 
     #[test]
@@ -418,8 +586,52 @@ mod tests {
         assert!(matches!(cli.command, Command::Top(TopArgs { interval }) if interval == 0.5));
         let cli = parse(&["top"]);
         assert!(matches!(cli.command, Command::Top(TopArgs { interval }) if interval == 1.0));
+        let cli = parse(&["modules", "restart", "gw", "--no-wait"]);
+        assert!(matches!(
+            cli.command,
+            Command::Modules(ModulesCmd::Restart {
+                wait: WaitArgs {
+                    no_wait: true,
+                    timeout: 30
+                },
+                ..
+            })
+        ));
+        let cli = parse(&["modules", "disable", "gw", "--timeout", "5"]);
+        let Command::Modules(ModulesCmd::Disable(a)) = cli.command else {
+            panic!()
+        };
+        assert_eq!((a.ids, a.wait.timeout), (vec!["gw".to_string()], 5));
         let cli = parse(&["completions", "bash"]);
         assert!(matches!(cli.command, Command::Completions { .. }));
         assert!(Cli::try_parse_from(["pons", "plan", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn lifecycle_verbs_at_the_top_level() {
+        let cli = parse(&["restart", "a", "b", "--no-wait", "--json"]);
+        let Command::Restart(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.ids, vec!["a", "b"]);
+        assert!(a.wait.no_wait && a.json);
+        let cli = parse(&["stop", "a"]);
+        assert!(matches!(
+            cli.command,
+            Command::Stop(LifecycleArgs {
+                wait: WaitArgs {
+                    no_wait: false,
+                    timeout: 30
+                },
+                ..
+            })
+        ));
+        assert!(matches!(parse(&["start", "a"]).command, Command::Start(_)));
+        for verb in ["restart", "stop", "start"] {
+            assert!(
+                Cli::try_parse_from(["pons", verb]).is_err(),
+                "{verb} needs an id"
+            );
+        }
     }
 }

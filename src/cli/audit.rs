@@ -1,4 +1,4 @@
-//! The advisory static audit run at install time (compat.md §3.5): Node built-in imports and
+//! The advisory static audit run at install time: Node built-in imports and
 //! `createRequire` in a module's JavaScript/TypeScript sources. It never blocks an install.
 
 use std::path::{Path, PathBuf};

@@ -158,7 +158,7 @@ fn who_applies(home: &Home) -> &'static str {
     }
 }
 
-/// A home that does not exist is an error naming it (DESIGN.md §4).
+/// A home that does not exist is an error naming it.
 pub(super) fn require_home(home: &Home) -> anyhow::Result<()> {
     if home.root.is_dir() {
         return Ok(());

@@ -6,7 +6,7 @@
 //! `--fix` repairs only what is safe: an invalid value that has a default is replaced by that
 //! default (a minimal edit under the config.yaml lock; a value written as `${VAR}` is never
 //! replaced). Nothing is deleted — never a kernel section (the reference deleted `security`,
-//! compat.md §9.2-12), and not a section no module uses either (it may belong to a module that is
+//! the reference kernel's behaviour), and not a section no module uses either (it may belong to a module that is
 //! installed later): those are reported with the command that removes them.
 
 use std::collections::{BTreeMap, BTreeSet};

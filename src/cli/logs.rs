@@ -1,262 +1,243 @@
-//! `pons kernel logs [-f] [-n N] [--module ID]`: the daily JSON log files
-//! `.runtime/logs/kernel-YYYY-MM-DD.log` printed human-readably, filtered by module, followed.
+//! `pons logs [ID…]` and `pons kernel logs [--module ID,…]`: the daily JSON log files
+//! `.runtime/logs/kernel-YYYY-MM-DD.log`, filtered by module, level and time, as human lines (the
+//! kernel's own formatter, `logging/format.rs`, with the reader's local time) or as the JSON lines
+//! they are; `-f` follows them. Behaviour: specs/cli.md.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+mod files;
+mod filter;
+mod since;
+
+use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-
-use super::args::LogsArgs;
+use super::args::LogFlags;
+use super::colour;
 use crate::home::Home;
+use crate::logging::format::human_lines;
+use crate::logging::{parse_level, LocalTime};
+use crate::safe_text::terminal_safe;
+use files::{Follower, Position};
+use filter::{Filter, Selected, KERNEL};
 
-/// How often `--follow` looks for new lines.
+/// How often `-f` looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// Lines shown first without `-n`: without and with `-f` (as journalctl).
+const DEFAULT_LINES: usize = 100;
+const DEFAULT_FOLLOW_LINES: usize = 10;
 
-pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+pub fn run(home: &Home, ids: &[String], flags: &LogFlags) -> anyhow::Result<ExitCode> {
+    let min_level = match flags.level.as_deref() {
+        None => None,
+        Some(l) => Some(parse_level(l).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--level `{l}` is not a level: use trace, debug, info, warn (or warning) or error (or fatal)"
+            )
+        })?),
+    };
+    let since_ms = match flags.since.as_deref() {
+        None => None,
+        Some(t) => {
+            Some(since::parse(t, LocalTime::now().unix_millis()).map_err(anyhow::Error::msg)?)
+        }
+    };
     let dir = home.logs_dir();
-    let files = log_files(&dir);
-    if files.is_empty() && !args.follow {
-        println!("No log files in {}; start the kernel first.", dir.display());
+    let files = files::daily_files(&dir)?;
+    let mut wanted: Vec<String> = Vec::new();
+    for id in ids {
+        if !wanted.contains(id) {
+            wanted.push(id.clone());
+        }
+    }
+    check_ids(home, &wanted, &files)?;
+    let filter = Filter {
+        ids: wanted,
+        min_level,
+        since_ms,
+        keep_text: !flags.json,
+    };
+    let lines = match (flags.lines, since_ms, flags.follow) {
+        (Some(n), _, _) => Some(n),
+        (None, Some(_), _) => None,
+        (None, None, true) => Some(DEFAULT_FOLLOW_LINES),
+        (None, None, false) => Some(DEFAULT_LINES),
+    };
+    if files.is_empty() && !flags.follow {
+        eprintln!(
+            "No log in {} yet: start the kernel (`pons kernel start`), or wait for it with `pons logs -f`.",
+            dir.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let module = args.module.as_deref();
-    for line in tail(&files, args.lines, module)? {
-        println!("{line}");
+    // A closed pipe is an EPIPE error here (ending the command quietly), not a signal.
+    // SAFETY: SIG_IGN is a valid action; this command runs no other thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
-    if args.follow {
-        follow(&dir, files.last().cloned(), module)?;
+    if flags.follow {
+        stop_on_signals();
     }
-    Ok(ExitCode::SUCCESS)
+    let mut out = Output {
+        w: BufWriter::new(io::stdout()),
+        json: flags.json,
+        colour: !flags.json && colour::enabled(),
+    };
+    match print(&dir, &files, &filter, lines, flags.follow, &mut out) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// `kernel-YYYY-MM-DD.log` files of `dir`, oldest first.
-fn log_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| is_daily_log_name(&e.file_name().to_string_lossy()))
-        .map(|e| e.path())
+/// The history (the last `lines` matching lines, or all of them), then, with `follow`, new lines
+/// until a signal or a closed output.
+fn print(
+    dir: &std::path::Path,
+    files: &[std::path::PathBuf],
+    filter: &Filter,
+    lines: Option<usize>,
+    follow: bool,
+    out: &mut Output,
+) -> io::Result<()> {
+    let newest = files.last().map(|f| Position::at_end(f)).transpose()?;
+    let history = files::from(files, filter.since_ms);
+    match lines {
+        Some(0) => {}
+        Some(n) => {
+            for s in files::last_matching(&history, n, filter, newest.as_ref())? {
+                out.emit(s)?;
+            }
+        }
+        None => files::all_matching(&history, filter, newest.as_ref(), &mut |s| out.emit(s))?,
+    }
+    out.w.flush()?;
+    if !follow {
+        return Ok(());
+    }
+    let mut follower = Follower::new(dir, newest);
+    while !STOP.load(Ordering::SeqCst) {
+        follower.poll(filter, &mut |s| out.emit(s))?;
+        out.w.flush()?;
+        if stdout_closed_within(FOLLOW_POLL) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Refuses ids that name no module: not in `modules/` and never in the log.
+fn check_ids(home: &Home, ids: &[String], files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let installed = filter::installed_ids(&home.modules_dir());
+    let mut unknown: Vec<&String> = ids
+        .iter()
+        .filter(|id| *id != KERNEL && !installed.contains(*id))
         .collect();
-    files.sort();
-    files
-}
-
-fn is_daily_log_name(name: &str) -> bool {
-    let Some(date) = name
-        .strip_prefix("kernel-")
-        .and_then(|n| n.strip_suffix(".log"))
-    else {
-        return false;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    // Only the lines that contain one of the ids are parsed first; all of them for the error.
+    let about_unknown = Filter {
+        ids: unknown.iter().map(|id| id.to_string()).collect(),
+        ..Filter::default()
     };
-    date.len() == 10
-        && date.char_indices().all(|(i, c)| match i {
-            4 | 7 => c == '-',
-            _ => c.is_ascii_digit(),
-        })
+    let named = ids_in_log(files, &about_unknown)?;
+    unknown.retain(|id| !named.contains(*id));
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let logged = ids_in_log(files, &Filter::default())?;
+    let mut known: Vec<&str> = installed
+        .iter()
+        .chain(&logged)
+        .map(String::as_str)
+        .chain([KERNEL])
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    let names: Vec<String> = unknown.iter().map(|id| format!("`{id}`")).collect();
+    anyhow::bail!(
+        "unknown module id{} {}: no module in {} has it and the log never names it; known ids: {}",
+        if names.len() > 1 { "s" } else { "" },
+        names.join(", "),
+        home.modules_dir().display(),
+        known.join(", ")
+    )
 }
 
-/// The last `n` lines (after filtering) over the newest files.
-fn tail(files: &[PathBuf], n: usize, module: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let mut out: VecDeque<String> = VecDeque::new();
-    for file in files.iter().rev() {
-        if out.len() >= n {
-            break;
-        }
-        let f = std::fs::File::open(file)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-        let mut last: VecDeque<String> = VecDeque::with_capacity(n.min(4096));
-        for line in BufReader::new(f).split(b'\n') {
-            let line = line.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            if let Some(text) = format_line(&String::from_utf8_lossy(&line), module) {
-                if last.len() == n {
-                    last.pop_front();
-                }
-                if n > 0 {
-                    last.push_back(text);
+/// The module ids (`module`, `moduleId`) of the records of the log files that `filter` keeps.
+fn ids_in_log(
+    files: &[std::path::PathBuf],
+    filter: &Filter,
+) -> io::Result<std::collections::BTreeSet<String>> {
+    let mut ids = std::collections::BTreeSet::new();
+    files::all_matching(files, filter, None, &mut |s| {
+        if let Selected::Record { record, .. } = s {
+            for id in filter::ids_named(&record) {
+                if !ids.contains(id) {
+                    ids.insert(id.to_string());
                 }
             }
         }
-        while let Some(l) = last.pop_back() {
-            if out.len() >= n {
-                break;
-            }
-            out.push_front(l);
-        }
-    }
-    Ok(out.into())
+        Ok(())
+    })?;
+    Ok(ids)
 }
 
-/// Prints new lines as they are appended, moving on to the next day's file when it appears.
-fn follow(dir: &Path, mut current: Option<PathBuf>, module: Option<&str>) -> anyhow::Result<()> {
-    let mut offset = current
-        .as_ref()
-        .and_then(|p| std::fs::metadata(p).ok())
-        .map_or(0, |m| m.len());
-    let mut partial = Vec::new();
-    loop {
-        if let Some(path) = &current {
-            if let Ok(mut f) = std::fs::File::open(path) {
-                let len = f.metadata().map_or(0, |m| m.len());
-                if len < offset {
-                    offset = 0; // truncated
+/// Where the selected lines go.
+struct Output {
+    w: BufWriter<io::Stdout>,
+    json: bool,
+    colour: bool,
+}
+
+impl Output {
+    fn emit(&mut self, s: Selected) -> io::Result<()> {
+        match s {
+            Selected::Record { raw, .. } if self.json => writeln!(self.w, "{raw}"),
+            Selected::Record { mut record, .. } => {
+                // The reader's local time, as the console shows the kernel's.
+                record.time = LocalTime::from_unix_millis(record.time.unix_millis());
+                for line in human_lines(&record, self.colour) {
+                    writeln!(self.w, "{line}")?;
                 }
-                f.seek(SeekFrom::Start(offset))?;
-                let mut buf = Vec::new();
-                f.read_to_end(&mut buf)?;
-                offset += buf.len() as u64;
-                partial.extend_from_slice(&buf);
-                while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = partial.drain(..=pos).collect();
-                    if let Some(text) = format_line(&String::from_utf8_lossy(&line), module) {
-                        println!("{text}");
-                    }
-                }
+                Ok(())
             }
+            Selected::Text(_) if self.json => Ok(()),
+            Selected::Text(t) => writeln!(self.w, "{}", terminal_safe(&t)),
         }
-        let newest = log_files(dir).pop();
-        if newest.is_some() && newest != current {
-            current = newest;
-            offset = 0;
-            partial.clear();
-            continue;
-        }
-        std::thread::sleep(FOLLOW_POLL);
     }
 }
 
-/// One log line made human-readable: `2026-01-15 10:30:00.123 INFO  module  message k=v`.
-/// `None` when it is filtered out (or blank).
-pub fn format_line(raw: &str, module: Option<&str>) -> Option<String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return None;
+/// Set by SIGINT / SIGTERM while following.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT and SIGTERM end `-f` with exit 0 (without `SA_RESTART`, so the wait returns at once).
+fn stop_on_signals() {
+    // SAFETY: the handler only stores to an atomic (async-signal-safe); `sa` is zeroed plain old
+    // data, filled before use, and outlives the calls.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
     }
-    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(raw) else {
-        // Not JSON (raw output): shown as is, unless filtering by module.
-        return module.is_none().then(|| raw.to_string());
+}
+
+/// Waits up to `timeout` (less when a signal arrives); true when stdout's reader is gone (a closed
+/// pipe, a hung-up terminal).
+fn stdout_closed_within(timeout: Duration) -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
     };
-    let empty = Map::new();
-    let fields = obj
-        .get("fields")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let span = obj.get("span").and_then(Value::as_object).unwrap_or(&empty);
-    let lookup = |key: &str| -> Option<String> {
-        [&obj, fields, span]
-            .into_iter()
-            .find_map(|m| m.get(key))
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-    };
-    let module_name = lookup("module");
-    if let Some(want) = module {
-        let about = lookup("moduleId");
-        if module_name.as_deref() != Some(want) && about.as_deref() != Some(want) {
-            return None;
-        }
-    }
-    let ts = lookup("timestamp")
-        .map(|t| short_timestamp(&t))
-        .unwrap_or_default();
-    let level = lookup("level").unwrap_or_default().to_ascii_uppercase();
-    let message = lookup("message")
-        .or_else(|| lookup("msg"))
-        .unwrap_or_default();
-    let skip = [
-        "timestamp",
-        "level",
-        "fields",
-        "span",
-        "spans",
-        "target",
-        "message",
-        "msg",
-        "module",
-        "threadId",
-        "threadName",
-        "filename",
-        "line_number",
-    ];
-    let mut extra = Vec::new();
-    for (k, v) in obj.iter().chain(fields.iter()) {
-        if skip.contains(&k.as_str()) || v.is_null() {
-            continue;
-        }
-        let v = v.as_str().map_or_else(
-            || v.to_string(),
-            |s| s.lines().next().unwrap_or("").to_string(),
-        );
-        extra.push(format!("{k}={v}"));
-    }
-    let mut line = format!(
-        "{ts} {level:<5} {:<16} {message}",
-        module_name.as_deref().unwrap_or("kernel")
-    );
-    if !extra.is_empty() {
-        line.push(' ');
-        line.push_str(&extra.join(" "));
-    }
-    Some(line)
-}
-
-/// `2026-01-15T10:30:00.123456Z` → `2026-01-15 10:30:00.123`.
-fn short_timestamp(t: &str) -> String {
-    let t = t.replacen('T', " ", 1);
-    let t = t.trim_end_matches('Z');
-    match t.find('.') {
-        Some(dot) => {
-            let end = (dot + 4).min(t.len());
-            t.get(..end).unwrap_or(t).to_string()
-        }
-        None => t.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KERNEL: &str = r#"{"timestamp":"2026-01-15T10:30:00.123456Z","level":"INFO","fields":{"message":"module.spawn","moduleId":"llm","pid":4242},"target":"pons::supervisor"}"#;
-    const MODULE: &str = r#"{"timestamp":"2026-01-15T10:30:01.5Z","level":"WARN","message":"hello\nsecond line","module":"llm","n":1}"#;
-
-    #[test]
-    fn formats_kernel_and_module_lines() {
-        assert_eq!(
-            format_line(KERNEL, None).unwrap(),
-            "2026-01-15 10:30:00.123 INFO  kernel           module.spawn moduleId=llm pid=4242"
-        );
-        assert_eq!(
-            format_line(MODULE, None).unwrap(),
-            "2026-01-15 10:30:01.5 WARN  llm              hello\nsecond line n=1"
-        );
-        assert_eq!(format_line("raw text\n", None).unwrap(), "raw text");
-        assert_eq!(format_line("   ", None), None);
-    }
-
-    #[test]
-    fn filters_by_module_or_module_id() {
-        assert!(format_line(KERNEL, Some("llm")).is_some());
-        assert!(format_line(MODULE, Some("llm")).is_some());
-        assert!(format_line(MODULE, Some("other")).is_none());
-        assert!(format_line("raw", Some("llm")).is_none());
-    }
-
-    #[test]
-    fn tail_spans_files_and_names_are_checked() {
-        assert!(is_daily_log_name("kernel-2026-01-15.log"));
-        assert!(!is_daily_log_name("kernel-stdout.log"));
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("kernel-2026-01-14.log"), "a\nb\n").unwrap();
-        std::fs::write(dir.path().join("kernel-2026-01-15.log"), "c\nd\n").unwrap();
-        std::fs::write(dir.path().join("kernel-stdout.log"), "x\n").unwrap();
-        let files = log_files(dir.path());
-        assert_eq!(files.len(), 2);
-        assert_eq!(tail(&files, 3, None).unwrap(), vec!["b", "c", "d"]);
-        assert_eq!(tail(&files, 1, None).unwrap(), vec!["d"]);
-        assert!(tail(&files, 0, None).unwrap().is_empty());
-    }
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
+    n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
 }

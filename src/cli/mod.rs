@@ -8,11 +8,15 @@ pub mod args;
 
 mod apply;
 mod approve;
+mod approve_watch;
 mod audit;
+mod call;
+mod colour;
 mod config;
 mod doctor;
 mod edit;
 mod kernel;
+mod lifecycle;
 mod logs;
 mod modules;
 mod offline;
@@ -21,6 +25,7 @@ mod permissions;
 mod plan;
 mod remote;
 mod reset;
+mod service;
 mod status;
 mod top;
 mod update;
@@ -64,7 +69,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         cli.command,
         Command::Kernel(KernelCmd::Start(_) | KernelCmd::Restart(_))
     );
-    let needs_home = !runs_kernel && !matches!(cli.command, Command::Completions { .. });
+    let needs_home = !runs_kernel
+        && !matches!(
+            cli.command,
+            Command::Completions { .. }
+                | Command::Service(args::ServiceCmd::Uninstall(_) | args::ServiceCmd::Status(_))
+        );
     if needs_home && !home.root.is_dir() {
         anyhow::bail!(
             "the pons home {} does not exist: check --home or PONS_HOME, or create it with `pons kernel start --home {}`",
@@ -86,8 +96,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             KernelCmd::Stop => kernel::stop(&home),
             KernelCmd::Restart(a) => kernel::restart(&home, &a),
             KernelCmd::Status(f) => kernel::status(&home, f.json),
-            KernelCmd::Logs(a) => logs::run(&home, &a),
+            KernelCmd::Logs(a) => logs::run(&home, &a.modules, &a.flags),
         },
+        Command::Logs(a) => logs::run(&home, &a.ids, &a.flags),
         Command::Status(f) => status::run(&home, f.json),
         Command::Plan(a) => plan::run(&home, a),
         Command::Apply(a) => apply::run(&home, a),
@@ -95,6 +106,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Permissions(p) => permissions::run(&home, p),
         Command::Config(c) => config::run(&home, c),
         Command::Top(a) => top::run(&home, &a),
+        Command::Restart(a) => lifecycle::restart(&home, &a),
+        Command::Stop(a) => lifecycle::stop(&home, &a),
+        Command::Start(a) => lifecycle::start(&home, &a),
+        Command::Service(s) => service::run(&home, s),
+        Command::Call(a) => call::call(&home, &a),
+        Command::Publish(a) => call::publish(&home, &a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pons", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

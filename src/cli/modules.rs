@@ -1,6 +1,8 @@
-//! `pons modules list | uninstall | restart` and the scan of `modules/` shared with `approve.rs`
-//! (install, approve) and `update.rs`. Everything but `restart` works on the files only; a running kernel sees the
-//! changes through its watcher (no signal is sent).
+//! `pons modules list | uninstall`, the `kernel.disabled` edit behind `modules disable | enable`
+//! (whose waiting, like `modules restart`'s, is in `lifecycle.rs`), and the scan of `modules/`
+//! shared with `approve.rs` (install, approve), `update.rs` and `lifecycle.rs`. Everything but
+//! `restart` works on the files only; a running kernel sees the changes through its watcher (no
+//! signal is sent).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +13,7 @@ use pons_reconciler::permissions::PermissionsFile;
 use serde_json::{json, Value};
 
 use super::args::ModulesCmd;
-use super::{approve, offline, output, remote, update};
-use crate::control::api::Request;
+use super::{approve, approve_watch, lifecycle, offline, output, update};
 use crate::home::Home;
 
 pub fn run(home: &Home, cmd: ModulesCmd) -> anyhow::Result<ExitCode> {
@@ -24,9 +25,17 @@ pub fn run(home: &Home, cmd: ModulesCmd) -> anyhow::Result<ExitCode> {
             yes,
             json,
         } => approve::install(home, &path, copy, yes, json),
-        ModulesCmd::Approve { id, yes, json } => approve::approve(home, &id, yes, json),
+        ModulesCmd::Approve {
+            id,
+            yes,
+            watch: true,
+            ..
+        } => approve_watch::watch(home, &id, yes),
+        ModulesCmd::Approve { id, yes, json, .. } => approve::approve(home, &id, yes, json),
         ModulesCmd::Uninstall { id, json } => uninstall(home, &id, json),
-        ModulesCmd::Restart { id, json } => restart(home, &id, json),
+        ModulesCmd::Restart { id, wait, json } => lifecycle::restart_module(home, &id, wait, json),
+        ModulesCmd::Disable(a) => lifecycle::stop(home, &a),
+        ModulesCmd::Enable(a) => lifecycle::start(home, &a),
         ModulesCmd::Update { id, all, yes, json } => {
             update::run(home, id.as_deref(), all, yes, json)
         }
@@ -312,7 +321,7 @@ fn deno_json_version(dir: &Path) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// uninstall / restart
+// uninstall
 
 fn uninstall(home: &Home, key: &str, json: bool) -> anyhow::Result<ExitCode> {
     let found = find(home, key)?;
@@ -354,19 +363,84 @@ fn uninstall(home: &Home, key: &str, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn restart(home: &Home, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let req = Request {
-        cmd: "module.restart".into(),
-        module_id: Some(id.to_string()),
-        ..Request::default()
+// ---------------------------------------------------------------------------------------------
+// disable / enable: `kernel.disabled` in config.yaml
+
+const DISABLED_KEY: &str = "kernel.disabled";
+
+/// The ids listed in `kernel.disabled` of a parsed config.yaml (none when the key is missing or
+/// `null`); an error naming the file when the value is not a list of ids.
+pub(super) fn disabled_ids(home: &Home, config: &Value) -> anyhow::Result<Vec<String>> {
+    let invalid = |found: String| {
+        anyhow::anyhow!(
+            "`{DISABLED_KEY}` in {} must be a list of module ids, found {found}; fix it first (`pons config doctor` shows it)",
+            home.config_yaml().display()
+        )
     };
-    remote::call_running(home, &req, |p| eprintln!("{p}"))?;
-    if json {
-        output::print_json(&json!({"module": id, "restarted": true}))?;
-    } else {
-        println!("Module `{id}` restarted.");
+    match offline::get_path(config, DISABLED_KEY) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().to_string())
+                    .ok_or_else(|| invalid(format!("the item {}", describe(v))))
+            })
+            .collect(),
+        Some(other) => Err(invalid(describe(other))),
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(v: &Value) -> String {
+    pons_reconciler::config::describe(v)
+}
+
+/// Adds `ids` to `kernel.disabled` of config.yaml (`disable`), or removes them, with a minimal
+/// edit under the file's lock: the list keeps its order, new ids go last; an emptied list is
+/// removed (with a `kernel` section it leaves empty). Returns the ids whose state changed.
+pub(super) fn set_disabled(
+    home: &Home,
+    ids: &[String],
+    disable: bool,
+) -> anyhow::Result<Vec<String>> {
+    let mut changed = Vec::new();
+    crate::store::update_config_text(home, |text| {
+        let config = match crate::store::parse_yaml(text) {
+            Ok(Value::Null) => json!({}),
+            Ok(v) => v,
+            Err(e) => anyhow::bail!(
+                "{} is not valid YAML ({e}); fix the file first",
+                home.config_yaml().display()
+            ),
+        };
+        let mut list = disabled_ids(home, &config)?;
+        for id in ids {
+            let pos = list.iter().position(|d| d == id);
+            match (disable, pos) {
+                (true, None) => list.push(id.clone()),
+                (false, Some(i)) => {
+                    list.remove(i);
+                }
+                _ => continue,
+            }
+            if !changed.contains(id) {
+                changed.push(id.clone());
+            }
+        }
+        if changed.is_empty() {
+            return Ok(text.to_string());
+        }
+        if !list.is_empty() {
+            return crate::store::set_config_key(text, DISABLED_KEY, &json!(list));
+        }
+        let only_key = config
+            .get("kernel")
+            .and_then(Value::as_object)
+            .is_some_and(|k| k.len() == 1);
+        crate::store::remove_config_key(text, if only_key { "kernel" } else { DISABLED_KEY })
+    })?;
+    Ok(changed)
 }
 
 #[cfg(test)]
@@ -380,6 +454,65 @@ mod tests {
             serde_json::to_vec_pretty(manifest).unwrap(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn disable_and_enable_edit_only_the_list() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::new(tmp.path());
+        let read = || std::fs::read_to_string(home.config_yaml()).unwrap();
+        std::fs::write(
+            home.config_yaml(),
+            "# my settings\nlifecycle:\n  maxRestarts: 3 # few\n",
+        )
+        .unwrap();
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            set_disabled(&home, &ids(&["b", "a", "b"]), true).unwrap(),
+            ids(&["b", "a"])
+        );
+        let text = read();
+        assert!(
+            text.starts_with("# my settings\nlifecycle:\n  maxRestarts: 3 # few\n"),
+            "{text}"
+        );
+        let config = offline::read_config(&home).unwrap();
+        assert_eq!(disabled_ids(&home, &config).unwrap(), ids(&["b", "a"]));
+        assert!(set_disabled(&home, &ids(&["a"]), true).unwrap().is_empty());
+        assert_eq!(
+            set_disabled(&home, &ids(&["b"]), false).unwrap(),
+            ids(&["b"])
+        );
+        let config = offline::read_config(&home).unwrap();
+        assert_eq!(disabled_ids(&home, &config).unwrap(), ids(&["a"]));
+        assert_eq!(
+            set_disabled(&home, &ids(&["a", "x"]), false).unwrap(),
+            ids(&["a"])
+        );
+        assert_eq!(
+            read(),
+            "# my settings\nlifecycle:\n  maxRestarts: 3 # few\n",
+            "the emptied list goes, with the kernel section it alone made"
+        );
+
+        std::fs::write(
+            home.config_yaml(),
+            "kernel:\n  reconcile: auto\n  disabled: [a]\n",
+        )
+        .unwrap();
+        set_disabled(&home, &ids(&["a"]), false).unwrap();
+        assert_eq!(read(), "kernel:\n  reconcile: auto\n");
+
+        std::fs::write(home.config_yaml(), "kernel:\n  disabled: a\n").unwrap();
+        let e = set_disabled(&home, &ids(&["b"]), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`kernel.disabled` in ")
+                && e.contains("must be a list of module ids, found \"a\""),
+            "{e}"
+        );
+        assert_eq!(read(), "kernel:\n  disabled: a\n", "nothing was written");
     }
 
     #[test]

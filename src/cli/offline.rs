@@ -59,7 +59,7 @@ pub fn plan_text(plan: &Plan, desired: &Desired, kernel_running: bool) -> String
     pons_reconciler::render::plan_text(plan, desired, kernel_running)
 }
 
-/// The plan as the JSON of DESIGN.md §4.
+/// The plan as the JSON of specs/cli.md.
 pub fn plan_json(plan: &Plan, kernel_running: bool) -> serde_json::Value {
     pons_reconciler::render::plan_json(plan, kernel_running)
 }

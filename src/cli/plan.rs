@@ -19,7 +19,11 @@ pub fn run(home: &Home, args: PlanArgs) -> anyhow::Result<ExitCode> {
         output::print_json(&reply.json)?;
     } else {
         // Without a kernel the rendered plan itself says so.
-        print!("{}", reply.text);
+        if super::colour::enabled() {
+            print!("{}", super::colour::plan(&reply.text));
+        } else {
+            print!("{}", reply.text);
+        }
         if !reply.text.ends_with('\n') {
             println!();
         }

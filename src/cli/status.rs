@@ -1,5 +1,6 @@
 //! `pons status [--json]`: the kernel and every module, from the running kernel or, without one,
-//! from the files (runnable modules "stopped", blocked ones "blocked" with their reason).
+//! from the files (runnable modules "stopped", disabled ones "stopped" with "disabled in
+//! config.yaml", blocked ones "blocked" with their reason).
 
 use std::process::ExitCode;
 
@@ -19,7 +20,12 @@ pub fn run(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::print_json(&report)?;
     } else {
-        print!("{}", render(&report));
+        let text = render(&report);
+        if super::colour::enabled() {
+            print!("{}", super::colour::status(&text));
+        } else {
+            print!("{text}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -36,6 +42,8 @@ pub fn offline_report(home: &Home, desired: &Desired) -> StatusReport {
             restarts: 0,
             provides: m.manifest.provides.clone(),
             reason: None,
+            disabled: false,
+            last_error: None,
             uptime_ms: None,
             dropped: None,
             msgs_in: None,
@@ -43,19 +51,13 @@ pub fn offline_report(home: &Home, desired: &Desired) -> StatusReport {
             sandbox: None,
         })
         .collect();
-    modules.extend(desired.blocked.iter().map(|b| ModuleStatus {
-        id: b.id.clone(),
-        status: "blocked".into(),
-        pid: None,
-        restarts: 0,
-        provides: Vec::new(),
-        reason: Some(offline::block_reason(&b.reason)),
-        uptime_ms: None,
-        dropped: None,
-        msgs_in: None,
-        msgs_out: None,
-        sandbox: None,
-    }));
+    let disabled = |id: &str| desired.kernel.disabled.iter().any(|d| d == id);
+    modules.extend(
+        desired
+            .blocked
+            .iter()
+            .map(|b| ModuleStatus::not_running(b, disabled(&b.id))),
+    );
     modules.sort_by(|a, b| a.id.cmp(&b.id));
     StatusReport {
         kernel: KernelStatus {
@@ -118,7 +120,7 @@ pub fn render(r: &StatusReport) -> String {
                     m.restarts.to_string(),
                     m.uptime_ms.map_or("-".into(), output::format_uptime_ms),
                     output::list_or_dash(&m.provides),
-                    m.reason.clone().unwrap_or_else(|| "-".into()),
+                    reason_cell(m),
                 ]
             })
             .collect();
@@ -149,9 +151,33 @@ pub fn render(r: &StatusReport) -> String {
     out
 }
 
+/// The REASON column: the reason, and the last failure's cause when the reason does not say it
+/// (a crashed module: "crashed after 5 consecutive failures …; last error: …").
+fn reason_cell(m: &ModuleStatus) -> String {
+    match (&m.reason, &m.last_error) {
+        (Some(r), Some(e)) if r != e => format!("{r}; last error: {e}"),
+        (Some(r), _) => r.clone(),
+        (None, Some(e)) => format!("last error: {e}"),
+        (None, None) => "-".into(),
+    }
+}
+
 fn converged_line(r: &StatusReport) -> String {
     if r.converged {
-        return "Converged: yes.\n".into();
+        let count = |s: &str| r.modules.iter().filter(|m| m.status == s).count();
+        let disabled = r.modules.iter().filter(|m| m.disabled).count();
+        let mut notes = Vec::new();
+        if count("blocked") > 0 {
+            notes.push(format!("{} blocked", count("blocked")));
+        }
+        if disabled > 0 {
+            notes.push(format!("{disabled} disabled"));
+        }
+        return if notes.is_empty() {
+            "Converged: yes.\n".into()
+        } else {
+            format!("Converged: yes ({}; see `pons plan`).\n", notes.join(", "))
+        };
     }
     if !r.kernel.running {
         return "Converged: no (the kernel is not running; start it with `pons kernel start`).\n"
@@ -178,6 +204,8 @@ mod tests {
             restarts: 0,
             provides: vec![],
             reason: None,
+            disabled: false,
+            last_error: None,
             uptime_ms: None,
             dropped: None,
             msgs_in: None,
@@ -239,5 +267,50 @@ mod tests {
         assert!(text.ends_with(
             "Converged: no (2 pending change(s); see `pons plan`, apply with `pons apply`).\n"
         ));
+    }
+
+    #[test]
+    fn disabled_crashed_and_blocked_modules_in_text() {
+        let mut off = module("kv", "stopped");
+        off.disabled = true;
+        off.reason = Some("disabled in config.yaml".into());
+        let mut dead = module("db", "crashed");
+        dead.reason = Some("crashed after 5 consecutive failures".into());
+        dead.last_error = Some("exited unexpectedly: RuntimeError: database unreachable".into());
+        let mut b = module("web", "blocked");
+        b.reason = Some("required service `kv` has no provider".into());
+        let mut r = StatusReport {
+            kernel: KernelStatus {
+                running: true,
+                pid: Some(7),
+                uptime_ms: Some(5_000),
+                home: "/h".into(),
+                mode: None,
+            },
+            modules: vec![off, dead, b],
+            services: vec![],
+            converged: true,
+            errors: vec![],
+            pending: None,
+        };
+        let text = render(&r);
+        assert!(text.contains("kv   stopped"), "{text}");
+        assert!(text.contains("disabled in config.yaml\n"), "{text}");
+        assert!(
+            text.contains("crashed after 5 consecutive failures; last error: exited unexpectedly: RuntimeError: database unreachable\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Converged: yes (1 blocked, 1 disabled; see `pons plan`).\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r.modules[1]).unwrap();
+        assert_eq!(json["disabled"], false);
+        assert_eq!(
+            json["lastError"],
+            "exited unexpectedly: RuntimeError: database unreachable"
+        );
+        r.modules.clear();
+        assert!(render(&r).ends_with("Converged: yes.\n"));
     }
 }

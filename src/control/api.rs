@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-/// One request line. `cmd` is one of: `status`, `plan`, `apply`, `stop`, `module.list`,
-/// `module.status`, `module.restart`, `module.install`.
+/// One request line. `cmd` is one of [`COMMANDS`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
@@ -15,13 +14,26 @@ pub struct Request {
     pub module_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symlink: Option<bool>,
-    /// `apply`: how long to wait for convergence.
+    /// `apply`: how long to wait for convergence. `call`: the RPC timeout (default: the
+    /// kernel's `lifecycle.rpcTimeoutMs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// `status`: leave out what is costly to compute and only a full report needs (each
     /// module's `sandbox` block); `pons top` asks this way every second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<bool>,
+    /// `call`: the service, method and params of an RPC made as the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+    /// `publish`: the topic and payload of a message published as the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// The final answer to one request.
@@ -74,7 +86,7 @@ pub struct ControlCommand {
     pub reply: oneshot::Sender<Response>,
 }
 
-/// `pons status --json` (DESIGN.md §4). Also the `data` of the `status` control command.
+/// `pons status --json`. Also the `data` of the `status` control command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub kernel: KernelStatus,
@@ -110,6 +122,13 @@ pub struct ModuleStatus {
     pub restarts: u32,
     pub provides: Vec<String>,
     pub reason: Option<String>,
+    /// Listed in `kernel.disabled` of config.yaml (as the kernel last read it).
+    #[serde(default)]
+    pub disabled: bool,
+    /// The cause of the last failure, kept while the module restarts or is crashed; `null` once
+    /// it has been ready for the reset period or was restarted on request.
+    #[serde(default)]
+    pub last_error: Option<String>,
     /// pons extensions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_ms: Option<u64>,
@@ -123,6 +142,35 @@ pub struct ModuleStatus {
     pub msgs_out: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<serde_json::Value>,
+}
+
+impl ModuleStatus {
+    /// A module the desired state does not run: `stopped` with "disabled in config.yaml" when it
+    /// is disabled, else `blocked` with its reason.
+    pub fn not_running(
+        b: &pons_reconciler::desired::BlockedModule,
+        disabled: bool,
+    ) -> ModuleStatus {
+        let status = match b.reason {
+            pons_reconciler::desired::BlockReason::Disabled => "stopped",
+            _ => "blocked",
+        };
+        ModuleStatus {
+            id: b.id.clone(),
+            status: status.into(),
+            pid: None,
+            restarts: 0,
+            provides: Vec::new(),
+            reason: Some(b.reason.to_string()),
+            disabled,
+            last_error: None,
+            uptime_ms: None,
+            dropped: None,
+            msgs_in: None,
+            msgs_out: None,
+            sandbox: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,12 +190,14 @@ pub const COMMANDS: &[&str] = &[
     "module.status",
     "module.restart",
     "module.install",
+    "call",
+    "publish",
 ];
 
 /// `data` of the `plan` control command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanReply {
-    /// The plan JSON of DESIGN.md §4 (`render::plan_json`).
+    /// The plan JSON of specs/cli.md (`render::plan_json`).
     pub json: serde_json::Value,
     /// The terraform-style rendering (`render::plan_text`).
     pub text: String,

@@ -45,11 +45,21 @@ impl ClientError {
 pub fn request(
     socket: &Path,
     req: &Request,
+    on_progress: impl FnMut(&str),
+) -> Result<Response, ClientError> {
+    let wait = REPLY_TIMEOUT + Duration::from_millis(req.timeout_ms.unwrap_or(0));
+    request_within(socket, req, wait, on_progress)
+}
+
+/// Like [`request`], waiting at most `wait` for each line of the reply.
+pub fn request_within(
+    socket: &Path,
+    req: &Request,
+    wait: Duration,
     mut on_progress: impl FnMut(&str),
 ) -> Result<Response, ClientError> {
     let io_err = |source: io::Error| classify(socket, source);
     let mut stream = connect(socket, CONNECT_TIMEOUT).map_err(io_err)?;
-    let wait = REPLY_TIMEOUT + Duration::from_millis(req.timeout_ms.unwrap_or(0));
     stream.set_read_timeout(Some(wait)).map_err(io_err)?;
     stream
         .set_write_timeout(Some(REPLY_TIMEOUT))

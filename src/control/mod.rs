@@ -1,4 +1,4 @@
-//! Control socket `run/kernel.sock` (DESIGN.md §3): NDJSON requests `{"cmd":…}` answered by
+//! Control socket `run/kernel.sock`: NDJSON requests `{"cmd":…}` answered by
 //! `{"ok":true,"data":…}` / `{"ok":false,"error":…}`.
 //!
 //! - [`api`]: the request/response types and the stable JSON reports (status, plan).

@@ -1,4 +1,4 @@
-//! Kernel calls (module → kernel `call`, compat.md §5): answered with `call:response` carrying
+//! Kernel calls (module → kernel `call`, the reference kernel's behaviour): answered with `call:response` carrying
 //! the caller's id. Config access is scoped to the caller's own section; refusals are
 //! `security.violation`s (strict mode: the caller goes through the restart path).
 //!
@@ -32,6 +32,8 @@ pub async fn handle(
     id: String,
     method: String,
     params: Option<Box<RawValue>>,
+    // Frees the caller's call slot once answered.
+    _slot: super::router::CallSlot,
 ) {
     let params: Option<Value> = params.and_then(|p| serde_json::from_str(p.get()).ok());
     let result = dispatch(&kernel, &module, &method, params.as_ref()).await;
@@ -133,7 +135,7 @@ fn service_list(kernel: &Kernel) -> Value {
     )
 }
 
-/// compat.md §5 `checkConfig`: returns Err(error text) when access is refused.
+/// the reference kernel's behaviour `checkConfig`: returns Err(error text) when access is refused.
 fn check_key(
     kernel: &Kernel,
     module: &Arc<str>,
@@ -340,7 +342,7 @@ async fn current_permissions(kernel: &Kernel) -> PermissionsFile {
 }
 
 /// `{<caller>: [PendingRequest…]}` with the caller's own pending requests, or `{}`. (The
-/// reference answers every module's requests to anyone, compat.md §9.2-20.)
+/// reference answers every module's requests to anyone, the reference kernel's behaviour)
 async fn own_pending(kernel: &Kernel, module: &str) -> Value {
     let file = current_permissions(kernel).await;
     match file.modules.get(module).filter(|e| !e.pending.is_empty()) {
@@ -353,7 +355,7 @@ async fn permissions_check(kernel: &Kernel, module: &str, params: Option<&Value>
     let perms = requested_permissions("permissions.check", params)?;
     let file = current_permissions(kernel).await;
     if file.effective(module).is_none() {
-        // compat.md §5: the request as given.
+        // the reference kernel's behaviour: the request as given.
         let given = params
             .and_then(|p| p.get("permissions"))
             .cloned()

@@ -1,4 +1,4 @@
-//! The kernel's side of the control socket: one handler per request (DESIGN.md §3, compat.md §7.3).
+//! The kernel's side of the control socket: one handler per request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +33,9 @@ pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
         }
         "module.list" => Response::ok(json!({ "modules": super::observe::module_list(&kernel) })),
         "module.status" => module_status(&kernel, request.module_id.as_deref()),
-        "module.restart" => module_restart(&kernel, request.module_id.as_deref()).await,
+        "module.restart" => {
+            module_restart(&kernel, request.module_id.as_deref(), request.timeout_ms).await
+        }
         "module.install" => {
             let home = kernel.home.clone();
             let dir = request.module_dir.clone();
@@ -49,6 +51,8 @@ pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
                 Err(e) => Response::err(e.to_string()),
             }
         }
+        "call" => super::operator::call(&kernel, &request).await,
+        "publish" => super::operator::publish(&kernel, &request),
         other => Response::err(format!("Unknown command: {other}")),
     };
     let _ = reply.send(resp);
@@ -141,7 +145,11 @@ fn module_status(kernel: &Kernel, id: Option<&str>) -> Response {
     Response::ok(v)
 }
 
-async fn module_restart(kernel: &Arc<Kernel>, id: Option<&str>) -> Response {
+/// `module.restart`: stops the module's process (if any) and starts a new one with a fresh restart
+/// count. Without `timeoutMs` it answers once the restart is under way (as the reference); with
+/// it, once the module is ready again, has failed for good (crashed, stopped) or the time is up:
+/// `{"moduleId", "ready", "status", "reason", "lastError", "restarts"}`.
+async fn module_restart(kernel: &Arc<Kernel>, id: Option<&str>, wait_ms: Option<u64>) -> Response {
     let Some(id) = id else {
         return Response::err("moduleId is required");
     };
@@ -169,7 +177,44 @@ async fn module_restart(kernel: &Arc<Kernel>, id: Option<&str>) -> Response {
         return Response::err(format!("Module \"{id}\" is stopped; run `pons apply`"));
     }
     let _ = rx.await;
-    Response::ok_empty()
+    match wait_ms {
+        None => Response::ok_empty(),
+        Some(ms) => wait_ready(kernel, id, Duration::from_millis(ms)).await,
+    }
+}
+
+/// Waits until module `id` is ready, crashed, stopped or gone, or `timeout` passed.
+async fn wait_ready(kernel: &Kernel, id: &str, timeout: Duration) -> Response {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = kernel.changed.notified();
+        let (settled, answer) = {
+            let core = kernel.core.lock();
+            match core.modules.get(id) {
+                Some(e) => (
+                    matches!(e.status, Status::Ready | Status::Crashed | Status::Stopped),
+                    json!({
+                        "moduleId": id,
+                        "ready": e.status == Status::Ready,
+                        "status": e.status.as_str(),
+                        "reason": if e.status == Status::Ready { None } else { e.reason.clone() },
+                        "lastError": e.last_error,
+                        "restarts": e.restarts,
+                    }),
+                ),
+                // A pass stopped it meanwhile (removed, blocked, disabled).
+                None => (
+                    true,
+                    json!({"moduleId": id, "ready": false, "status": "stopped",
+                           "reason": "stopped by a reconcile pass while it restarted; see `pons status`",
+                           "lastError": null, "restarts": 0}),
+                ),
+            }
+        };
+        if settled || tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return Response::ok(answer);
+        }
+    }
 }
 
 /// `module.install`: links (or copies) a module directory into `modules/<id>` and approves it

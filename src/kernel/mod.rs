@@ -8,7 +8,10 @@
 
 pub mod calls;
 pub mod control;
+pub mod hints;
+pub mod notify;
 pub mod observe;
+pub mod operator;
 pub mod outbox;
 pub mod prepare;
 pub mod reconcile;
@@ -72,6 +75,8 @@ pub struct Kernel {
     pub forced_log_level: Option<String>,
     /// One deno lock file step at a time per lock file ([`prepare`]).
     pub prepare_locks: prepare::PrepareLocks,
+    /// sd_notify to systemd ([`notify`]; a no-op outside a `Type=notify` service).
+    pub notify: notify::Notifier,
 }
 
 impl Kernel {
@@ -175,6 +180,7 @@ pub(crate) fn new_core(
         Settings {
             enforcement: Default::default(),
             rpc_timeout: std::time::Duration::from_millis(Lifecycle::default().rpc_timeout_ms),
+            max_pending_rpcs: Lifecycle::default().max_pending_rpcs as usize,
             home: home.root.to_string_lossy().into_owned(),
         },
         events,

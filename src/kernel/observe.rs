@@ -1,5 +1,5 @@
 //! What the kernel reports about itself: the observed state handed to the planner, and the
-//! status report of `pons status` (DESIGN.md §4).
+//! status report of `pons status`.
 
 use std::sync::Arc;
 
@@ -8,10 +8,13 @@ use pons_reconciler::{Observed, ObservedModule, Status};
 use super::Kernel;
 use crate::control::api::{KernelStatus, ModuleStatus, ServiceEntry, StatusReport};
 
-/// The supervisor's view, as the planner's input.
+/// The supervisor's view, as the planner's input: the modules it manages, and those the last
+/// pass blocked (status `blocked`, their token as reason), so that a module blocked or disabled
+/// before is spawned as "no longer blocked" / "enabled in config.yaml".
 pub fn observed(kernel: &Kernel) -> Observed {
+    let last = kernel.state.lock().desired.clone();
     let core = kernel.core.lock();
-    let modules = core
+    let mut modules: std::collections::BTreeMap<String, ObservedModule> = core
         .modules
         .values()
         .map(|e| {
@@ -32,6 +35,11 @@ pub fn observed(kernel: &Kernel) -> Observed {
             )
         })
         .collect();
+    for b in last.iter().flat_map(|d| &d.blocked) {
+        if !modules.contains_key(&b.id) {
+            modules.insert(b.id.clone(), ObservedModule::blocked(&b.reason));
+        }
+    }
     Observed {
         kernel_running: true,
         modules,
@@ -95,6 +103,14 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
     let mut ids: Vec<Arc<str>> = core.modules.keys().cloned().collect();
     let pos = |id: &str| order.get(id).copied().unwrap_or(usize::MAX);
     ids.sort_by(|a, b| pos(a).cmp(&pos(b)).then_with(|| a.cmp(b)));
+    let disabled = |id: &str| {
+        desired.as_ref().is_some_and(|d| {
+            d.kernel
+                .disabled
+                .binary_search_by(|x| x.as_str().cmp(id))
+                .is_ok()
+        })
+    };
     let mut modules: Vec<ModuleStatus> = ids
         .iter()
         .filter_map(|id| core.modules.get(id))
@@ -104,10 +120,13 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
             pid: e.pid,
             restarts: e.restarts,
             provides: e.desired.manifest.provides.clone(),
+            // Reasons can quote module text (a stderr line, a topic): terminal-safe.
             reason: if e.status == Status::Ready {
                 None
             } else {
-                e.reason.clone()
+                e.reason
+                    .as_deref()
+                    .map(|r| crate::safe_text::terminal_safe(r).into_owned())
             },
             uptime_ms: e.ready_at.map(|t| t.elapsed().as_millis() as u64),
             dropped: Some(e.dropped()),
@@ -119,6 +138,11 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
                     &e.desired.spawn.env,
                 )
             }),
+            disabled: disabled(&e.id),
+            last_error: e
+                .last_error
+                .as_deref()
+                .map(|r| crate::safe_text::terminal_safe(r).into_owned()),
         })
         .collect();
     let mut all_ready = core.modules.values().all(|e| e.status == Status::Ready);
@@ -128,19 +152,7 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
             if core.modules.contains_key(b.id.as_str()) {
                 continue;
             }
-            modules.push(ModuleStatus {
-                id: b.id.clone(),
-                status: "blocked".into(),
-                pid: None,
-                restarts: 0,
-                provides: vec![],
-                reason: Some(b.reason.to_string()),
-                uptime_ms: None,
-                dropped: None,
-                msgs_in: None,
-                msgs_out: None,
-                sandbox: None,
-            });
+            modules.push(ModuleStatus::not_running(b, disabled(&b.id)));
         }
         errors = d
             .errors

@@ -4,7 +4,7 @@
 //! writer task swaps the whole buffer out and writes it to the module's stdin in one call, so a
 //! burst of messages becomes a few large writes (batching per module).
 //!
-//! Back-pressure (DESIGN.md §7): an outbox above [`HIGH_WATER`] bytes is *congested*: the reader of
+//! Back-pressure: an outbox above [`HIGH_WATER`] bytes is *congested*: the reader of
 //! a publisher that filled it waits (up to `slowConsumerMs`) until it drains below [`LOW_WATER`],
 //! so nothing is lost while consumers keep up. Above [`HARD_CAP`] bytes messages are dropped and
 //! counted, so memory per module stays bounded. A consumer that makes no progress for
@@ -34,6 +34,8 @@ pub struct Outbox {
     dropped: AtomicU64,
     /// Messages queued for the module (`msgsOut` of `pons status`).
     pushed: AtomicU64,
+    /// Bytes written to the module since the outbox was created.
+    written_total: AtomicU64,
     /// Milliseconds since `epoch` of the last completed write (or of creation).
     last_progress_ms: AtomicU64,
     epoch: Instant,
@@ -49,6 +51,7 @@ impl Outbox {
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
+            written_total: AtomicU64::new(0),
             last_progress_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             wake_writer: Notify::new(),
@@ -112,6 +115,21 @@ impl Outbox {
         Duration::from_millis(now.saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)))
     }
 
+    /// A mark of everything pushed so far: once [`Outbox::reached`] says so, all of it (a health
+    /// ping just pushed, say) has been written to the module. Never above the true count, so a
+    /// mark is always reached once the queue drains.
+    pub fn mark(&self) -> u64 {
+        // `written` lowers `queued` before it raises `written_total`: read in this order, a
+        // concurrent write can only make the sum smaller, never count a byte twice.
+        let written = self.written_total.load(Ordering::Acquire);
+        written + self.queued() as u64
+    }
+
+    /// Whether everything pushed before [`Outbox::mark`] returned `mark` reached the module.
+    pub fn reached(&self, mark: u64) -> bool {
+        self.written_total.load(Ordering::Acquire) >= mark
+    }
+
     fn touch(&self) {
         self.last_progress_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -146,6 +164,7 @@ impl Outbox {
     pub fn written(&self, n: usize) {
         self.touch();
         let left = self.queued.fetch_sub(n, Ordering::AcqRel) - n;
+        self.written_total.fetch_add(n as u64, Ordering::AcqRel);
         if left <= LOW_WATER {
             self.drained.notify_waiters();
         }

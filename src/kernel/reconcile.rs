@@ -106,6 +106,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         log: Some(log),
         forced_log_level: opts.log_level.clone(),
         prepare_locks: Default::default(),
+        notify: super::notify::Notifier::from_env(),
     });
 
     crate::watch::spawn_signals(trigger_tx.clone())?;
@@ -123,6 +124,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
     tokio::spawn(rpc_timeouts(kernel.clone()));
     tokio::spawn(pass_loop(kernel.clone(), pass_rx));
     tokio::spawn(resync(kernel.clone()));
+    super::notify::start(&kernel);
 
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -170,6 +172,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         uptime = kernel.started.elapsed().as_millis() as u64,
         "kernel.shutdown"
     );
+    kernel.notify.stopping();
     server.shutdown();
     super::shutdown::stop_all(&kernel).await;
     if let Some(w) = kernel.watchdog.lock().take() {
@@ -264,7 +267,14 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
         let retry = applies.iter().any(|r| r.kind == PassKind::Apply);
         let progress = applies.iter().find_map(|r| r.progress.clone());
         let signalled = applies.iter().any(|r| r.kind == PassKind::Signal);
+        let boot = applies.iter().any(|r| r.kind == PassKind::Boot);
+        if signalled {
+            kernel.notify.reloading();
+        }
         let outcome = pass(&kernel, apply, retry, progress).await;
+        if boot || signalled {
+            kernel.notify.settle(outcome.desired.clone());
+        }
         if signalled
             && !outcome
                 .plan
@@ -366,6 +376,8 @@ fn apply_settings(kernel: &Kernel, desired: &Desired) {
         let mut core = kernel.core.lock();
         core.settings.enforcement = cfg.enforcement_mode;
         core.settings.rpc_timeout = Duration::from_millis(cfg.lifecycle.rpc_timeout_ms);
+        core.settings.max_pending_rpcs =
+            usize::try_from(cfg.lifecycle.max_pending_rpcs).unwrap_or(usize::MAX);
     }
     {
         let mut st = kernel.state.lock();
@@ -541,6 +553,7 @@ async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<Rout
                 id,
                 method,
                 params,
+                slot,
             } => {
                 tokio::spawn(super::calls::handle(
                     kernel.clone(),
@@ -549,6 +562,7 @@ async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<Rout
                     id,
                     method,
                     params,
+                    slot,
                 ));
             }
         }

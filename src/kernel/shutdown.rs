@@ -1,4 +1,4 @@
-//! Ordered shutdown (compat.md §4.8): tiers in reverse dependency order — a module is stopped
+//! Ordered shutdown: tiers in reverse dependency order — a module is stopped
 //! before the providers it requires — each tier in parallel, each module through its supervisor
 //! (`shutdown` message → grace → SIGTERM to its group → SIGKILL), then one sweep of every
 //! module's tagged descendants (see [`crate::sandbox::tag`]).

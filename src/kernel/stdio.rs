@@ -1,8 +1,9 @@
 //! The tasks that read a module's stdout (routing every line under the router lock, then waiting
-//! for congested consumers outside it) and its stderr (logged, last line kept for crash reports).
+//! for congested consumers outside it, the module marked held back meanwhile) and its stderr
+//! (logged terminal-safe, last line kept for crash reports).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::process::{ChildStderr, ChildStdout};
 
@@ -51,11 +52,15 @@ pub async fn stdout_task(
         if !congested.is_empty() {
             // Back-pressure: stop reading this publisher until its consumers caught up. A hung
             // consumer is restarted by its supervisor after `slowConsumerMs`, which closes its
-            // outbox and releases us.
+            // outbox and releases us. Meanwhile the publisher is marked held back: its pongs wait
+            // unread in the pipe, and its supervisor must not count that against it.
             let wait = Duration::from_millis(kernel.lifecycle().slow_consumer_ms + 1000);
+            let since = Instant::now();
+            hold(&kernel, &module, gen, Some(since));
             for ob in congested.drain(..) {
                 ob.wait_drained(wait).await;
             }
+            hold(&kernel, &module, gen, None);
         }
         match more {
             Ok(true) => continue,
@@ -65,18 +70,41 @@ pub async fn stdout_task(
     kernel.tell(&module, SupCmd::StdoutClosed { gen });
 }
 
-/// Logs every stderr line of `module` and keeps the last one.
+/// Marks process `gen` of `module` held back since `since`, or (`None`) ends the hold.
+fn hold(kernel: &Kernel, module: &str, gen: u64, since: Option<Instant>) {
+    let mut core = kernel.core.lock();
+    let Some(e) = core.modules.get_mut(module).filter(|e| e.gen == gen) else {
+        return;
+    };
+    match since {
+        Some(t) => e.held_back_since = Some(t),
+        None => {
+            if let Some(t) = e.held_back_since.take() {
+                e.held_back_total += t.elapsed();
+                e.held_back_until = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// Logs every stderr line of `module` (terminal-safe) and keeps the last one; `hint` explains
+/// import failures the sandbox may have caused ([`crate::kernel::hints`]).
 pub async fn stderr_task(
     module: Arc<str>,
     stderr: ChildStderr,
     last: Arc<parking_lot::Mutex<Option<String>>>,
+    hint: crate::kernel::hints::StderrHint,
 ) {
     let mut reader = LineReader::new(stderr, 64 << 10);
     loop {
         let more = reader
             .read_batch(|line| {
-                let text = String::from_utf8_lossy(line);
+                // Colours stripped, other control characters escaped, in the log and in the
+                // crash reason `pons status` shows alike.
+                let raw = String::from_utf8_lossy(line);
+                let text = crate::safe_text::terminal_safe(&raw);
                 tracing::warn!(module = %module, source = "stderr", "{text}");
+                hint.observe(&text);
                 *last.lock() = Some(text.into_owned());
             })
             .await;

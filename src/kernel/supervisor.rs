@@ -1,8 +1,10 @@
 //! One task per module: spawn the process, feed it `install`/`init`, watch readiness, health and
 //! back-pressure, and take every failure (unexpected exit, ready timeout, failed health checks,
-//! hung consumer, strict-mode violation) through the one restart path: exponential backoff
-//! (1 s base, doubling, `maxRestartBackoffMs` cap, jittered), `crashed` after `maxRestarts`
-//! consecutive failures, the counter reset after 60 s ready.
+//! hung consumer) through the one restart path: exponential backoff
+//! (`restartBaseMs` base, 1 s by default, doubling, `maxRestartBackoffMs` cap, jittered),
+//! `crashed` after `maxRestarts` consecutive failures, the counter reset after 60 s ready. Every
+//! failure's cause is kept as the module's last error until it has been ready that long or is
+//! restarted on request. A strict-mode violation stops the module instead.
 
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::kernel::outbox::{self, Outbox};
-use crate::kernel::{stdio, Kernel, KernelEvent};
+use crate::kernel::{hints, stdio, Kernel, KernelEvent};
 use crate::protocol::outbound;
 
 /// Commands to a module's supervisor task.
@@ -52,9 +54,8 @@ enum Ended {
 }
 
 const RESET_AFTER: Duration = Duration::from_secs(60);
-const BASE_BACKOFF_MS: u64 = 1000;
 /// Between SIGTERM to the process group and SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(2);
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Supervisor {
     kernel: Arc<Kernel>,
@@ -64,6 +65,8 @@ pub struct Supervisor {
     gen: u64,
     /// Told once the first process was spawned (or failed to): passes spawn in plan order.
     first_spawn: Option<oneshot::Sender<()>>,
+    /// The read paths an import-failure hint was last logged for ([`hints::StderrHint`]).
+    import_hint: Arc<parking_lot::Mutex<Option<Vec<std::path::PathBuf>>>>,
 }
 
 impl Supervisor {
@@ -80,6 +83,7 @@ impl Supervisor {
             rx,
             gen: 0,
             first_spawn: Some(first_spawn),
+            import_hint: Arc::default(),
         }
     }
 
@@ -107,7 +111,7 @@ impl Supervisor {
                 }
                 Some(Some(SupCmd::Restart { desired, done, .. })) => {
                     self.replace_desired(desired);
-                    self.set_restarts(0);
+                    self.reset_for_restart();
                     if let Some(d) = done {
                         let _ = d.send(());
                     }
@@ -120,7 +124,7 @@ impl Supervisor {
                 Ended::Stopped => return,
                 Ended::Replaced(desired, done) => {
                     self.replace_desired(desired);
-                    self.set_restarts(0);
+                    self.reset_for_restart();
                     if let Some(d) = done {
                         let _ = d.send(());
                     }
@@ -159,12 +163,17 @@ impl Supervisor {
             .map_or_else(|| self.desired.clone(), |e| e.desired.clone())
     }
 
-    fn set_restarts(&self, n: u32) {
+    /// A restart on request (operator, or a pass): a fresh restart count, no failure kept, and
+    /// `restarting` until the new process starts, so a waiter never mistakes the old state (ready,
+    /// crashed) for the outcome of the restart.
+    fn reset_for_restart(&self) {
         let mut core = self.kernel.core.lock();
         if let Some(e) = core.modules.get_mut(&self.id) {
-            e.restarts = n;
+            e.restarts = 0;
             e.reason = None;
+            e.last_error = None;
         }
+        core.set_status(&self.id, Status::Restarting);
     }
 
     /// Counts a failure; returns when to respawn, or `None` when the module is now crashed.
@@ -192,7 +201,7 @@ impl Supervisor {
             self.kernel.event(KernelEvent::ModuleDown);
             return None;
         }
-        let exp = BASE_BACKOFF_MS.saturating_mul(1u64 << (n - 1).min(30));
+        let exp = lc.restart_base_ms.saturating_mul(1u64 << (n - 1).min(30));
         let delay = exp.min(lc.max_restart_backoff_ms);
         // ±10 % jitter so modules that failed together do not restart in lockstep.
         let jitter = (delay / 10) as i64;
@@ -234,6 +243,10 @@ impl Supervisor {
             Err(e) => {
                 drop(first_spawn);
                 tracing::error!(moduleId = %self.id, program = %desired.spawn.program.display(), error = %e, "module.spawn failed");
+                self.set_failure(&format!(
+                    "cannot start {}: {e}",
+                    desired.spawn.program.display()
+                ));
                 return Ended::Failed {
                     ready_for: Duration::ZERO,
                     reason: None,
@@ -259,13 +272,21 @@ impl Supervisor {
             tokio::spawn(outbox::writer_task(outbox.clone(), stdin));
         }
         let last_stderr = Arc::new(parking_lot::Mutex::new(None::<String>));
-        if let Some(stderr) = child.stderr.take() {
+        let hint = hints::StderrHint::new(
+            self.id.clone(),
+            &desired.spawn.runtime,
+            &desired.spawn.sandbox,
+            sandbox.state != crate::sandbox::SandboxState::Unavailable,
+            self.import_hint.clone(),
+        );
+        let stderr_task = child.stderr.take().map(|stderr| {
             tokio::spawn(stdio::stderr_task(
                 self.id.clone(),
                 stderr,
                 last_stderr.clone(),
-            ));
-        }
+                hint,
+            ))
+        });
         {
             let mut core = self.kernel.core.lock();
             if let Some(e) = core.modules.get_mut(&self.id) {
@@ -275,6 +296,9 @@ impl Supervisor {
                 e.spawned_at = Some(spawned);
                 e.ready_at = None;
                 e.waiting_since = None;
+                e.held_back_since = None;
+                e.held_back_until = None;
+                e.held_back_total = Duration::ZERO;
                 e.pongs = 0;
                 e.desired = desired.clone();
                 e.set_capabilities(&desired);
@@ -296,6 +320,7 @@ impl Supervisor {
             started: pid
                 .and_then(|p| crate::sandbox::tag::start_time(p as i32))
                 .unwrap_or(0),
+            stderr: stderr_task,
         };
         if let Some(stdout) = proc.child.stdout.take() {
             proc.stdout = Some(tokio::spawn(stdio::stdout_task(
@@ -429,16 +454,19 @@ impl Supervisor {
         }
         let ready_for = self.ready_for();
         self.terminate(proc, &reason, 0).await;
-        self.set_reason(&reason.to_string());
+        self.set_failure(&reason.to_string());
         Ended::Failed {
             ready_for,
             reason: Some(reason),
         }
     }
 
-    fn set_reason(&self, reason: &str) {
+    /// Records a failure: the reason shown while it restarts, and its last error (kept when it
+    /// is crashed and the reason says so).
+    fn set_failure(&self, cause: &str) {
         if let Some(e) = self.kernel.core.lock().modules.get_mut(&self.id) {
-            e.reason = Some(reason.to_string());
+            e.reason = Some(cause.to_string());
+            e.last_error = Some(cause.to_string());
         }
     }
 
@@ -450,7 +478,11 @@ impl Supervisor {
         let now = Instant::now();
         match e.status {
             Status::Starting | Status::Restarting => {
-                let since = e.spawned_at.map_or(Duration::ZERO, |t| t.elapsed());
+                // Time the kernel held the module back (not reading its stdout) is not its own.
+                let since = e
+                    .spawned_at
+                    .map_or(Duration::ZERO, |t| t.elapsed())
+                    .saturating_sub(e.held_back_for());
                 if since >= Duration::from_millis(lc.ready_timeout_ms) {
                     return Some(Reason::new(
                         reason::READY_TIMEOUT,
@@ -473,18 +505,36 @@ impl Supervisor {
                 }
             }
             Status::Ready => {
-                if e.restarts > 0 && e.ready_at.is_some_and(|t| t.elapsed() >= RESET_AFTER) {
+                if (e.restarts > 0 || e.last_error.is_some())
+                    && e.ready_at.is_some_and(|t| t.elapsed() >= RESET_AFTER)
+                {
                     tracing::debug!(moduleId = %self.id, "restart counter reset");
                     e.restarts = 0;
                     e.reason = None;
+                    e.last_error = None;
                 }
                 let ready_at = e.ready_at.unwrap_or(now);
                 // Health: one ping per interval; a ping unanswered within the timeout is a failure.
-                if let Some((sent, pongs_then)) = health.outstanding {
-                    if e.pongs > pongs_then {
+                // The timeout runs only while the module can answer and be heard: from when the
+                // ping was written to its stdin (not while it waits behind unread deliveries —
+                // that is the slow-consumer check's business), and never while the kernel holds
+                // the module's stdout back; it starts over when such a hold ends.
+                if let Some(ping) = &mut health.outstanding {
+                    if ping.reached.is_none() && outbox.reached(ping.mark) {
+                        ping.reached = Some(now);
+                    }
+                    let running_since = ping
+                        .reached
+                        .map(|r| e.held_back_until.map_or(r, |u| u.max(r)));
+                    let timed_out = e.held_back_since.is_none()
+                        && running_since.is_some_and(|t| {
+                            now.saturating_duration_since(t)
+                                >= Duration::from_millis(lc.ping_timeout_ms)
+                        });
+                    if e.pongs > ping.pongs_then {
                         health.outstanding = None;
                         health.failures = 0;
-                    } else if sent.elapsed() >= Duration::from_millis(lc.ping_timeout_ms) {
+                    } else if timed_out {
                         health.outstanding = None;
                         health.failures += 1;
                         tracing::debug!(moduleId = %self.id, failures = health.failures, "Health check failed — retrying");
@@ -501,8 +551,15 @@ impl Supervisor {
                     && last.elapsed() >= Duration::from_millis(lc.health_interval_ms)
                 {
                     health.last_ping = Some(now);
-                    health.outstanding = Some((now, e.pongs));
-                    outbox.push_with(outbound::ping);
+                    // Nothing queued: the writer sends the ping at once.
+                    let idle = outbox.queued() == 0;
+                    if outbox.push_with(outbound::ping) {
+                        health.outstanding = Some(Ping {
+                            pongs_then: e.pongs,
+                            mark: outbox.mark(),
+                            reached: idle.then_some(now),
+                        });
+                    }
                 }
                 let stalled = outbox.stalled_for();
                 if stalled >= Duration::from_millis(lc.slow_consumer_ms) {
@@ -535,10 +592,10 @@ impl Supervisor {
             self.kernel.watchdog_remove(pg);
         }
         self.sweep_descendants(proc).await;
-        // What the process wrote before it died is still routed (its last logs, its answers).
+        // What the process wrote before it died is still routed (its last logs, its answers),
+        // and its last stderr line read: it is the cause the failure is reported with.
         proc.drain_stdout().await;
-        // Give the stderr reader a moment to deliver the last line.
-        tokio::task::yield_now().await;
+        proc.drain_stderr().await;
         let alive = spawned.elapsed();
         let code = status.and_then(|s| s.code());
         let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
@@ -565,7 +622,7 @@ impl Supervisor {
         } else {
             tracing::error!(moduleId = %self.id, exitCode = code, signal = signal, restartCount = restarts, aliveMs = alive.as_millis() as u64, stderr = stderr.as_deref(), "Module exited unexpectedly — {detail}");
         }
-        self.set_reason(&format!("exited unexpectedly: {detail}"));
+        self.set_failure(&format!("exited unexpectedly: {detail}"));
         Ended::Failed {
             ready_for,
             reason: None,
@@ -650,7 +707,7 @@ impl Supervisor {
 /// How long a sweep of a module's descendants keeps killing.
 pub(super) const SWEEP_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The running process of one module and the task that reads its stdout.
+/// The running process of one module and the tasks that read its stdout and stderr.
 struct Proc {
     child: Child,
     pgid: Option<i32>,
@@ -659,6 +716,7 @@ struct Proc {
     tag: u64,
     /// Its start time (clock ticks since boot; 0 when it could not be read).
     started: u64,
+    stderr: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How long the lines a process wrote before it exited may take to be routed.
@@ -672,14 +730,30 @@ impl Proc {
             let _ = tokio::time::timeout(DRAIN_STDOUT, task).await;
         }
     }
+
+    /// Waits (bounded, as [`Proc::drain_stdout`]) until the stderr reader has read everything.
+    async fn drain_stderr(&mut self) {
+        if let Some(task) = self.stderr.take() {
+            let _ = tokio::time::timeout(DRAIN_STDOUT, task).await;
+        }
+    }
 }
 
 #[derive(Default)]
 struct Health {
     last_ping: Option<Instant>,
-    /// When the outstanding ping was sent and the pong count at that time.
-    outstanding: Option<(Instant, u64)>,
+    outstanding: Option<Ping>,
     failures: u32,
+}
+
+/// A health ping waiting for its pong.
+struct Ping {
+    /// Pongs counted when it was sent.
+    pongs_then: u64,
+    /// The outbox mark just after it was queued ([`Outbox::mark`]).
+    mark: u64,
+    /// When the supervisor saw it written to the module's stdin.
+    reached: Option<Instant>,
 }
 
 /// `init.config`: `{"<configKey>": section}` or `{}`.

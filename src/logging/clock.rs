@@ -1,5 +1,6 @@
-//! Local wall-clock time for log lines. `localtime_r` is used directly because `time`'s local
-//! offset lookup refuses to work once the process has several threads (the kernel always has).
+//! Local wall-clock time for log lines. `localtime_r` (and `mktime`, for `pons logs --since`) are
+//! used directly because `time`'s local offset lookup refuses to work once the process has several
+//! threads (the kernel always has).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,6 +47,47 @@ impl LocalTime {
             millis,
             offset_secs: tm.tm_gmtoff as i32,
         }
+    }
+
+    /// The local time of a Unix time in milliseconds.
+    pub fn from_unix_millis(ms: i64) -> LocalTime {
+        Self::from_unix(ms.div_euclid(1000), ms.rem_euclid(1000) as u16)
+    }
+
+    /// Milliseconds since the Unix epoch of this time (its offset applied).
+    pub fn unix_millis(&self) -> i64 {
+        let days = days_from_civil(self.year.into(), self.month.into(), self.day.into());
+        let secs = days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
+            - i64::from(self.offset_secs);
+        secs * 1000 + i64::from(self.millis)
+    }
+
+    /// The Unix time in seconds of a local wall-clock time (the C library's `mktime`: the zone's
+    /// rules decide the offset; out-of-range fields are carried, so day 0 is the previous month's
+    /// last day). `None` if the C library cannot represent it (or for 1969-12-31T23:59:59 UTC,
+    /// which `mktime` cannot tell from an error).
+    pub fn local_to_unix(
+        year: i32,
+        month: i32,
+        day: i32,
+        hour: i32,
+        minute: i32,
+        second: i32,
+    ) -> Option<i64> {
+        // SAFETY: `tm` is plain old data; `mktime` reads and normalises it in place.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        tm.tm_year = year - 1900;
+        tm.tm_mon = month - 1;
+        tm.tm_mday = day;
+        tm.tm_hour = hour;
+        tm.tm_min = minute;
+        tm.tm_sec = second;
+        tm.tm_isdst = -1;
+        let t = unsafe { libc::mktime(&mut tm) };
+        (t != -1).then_some(t as i64)
     }
 
     fn utc(secs: i64, millis: u16) -> LocalTime {
@@ -138,6 +180,17 @@ impl LocalTime {
     }
 }
 
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +227,27 @@ mod tests {
     fn now_is_consistent_with_its_offset() {
         let t = LocalTime::now();
         assert!(t.year >= 2024 && (1..=12).contains(&t.month) && (1..=31).contains(&t.day));
+        let ms = t.unix_millis();
+        assert_eq!(LocalTime::from_unix_millis(ms), t);
+        let wall = LocalTime::local_to_unix(
+            t.year,
+            t.month.into(),
+            t.day.into(),
+            t.hour.into(),
+            t.minute.into(),
+            t.second.into(),
+        );
+        assert_eq!(wall, Some(ms.div_euclid(1000)));
+    }
+
+    #[test]
+    fn unix_millis_of_known_times() {
+        let t = LocalTime::parse_rfc3339("2026-01-15T10:30:00.005Z").unwrap();
+        assert_eq!(t.unix_millis(), 1_768_473_000_005);
+        let t = LocalTime::parse_rfc3339("2026-01-15T11:30:00.005+01:00").unwrap();
+        assert_eq!(t.unix_millis(), 1_768_473_000_005);
+        let t = LocalTime::parse_rfc3339("2000-02-29T00:00:00Z").unwrap();
+        assert_eq!(t.unix_millis(), 951_782_400_000);
+        assert_eq!(LocalTime::utc(-1, 999).unix_millis(), -1);
     }
 }

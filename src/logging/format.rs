@@ -1,58 +1,30 @@
-//! Pure formatting of log records: the human line of compat.md §6.3
-//! (`[DD-MM-YYYY HH:MM:SS] INFO  <module padded to 20><msg> k=v …`), the tree lines of a group, the
-//! inline `k=v` rendering of fields, and the JSON object written to the daily file.
+//! Pure formatting of log records: the human line
+//! (`2026-01-15T10:30:00.123+01:00 INFO  <module padded to 20><msg> k=v …`, the line of the
+//! original kernel with an ISO 8601 stamp), the tree lines of a group, the inline `k=v` rendering
+//! of fields, and the JSON object written to the daily file. The kernel's stderr and `pons logs`
+//! both render through [`human_lines`]: what one shows, the other shows.
+//!
+//! Everything a human line shows besides its own prefix (message, fields, group items, topics)
+//! goes through [`terminal_safe`]: a newline, carriage return or escape sequence in text a module
+//! wrote can neither forge a line nor reach the terminal. The JSON file keeps the
+//! text as written (JSON escapes control characters).
+
+use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 use tracing::Level;
 
 use super::clock::LocalTime;
+use crate::safe_text::terminal_safe;
 
 /// Width of the module column.
 pub const MODULE_WIDTH: usize = 20;
-/// Indentation of the tree lines of a group (compat.md §6.3).
+/// Indentation of the tree lines of a group.
 pub const GROUP_INDENT: usize = 50;
 /// Strings are cut to this many characters in inline fields...
 pub const MAX_INLINE: usize = 120;
 /// ...except the key `error`.
 pub const MAX_INLINE_ERROR: usize = 512;
-
-/// Keys never shown inline (compat.md §6.3, minus `pid`, which the kernel logs on purpose).
-const SKIPPED_INLINE: &[&str] = &[
-    "level",
-    "msg",
-    "message",
-    "time",
-    "timestamp",
-    "hostname",
-    "name",
-    "module",
-    "_groupItems",
-    "topic",
-    "stack",
-];
-
-/// Day/month order of the date column: `MM-DD-YYYY` for an `en_US` locale, else `DD-MM-YYYY`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DateOrder {
-    DayFirst,
-    MonthFirst,
-}
-
-impl DateOrder {
-    /// From `LC_ALL`, `LC_TIME`, `LANG` (the first one set and non-empty).
-    pub fn from_env() -> DateOrder {
-        let locale = ["LC_ALL", "LC_TIME", "LANG"]
-            .iter()
-            .filter_map(|k| std::env::var(k).ok())
-            .find(|v| !v.is_empty())
-            .unwrap_or_default();
-        if locale.starts_with("en_US") || locale.starts_with("en-US") {
-            DateOrder::MonthFirst
-        } else {
-            DateOrder::DayFirst
-        }
-    }
-}
 
 /// One log record, whatever produced it (a `tracing` event or a line of the JSON file).
 #[derive(Debug, Clone, PartialEq)]
@@ -112,16 +84,10 @@ fn colour(level: Level) -> &'static str {
     }
 }
 
-/// `[DD-MM-YYYY HH:MM:SS]` (or month first).
-pub fn stamp(t: &LocalTime, order: DateOrder) -> String {
-    let (a, b) = match order {
-        DateOrder::DayFirst => (t.day, t.month),
-        DateOrder::MonthFirst => (t.month, t.day),
-    };
-    format!(
-        "[{a:02}-{b:02}-{:04} {:02}:{:02}:{:02}]",
-        t.year, t.hour, t.minute, t.second
-    )
+/// The time column: ISO 8601 with milliseconds and the UTC offset,
+/// `2026-01-15T10:30:00.123+01:00`.
+pub fn stamp(t: &LocalTime) -> String {
+    t.rfc3339()
 }
 
 /// Cuts a string for inline display: first line only, at most `max` characters plus `...`.
@@ -152,11 +118,12 @@ pub fn inline_value(key: &str, v: &Value) -> Option<String> {
     }
 }
 
-/// ` k=v k=v` for the given fields (empty when nothing is shown).
+/// ` k=v k=v` for the given fields (empty when nothing is shown): every field but null ones and
+/// the `log.*` metadata of records forwarded from the `log` crate.
 pub fn inline<'a>(fields: impl IntoIterator<Item = (&'a str, &'a Value)>) -> String {
     let mut out = String::new();
     for (k, v) in fields {
-        if SKIPPED_INLINE.contains(&k) || k.starts_with("log.") {
+        if k.starts_with("log.") {
             continue;
         }
         if let Some(s) = inline_value(k, v) {
@@ -178,35 +145,68 @@ pub fn inline_data(data: Option<&Value>) -> String {
     }
 }
 
-/// The header part of a human line: `[stamp] LEVEL <module padded>`, coloured if asked.
-fn prefix(t: &LocalTime, level: Level, module: &str, order: DateOrder, color: bool) -> String {
-    let module = format!("{module:<MODULE_WIDTH$}");
+/// The header part of a human line: `stamp LEVEL <module padded>`, coloured if asked.
+fn prefix(t: &LocalTime, level: Level, module: &str, color: bool) -> String {
+    let module = format!("{:<MODULE_WIDTH$}", terminal_safe(module));
     if color {
         format!(
             "\x1b[2m{}\x1b[0m {}{}\x1b[0m {module}",
-            stamp(t, order),
+            stamp(t),
             colour(level),
             level5(level)
         )
     } else {
-        format!("{} {} {module}", stamp(t, order), level5(level))
+        format!("{} {} {module}", stamp(t), level5(level))
     }
 }
 
-/// One human line (no trailing newline) for a message with its inline text.
+/// One human line (no trailing newline) for a message with its inline text (both made
+/// terminal-safe).
 pub fn human_line(
     t: &LocalTime,
     level: Level,
     module: &str,
     msg: &str,
     inline_text: &str,
-    order: DateOrder,
     color: bool,
 ) -> String {
     format!(
-        "{}{msg}{inline_text}",
-        prefix(t, level, module, order, color)
+        "{}{}{}",
+        prefix(t, level, module, color),
+        terminal_safe(msg),
+        terminal_safe(inline_text)
     )
+}
+
+/// The text of one entry of a topic group: its message and inline fields, terminal-safe.
+pub fn entry_text(r: &Record) -> String {
+    let text = format!("{}{}", r.message, record_inline(r, false));
+    terminal_safe(&text).into_owned()
+}
+
+/// The key a field of a record is shown under: the key it has in the JSON line (a field named
+/// like one of the record's own keys gets a leading `_` there, see [`json_object`]).
+fn shown_key(k: &str) -> Cow<'_, str> {
+    if RESERVED_JSON.contains(&k) {
+        format!("_{k}").into()
+    } else {
+        k.into()
+    }
+}
+
+/// The inline text of a record: `topic=` first when asked, then every field.
+fn record_inline(r: &Record, with_topic: bool) -> String {
+    let topic = r
+        .topic
+        .as_ref()
+        .filter(|_| with_topic)
+        .map(|t| Value::String(t.clone()));
+    let shown: Vec<(Cow<'_, str>, &Value)> = topic
+        .iter()
+        .map(|t| (Cow::Borrowed("topic"), t))
+        .chain(r.fields.iter().map(|(k, v)| (shown_key(k), v)))
+        .collect();
+    inline(shown.iter().map(|(k, v)| (k.as_ref(), *v)))
 }
 
 /// Tree lines of a group: one per item, indented by 50 spaces, `├ ` or `└ ` for the last.
@@ -235,23 +235,23 @@ pub fn tree_lines(items: &[Value]) -> Vec<String> {
                 }
                 other => other.to_string(),
             };
-            format!("{:GROUP_INDENT$}{branch}{text}", "")
+            format!("{:GROUP_INDENT$}{branch}{}", "", terminal_safe(&text))
         })
         .collect()
 }
 
 /// The human rendering of a record: one line, or a header plus tree lines for a group. Each
-/// element is a line without its newline.
-pub fn human_lines(r: &Record, order: DateOrder, color: bool) -> Vec<String> {
+/// element is a line without its newline. The line shows the record's `topic` (as `topic=`, first)
+/// and every field; the console's topic groups clear `topic` in their header.
+pub fn human_lines(r: &Record, color: bool) -> Vec<String> {
     let module = r.module.as_deref().unwrap_or("kernel");
-    let inline_text = inline(r.fields.iter().map(|(k, v)| (k.as_str(), v)));
+    let inline_text = record_inline(r, true);
     let mut lines = vec![human_line(
         &r.time,
         r.level,
         module,
         &r.message,
         &inline_text,
-        order,
         color,
     )];
     if let Some(items) = &r.group {
@@ -302,8 +302,8 @@ pub fn json_line(r: &Record) -> String {
     Value::Object(json_object(r)).to_string()
 }
 
-/// Reads back a line of the daily file into a [`Record`] (for `pons kernel logs`); `None` when the
-/// line is not one of ours.
+/// Reads back a line of the daily file into a [`Record`] (for `pons logs`); `None` when the line
+/// is not one of ours.
 pub fn record_from_json(line: &str) -> Option<Record> {
     let Value::Object(m) = serde_json::from_str::<Value>(line).ok()? else {
         return None;
@@ -332,12 +332,12 @@ pub fn record_from_json(line: &str) -> Option<Record> {
     })
 }
 
-/// Renders one line of the daily file as human lines (what `pons kernel logs` prints). A line
-/// that is not a JSON record is passed through trimmed.
-pub fn render_json_line(line: &str, order: DateOrder, color: bool) -> Vec<String> {
+/// Renders one line of the daily file as human lines (what `pons logs` prints). A line that is
+/// not a JSON record is passed through trimmed.
+pub fn render_json_line(line: &str, color: bool) -> Vec<String> {
     match record_from_json(line) {
-        Some(r) => human_lines(&r, order, color),
-        None => vec![line.trim().to_string()],
+        Some(r) => human_lines(&r, color),
+        None => vec![terminal_safe(line.trim()).into_owned()],
     }
 }
 
@@ -387,26 +387,25 @@ mod tests {
             ],
         );
         assert_eq!(
-            human_lines(&r, DateOrder::DayFirst, false),
-            vec!["[15-01-2026 10:30:00] INFO  kernel              module.spawn moduleId=llm pid=4242 runtime=deno"]
+            human_lines(&r, false),
+            vec!["2026-01-15T10:30:00.123+01:00 INFO  kernel              module.spawn moduleId=llm pid=4242 runtime=deno"]
         );
-        assert!(human_lines(&r, DateOrder::MonthFirst, false)[0].starts_with("[01-15-2026 "));
     }
 
     #[test]
     fn long_module_name_has_no_separator() {
         let r = rec(Some("a-very-long-module-name-x"), "hi", vec![]);
         assert_eq!(
-            human_lines(&r, DateOrder::DayFirst, false)[0],
-            "[15-01-2026 10:30:00] INFO  a-very-long-module-name-xhi"
+            human_lines(&r, false)[0],
+            "2026-01-15T10:30:00.123+01:00 INFO  a-very-long-module-name-xhi"
         );
     }
 
     #[test]
     fn colour_only_when_asked() {
         let r = rec(Some("m"), "hi", vec![]);
-        assert!(!human_lines(&r, DateOrder::DayFirst, false)[0].contains('\x1b'));
-        let coloured = &human_lines(&r, DateOrder::DayFirst, true)[0];
+        assert!(!human_lines(&r, false)[0].contains('\x1b'));
+        let coloured = &human_lines(&r, true)[0];
         assert!(coloured.contains("\x1b[32mINFO \x1b[0m"));
         assert!(coloured.ends_with("m                   hi"));
     }
@@ -420,7 +419,7 @@ mod tests {
             "d": "first\nsecond", "e": long, "error": err, "f": {"x": [1, 2]}, "g": 1.5
         })));
         let expected = format!(
-            " a=1 b=true d=first e={}... error={}... f={{\"x\":[1,2]}} g=1.5",
+            " a=1 b=true stack=trace topic=t module=m d=first e={}... error={}... f={{\"x\":[1,2]}} g=1.5",
             "x".repeat(120),
             "e".repeat(512)
         );
@@ -428,6 +427,40 @@ mod tests {
         assert_eq!(inline_data(Some(&json!([1, 2]))), " data=[1,2]");
         assert_eq!(inline_data(None), "");
         assert_eq!(inline_data(Some(&json!({"s": "short"}))), " s=short");
+    }
+
+    /// One formatter, one truth: a record read back from the daily file renders exactly as the
+    /// console rendered it, every data key included (`name`, `stack`, `time` and keys named like
+    /// the record's own, which the file writes with a leading `_`).
+    #[test]
+    fn console_and_file_render_the_same_line() {
+        let r = rec(
+            Some("m"),
+            "hi",
+            vec![
+                ("name", json!("n")),
+                ("stack", json!("Error: x\n    at f")),
+                ("time", json!(5)),
+                ("hostname", json!("h")),
+                ("msg", json!("inner")),
+                ("level", json!("x")),
+                ("module", json!("other")),
+            ],
+        );
+        let console = human_lines(&r, false);
+        assert_eq!(
+            console,
+            vec!["2026-01-15T10:30:00.123+01:00 INFO  m                   hi name=n stack=Error: x time=5 hostname=h msg=inner _level=x _module=other"]
+        );
+        assert_eq!(render_json_line(&json_line(&r), false), console);
+    }
+
+    #[test]
+    fn topic_is_shown_inline() {
+        let mut r = rec(Some("m"), "step", vec![("n", json!(2))]);
+        r.topic = Some("boot".into());
+        assert!(human_lines(&r, false)[0].ends_with("m                   step topic=boot n=2"));
+        assert_eq!(entry_text(&r), "step n=2");
     }
 
     #[test]
@@ -447,13 +480,42 @@ mod tests {
             json!("two"),
             json!({"msg": "three"}),
         ]);
-        let lines = human_lines(&r, DateOrder::DayFirst, false);
+        let lines = human_lines(&r, false);
         let pad = " ".repeat(50);
         assert_eq!(lines.len(), 4);
         assert!(lines[0].ends_with("m                   Loaded count=2"));
         assert_eq!(lines[1], format!("{pad}├ one k=v"));
         assert_eq!(lines[2], format!("{pad}├ two"));
         assert_eq!(lines[3], format!("{pad}└ three"));
+    }
+
+    #[test]
+    fn module_text_cannot_forge_lines() {
+        let forged =
+            "ok\n2001-01-01T00:00:00.000+00:00 INFO  kernel              x\r\x1b[2J\x1b[31mred";
+        let mut r = rec(Some("m"), forged, vec![("k\nK", json!(forged))]);
+        let odd_id = rec(Some("m\x1b[2J\n"), "x", vec![]);
+        assert!(human_lines(&odd_id, false)[0].ends_with(" m\\u{1b}[2J\\n        x"));
+        r.group = Some(vec![
+            json!(forged),
+            json!({"msg": forged, "data": {"d": forged}}),
+        ]);
+        let lines = human_lines(&r, true);
+        assert_eq!(lines.len(), 3);
+        let safe = "ok\\n2001-01-01T00:00:00.000+00:00 INFO  kernel              x\\r\\u{1b}[2Jred";
+        assert!(
+            lines[0].ends_with(&format!("m                   {safe} k\\nK=ok")),
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with(&format!("├ {safe}")), "{lines:?}");
+        assert!(lines[2].ends_with(&format!("└ {safe} d=ok")), "{lines:?}");
+        // The formatter's own colours stay.
+        assert!(lines[0].contains("\x1b[32mINFO \x1b[0m"));
+        assert!(lines[1..].iter().all(|l| !l.contains('\x1b')));
+        assert_eq!(
+            render_json_line("raw\x1b[2J\rx", false),
+            vec!["raw\\u{1b}[2J\\rx"]
+        );
     }
 
     #[test]
@@ -486,12 +548,9 @@ mod tests {
         assert_eq!(back.time, r.time);
         assert_eq!(back.module.as_deref(), Some("m"));
         assert_eq!(
-            render_json_line(&line, DateOrder::DayFirst, false),
-            vec!["[15-01-2026 10:30:00] INFO  m                   hi a=1 _level=x s=t"]
+            render_json_line(&line, false),
+            vec!["2026-01-15T10:30:00.123+01:00 INFO  m                   hi topic=tp a=1 _level=x s=t"]
         );
-        assert_eq!(
-            render_json_line("  not json ", DateOrder::DayFirst, false),
-            vec!["not json"]
-        );
+        assert_eq!(render_json_line("  not json ", false), vec!["not json"]);
     }
 }

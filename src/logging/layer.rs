@@ -1,5 +1,5 @@
 //! The `tracing` layer of the kernel: live-changeable levels (global and per module, keyed by the
-//! event's `module` field), and the two sinks — human lines (with topic grouping, compat.md §6.3)
+//! event's `module` field), and the two sinks — human lines (with topic grouping, the reference kernel's behaviour)
 //! and JSON lines.
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Layer};
 
 use super::clock::LocalTime;
-use super::format::{self, DateOrder, Record};
+use super::format::{self, Record};
 
 /// Field carrying a module's `data` (JSON text, expanded by the layer).
 const DATA_FIELD: &str = "_data";
@@ -101,7 +101,6 @@ impl Levels {
 /// Human output: a writer plus the pending topic group.
 struct HumanState {
     out: Box<dyn Write + Send>,
-    order: DateOrder,
     color: bool,
     group: Option<TopicGroup>,
     flusher_started: bool,
@@ -127,7 +126,7 @@ impl HumanState {
 
     fn flush_group(&mut self) {
         if let Some(g) = self.group.take() {
-            let mut lines = format::human_lines(&g.header, self.order, self.color);
+            let mut lines = format::human_lines(&g.header, self.color);
             let n = g.items.len();
             for (i, item) in g.items.into_iter().enumerate() {
                 let branch = if i + 1 == n { "└ " } else { "├ " };
@@ -145,11 +144,10 @@ pub struct HumanSink {
 }
 
 impl HumanSink {
-    pub fn new(out: Box<dyn Write + Send>, order: DateOrder, color: bool) -> Arc<HumanSink> {
+    pub fn new(out: Box<dyn Write + Send>, color: bool) -> Arc<HumanSink> {
         Arc::new(HumanSink {
             state: Mutex::new(HumanState {
                 out,
-                order,
                 color,
                 group: None,
                 flusher_started: false,
@@ -158,7 +156,7 @@ impl HumanSink {
         })
     }
 
-    /// Writes a record: entries with a topic are grouped by `module:topic` (compat.md §6.3).
+    /// Writes a record: entries with a topic are grouped by `module:topic`.
     fn write(self: &Arc<Self>, r: Record) {
         let mut st = self.state.lock();
         let key = match (&r.module, &r.topic) {
@@ -167,18 +165,14 @@ impl HumanSink {
         };
         let Some(key) = key else {
             st.flush_group();
-            let lines = format::human_lines(&r, st.order, st.color);
+            let lines = format::human_lines(&r, st.color);
             st.write_lines(&lines);
             return;
         };
         if st.group.as_ref().is_some_and(|g| g.key != key) {
             st.flush_group();
         }
-        let item = format!(
-            "{}{}",
-            r.message,
-            format::inline(r.fields.iter().map(|(k, v)| (k.as_str(), v)))
-        );
+        let item = format::entry_text(&r);
         match &mut st.group {
             Some(g) => {
                 g.items.push(item);
@@ -186,7 +180,7 @@ impl HumanSink {
             }
             None => {
                 let mut header = r.clone();
-                header.message = r.topic.clone().unwrap_or_default();
+                header.message = header.topic.take().unwrap_or_default();
                 header.fields.clear();
                 st.group = Some(TopicGroup {
                     key,
@@ -423,7 +417,7 @@ mod tests {
         let levels = Arc::new(Levels::new(level));
         let human_buf = Buf::default();
         let json_buf = Buf::default();
-        let human = HumanSink::new(Box::new(human_buf.clone()), DateOrder::DayFirst, false);
+        let human = HumanSink::new(Box::new(human_buf.clone()), false);
         let layer = PonsLayer::new(
             levels.clone(),
             Some(human.clone()),
@@ -445,10 +439,15 @@ mod tests {
         let h = human.text();
         let lines: Vec<&str> = h.lines().collect();
         assert_eq!(lines.len(), 2, "{h}");
-        assert!(lines[0].ends_with(
-            "] INFO  kernel              module.spawn moduleId=llm pid=4242 runtime=deno"
-        ));
-        assert!(lines[1].ends_with("] WARN  gw                  security.violation action=deny"));
+        // `2026-01-15T10:30:00.123+01:00 INFO  …`: the ISO 8601 stamp of the line's own time.
+        let (stamp, rest) = lines[0].split_once(' ').unwrap();
+        assert_eq!(stamp.len(), 29, "{stamp}");
+        assert!(LocalTime::parse_rfc3339(stamp).is_some(), "{stamp}");
+        assert_eq!(
+            rest,
+            "INFO  kernel              module.spawn moduleId=llm pid=4242 runtime=deno"
+        );
+        assert!(lines[1].ends_with(" WARN  gw                  security.violation action=deny"));
         let j: Vec<Value> = json
             .text()
             .lines()

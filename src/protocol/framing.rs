@@ -4,7 +4,7 @@
 //! Each [`LineReader::read_batch`] does one read of up to 64 KiB and hands every complete line
 //! to a callback, trimmed of surrounding ASCII whitespace (so a `\r` goes), skipping empty
 //! ones. An unterminated tail waits for the next read; at end of stream it is emitted as a final
-//! line (compat.md §1.1). A line longer than the limit is dropped and counted: once the buffered
+//! line. A line longer than the limit is dropped and counted: once the buffered
 //! tail passes the limit it is thrown away and everything up to the next `\n` is skipped as it
 //! arrives, so memory stays bounded by the limit plus one read.
 

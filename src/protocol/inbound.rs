@@ -6,7 +6,7 @@
 //! slice, borrowing when they contain no escape. Payloads (`payload`, `params`, `result`,
 //! `error`, `data`, `items`) stay raw so the kernel forwards them byte for byte.
 //!
-//! Validation follows compat.md §1.4: the value must be an object (`not an object`), `type`
+//! Validation follows the reference kernel's behaviour: the value must be an object (`not an object`), `type`
 //! must be one of the accepted strings (`unknown type: …`), and the per-type required fields
 //! must be strings of at most [`MAX_FIELD_CHARS`] UTF-16 code units. Unknown extra fields are
 //! ignored. For duplicate keys the last one wins, as with `JSON.parse`.

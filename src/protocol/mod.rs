@@ -1,4 +1,4 @@
-//! Wire protocol (compat.md §1.1–1.4, DESIGN.md §3, §7): the only code that knows the wire
+//! Wire protocol: the only code that knows the wire
 //! format.
 //!
 //! Modules speak newline-delimited compact JSON over stdin/stdout. This module holds the three
@@ -28,7 +28,7 @@ pub const PROTOCOL_VERSION: &str = "1.0";
 /// method).
 pub const MAX_FIELD_CHARS: usize = 256;
 
-/// Default cap on one line of module output (DESIGN.md §7), in bytes.
+/// Default cap on one line of module output, in bytes.
 pub const DEFAULT_MAX_LINE: usize = 10 * 1024 * 1024;
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Kernel → module messages (compat.md §1.2): each function appends exactly one compact JSON
+//! Kernel → module messages: each function appends exactly one compact JSON
 //! object and `\n` to a caller-owned buffer.
 //!
 //! Strings are escaped by serde_json; raw payloads are copied as received, never re-encoded.

@@ -19,7 +19,7 @@ mod remove;
 pub use locate::locate_key;
 pub use remove::remove_config_key;
 
-/// Path segments refused (compat.md §3.4).
+/// Path segments refused.
 const UNSAFE_SEGMENTS: &[&str] = &["__proto__", "constructor", "prototype"];
 
 /// Parses YAML text with the reconciler's strict reader (duplicate keys are errors with line and
@@ -31,7 +31,7 @@ pub fn parse_yaml(text: &str) -> Result<Value, String> {
 
 /// Sets `value` at the dotted `key_path` of `text` (config.yaml), changing as few lines as
 /// possible (see the module documentation for the fallbacks). Intermediate values that are missing
-/// or not mappings become mappings (compat.md §3.4). Returns the text unchanged when the value is
+/// or not mappings become mappings. Returns the text unchanged when the value is
 /// already there. Errors: `text` is not valid YAML or not a mapping, or a segment is unsafe.
 pub fn set_config_key(text: &str, key_path: &str, value: &Value) -> anyhow::Result<String> {
     let segs: Vec<&str> = key_path.split('.').collect();

@@ -304,6 +304,16 @@ impl TestHome {
             .cloned()
     }
 
+    /// Waits until `id` is stopped for a security violation (as the reference does: no restart
+    /// loop for a module that broke its grant), having started once.
+    pub fn wait_stopped_for_violation(&self, id: &str, timeout: Duration) -> Value {
+        let st = self.wait_status(id, "stopped", timeout);
+        let reason = st["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("security-violation: "), "{st}");
+        assert_eq!(self.starts(id).len(), 1, "{id} was not restarted");
+        st
+    }
+
     pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
         wait_for(&format!("{id} to be {status}"), timeout, || {
             self.module_status(id).filter(|m| m["status"] == status)
@@ -439,6 +449,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp-test");
     std::fs::write(&tmp, bytes).expect("write temp file");
     std::fs::rename(&tmp, path).expect("rename temp file");
+}
+
+/// True where Landlock works; prints why the test is skipped otherwise (`.ci/run` lists the
+/// tests that call it).
+pub fn landlock_or_skip(test: &str) -> bool {
+    let s = pons::sandbox::support();
+    if s.state == pons::sandbox::SandboxState::Unavailable {
+        eprintln!("SKIP {test}: Landlock unavailable here: {}", s.to_json());
+        return false;
+    }
+    true
 }
 
 /// Whether a process exists (and is not a zombie).

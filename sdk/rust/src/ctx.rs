@@ -38,6 +38,10 @@ pub(crate) struct Inner {
     pub(crate) workspace: RwLock<Option<String>>,
     pub(crate) project_root: RwLock<Option<String>>,
     pub(crate) stop_reading: AtomicBool,
+    /// While set, the reader thread sleeps until this instant before its next line.
+    pub(crate) pause_until: Mutex<Option<std::time::Instant>>,
+    /// Whether `pause_until` is set (checked per line without the lock).
+    paused: AtomicBool,
     rpc_timeout_ms: AtomicU64,
     call_timeout_ms: AtomicU64,
 }
@@ -98,6 +102,8 @@ impl Ctx {
                 workspace: RwLock::new(None),
                 project_root: RwLock::new(None),
                 stop_reading: AtomicBool::new(false),
+                pause_until: Mutex::new(None),
+                paused: AtomicBool::new(false),
                 rpc_timeout_ms: AtomicU64::new(30_000),
                 call_timeout_ms: AtomicU64::new(10_000),
             }),
@@ -150,6 +156,36 @@ impl Ctx {
     /// looks hung to the kernel but stays alive. For tests of slow-consumer handling.
     pub fn stop_reading(&self) {
         self.inner.stop_reading.store(true, Ordering::Release);
+    }
+
+    /// Stops reading stdin for `d` (the reader thread sleeps before its next line), then reads
+    /// on: a module paused under back-pressure. For tests of back-pressure handling.
+    pub fn pause_reading(&self, d: Duration) {
+        let until = std::time::Instant::now() + d;
+        *self
+            .inner
+            .pause_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(until);
+        self.inner.paused.store(true, Ordering::Release);
+    }
+
+    /// Sleeps out a pause asked by [`Ctx::pause_reading`] (reader thread).
+    pub(crate) fn sleep_if_paused(&self) {
+        if !self.inner.paused.load(Ordering::Acquire)
+            || !self.inner.paused.swap(false, Ordering::AcqRel)
+        {
+            return;
+        }
+        let until = self
+            .inner
+            .pause_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(until) = until {
+            std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
+        }
     }
 
     // ----- sending -----

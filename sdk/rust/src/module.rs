@@ -312,6 +312,7 @@ impl Reader {
                     std::thread::park_timeout(Duration::from_secs(3600));
                 }
             }
+            self.ctx.sleep_if_paused();
             line.clear();
             match input.read_until(b'\n', &mut line) {
                 Ok(0) => break,

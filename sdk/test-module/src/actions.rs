@@ -2,8 +2,8 @@
 //! RPCs, kernel calls, publish bursts, `ready`.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pons_sdk::Ctx;
@@ -24,6 +24,9 @@ pub struct Actions {
     call_ids: Arc<AtomicU64>,
     /// Actions running on their own threads (control RPCs, calls, bursts, the deps_ready work).
     inflight: Arc<AtomicUsize>,
+    /// A pause of reading armed by the control file: `(deliveries still to handle, ms)`.
+    pause_after: Arc<Mutex<Option<(u64, u64)>>>,
+    pause_armed: Arc<AtomicBool>,
 }
 
 impl Actions {
@@ -36,7 +39,46 @@ impl Actions {
             rpc_ids: Arc::new(AtomicU64::new(1)),
             call_ids: Arc::new(AtomicU64::new(1)),
             inflight: Arc::new(AtomicUsize::new(0)),
+            pause_after: Arc::new(Mutex::new(None)),
+            pause_armed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Stops reading stdin for `ms` once `after` more deliveries were handled (at once for 0);
+    /// records `{"event":"pause_armed","after","ms"}` (when not at once) and
+    /// `{"event":"paused_reading","ms"}` when the pause begins.
+    pub fn pause_reading(&self, ms: u64, after: u64) {
+        if after == 0 {
+            self.begin_pause(ms);
+            return;
+        }
+        *self.pause_after.lock().unwrap_or_else(|e| e.into_inner()) = Some((after, ms));
+        self.pause_armed.store(true, Ordering::Release);
+        self.rec
+            .event(&json!({"event": "pause_armed", "after": after, "ms": ms}));
+    }
+
+    /// Counts one delivery against an armed pause.
+    pub fn on_deliver(&self) {
+        if !self.pause_armed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut armed = self.pause_after.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((left, ms)) = armed.as_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                let ms = *ms;
+                *armed = None;
+                self.pause_armed.store(false, Ordering::Release);
+                self.begin_pause(ms);
+            }
+        }
+    }
+
+    fn begin_pause(&self, ms: u64) {
+        self.ctx.pause_reading(Duration::from_millis(ms));
+        self.rec
+            .event(&json!({"event": "paused_reading", "ms": ms}));
     }
 
     /// Runs `f` on its own thread, counted as in flight until it returns.

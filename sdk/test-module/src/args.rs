@@ -41,12 +41,15 @@ usage: pons-test-module [FLAGS]
   --stop-reading                after deps_ready stop reading stdin, stay alive
   --control FILE                poll FILE every 10 ms for JSON command lines
   --count-only                  count deliveries instead of recording each one
+  --no-recv                     record no `recv` events (floods of replies)
   --bench-out FILE              append timing records (JSON lines with t_us) to FILE:
                                 ready sent, config:update received, bench results
   --bench-rpc SERVICE:N[:BYTES] after deps_ready make N timed sequential RPCs (method echo,
                                 params {pad}) and record latency percentiles
   --bench-now                   start --bench-rpc at once instead of after deps_ready
   --bench-expect N              record the receive times of every group of N deliveries
+  --relay PATH                  after deps_ready copy raw lines from the Unix socket PATH to
+                                stdout (reconnecting when it closes): the wire fuzzer's door
 ";
 
 /// A burst to publish after `deps_ready`.
@@ -119,10 +122,12 @@ pub struct Opts {
     pub stop_reading: bool,
     pub control: Option<String>,
     pub count_only: bool,
+    pub no_recv: bool,
     pub bench_out: Option<String>,
     pub bench_rpc: Option<BenchRpc>,
     pub bench_now: bool,
     pub bench_expect: u64,
+    pub relay: Option<String>,
     pub help: bool,
 }
 
@@ -183,10 +188,12 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--stop-reading" => o.stop_reading = true,
             "--control" => o.control = Some(value()?),
             "--count-only" => o.count_only = true,
+            "--no-recv" => o.no_recv = true,
             "--bench-out" => o.bench_out = Some(value()?),
             "--bench-rpc" => o.bench_rpc = Some(bench_rpc(&value()?)?),
             "--bench-now" => o.bench_now = true,
             "--bench-expect" => o.bench_expect = number(flag, &value()?)?,
+            "--relay" => o.relay = Some(value()?),
             "--help" | "-h" => o.help = true,
             other => return Err(format!("unknown flag {other} (see --help)")),
         }
@@ -350,6 +357,8 @@ mod tests {
         );
         assert!(o.bench_now);
         assert_eq!(o.bench_expect, 5);
+        let o = parse(&args(&["--relay=/tmp/fuzz.sock"])).unwrap();
+        assert_eq!(o.relay.as_deref(), Some("/tmp/fuzz.sock"));
         assert!(parse(&args(&["--bench-rpc", "svc"])).is_err());
     }
 

@@ -57,6 +57,9 @@ impl Handler for TestModule {
     }
 
     fn on_deps_ready(&mut self, ctx: &Ctx) {
+        if let Some(path) = self.opts.relay.take() {
+            crate::relay::start(path, ctx.clone());
+        }
         if self.opts.stop_reading {
             ctx.stop_reading();
             self.actions.rec.event(&json!({"event": "stopped_reading"}));
@@ -89,6 +92,7 @@ impl Handler for TestModule {
     fn on_message(&mut self, _: &Ctx, _: &str, _: Option<&RawValue>) -> Result<(), String> {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.expect.on_deliver(&self.actions.bench);
+        self.actions.on_deliver();
         Ok(())
     }
 

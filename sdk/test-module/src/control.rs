@@ -3,8 +3,9 @@
 //! one does not hold up later commands.
 //!
 //! Commands: `{"publish":{"topic","payload"}}`, `{"rpc":{"service","method","params"}}`,
-//! `{"call":{"method","params"}}`, `{"exit":code}`, `{"raw":"<line>"}`, `{"ready":true}`,
-//! `{"log":{"level","msg","data"}}`, `{"stop_reading":true}`,
+//! `{"call":{"method","params"}}`, `{"exit":code}`, `{"raw":"<line>","repeat"?:N}`,
+//! `{"ready":true}`, `{"log":{"level","msg","data"}}`, `{"stop_reading":true}`,
+//! `{"pause_reading_ms":N,"after_deliveries"?:K}`,
 //! `{"burst":{"topic","count","bytes"}}` (like `--publish`, on its own thread).
 
 use std::io::{Read, Seek, SeekFrom};
@@ -102,8 +103,16 @@ fn run(line: &str, a: &Actions) {
         let Some(text) = raw.as_str() else {
             return bad(a, line, "raw needs a string");
         };
-        let r = a.ctx.send_line(text);
-        a.rec.event(&json!({"event": "raw_sent", "ok": r.is_ok()}));
+        let repeat = cmd.get("repeat").and_then(Value::as_u64).unwrap_or(1);
+        let r = a.ctx.batch(|batch| {
+            for _ in 0..repeat {
+                batch.send_line(text)?;
+            }
+            Ok::<(), String>(())
+        });
+        let r = r.and_then(|r| r);
+        a.rec
+            .event(&json!({"event": "raw_sent", "ok": r.is_ok(), "count": repeat}));
     } else if cmd.get("ready").is_some() {
         a.ready();
     } else if let Some(l) = cmd.get("log") {
@@ -121,6 +130,15 @@ fn run(line: &str, a: &Actions) {
             pad: b["bytes"].as_u64().unwrap_or(0) as usize,
         };
         a.spawn(move |a| a.burst(&burst));
+    } else if let Some(ms) = cmd.get("pause_reading_ms") {
+        let Some(ms) = ms.as_u64() else {
+            return bad(a, line, "pause_reading_ms needs a number");
+        };
+        let after = cmd
+            .get("after_deliveries")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        a.pause_reading(ms, after);
     } else if cmd.get("stop_reading").is_some() {
         a.ctx.stop_reading();
         a.rec.event(&json!({"event": "stopped_reading"}));

@@ -9,6 +9,7 @@ mod bench;
 mod control;
 mod probes;
 mod record;
+mod relay;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,6 +117,7 @@ fn main() {
 
     let tap_rec = rec.clone();
     let count_only = opts.count_only;
+    let no_recv = opts.no_recv;
     let code = module
         .auto_ready(false)
         .auto_pong(!opts.ignore_ping)
@@ -124,6 +126,7 @@ fn main() {
         .tap(move |ty, line| match ty {
             "" => tap_rec.event(&json!({"event": "recv_invalid", "line": line})),
             "deliver" if count_only => {}
+            _ if no_recv => {}
             _ => tap_rec.recv(line),
         })
         .run();

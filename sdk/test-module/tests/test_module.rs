@@ -512,3 +512,27 @@ fn probes_and_grandchild() {
     p.init();
     p.next_of("ready");
 }
+
+#[test]
+fn relay_copies_raw_lines_from_its_socket_after_deps_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("relay.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut p = Proc::start(&["--relay", sock.to_str().unwrap()]);
+    p.init();
+    assert_eq!(p.next()["type"], "ready");
+    p.send(json!({"type":"deps_ready"}));
+    for round in 0..2 {
+        // The relay connects (again, after the first peer left) and copies bytes verbatim.
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"not json \xff\x00 {\n{\"type\":\"publish\",\"topic\":\"t\"}\npartial")
+            .unwrap();
+        drop(s);
+        assert_eq!(p.line(), b"not json \xff\x00 {", "round {round}");
+        assert_eq!(p.line(), br#"{"type":"publish","topic":"t"}"#);
+        assert_eq!(p.line(), b"partial");
+    }
+    // Its own messages still go out whole.
+    p.send(json!({"type":"ping"}));
+    assert_eq!(p.next(), json!({"type":"pong"}));
+}

@@ -8,7 +8,6 @@
 //! keeps asking. The terminal is restored on every way out (quit, error, panic, SIGTERM / SIGHUP /
 //! SIGINT) and the view ends by itself when its terminal hangs up ([`tty`]).
 
-mod disabled;
 mod log_tail;
 mod model;
 mod tty;
@@ -242,18 +241,26 @@ fn outcome(home: &Home, action: &Action, manual: bool) -> String {
                 Err(e) => format!("cannot restart {id}: {e:#}"),
             }
         }
-        Action::Stop(id) => match disabled::set_disabled(home, id, true) {
-            Ok(true) => format!("{id} added to kernel.disabled in config.yaml: {applies}"),
-            Ok(false) => format!("{id} is already in kernel.disabled (config.yaml)"),
-            Err(e) => format!("cannot stop {id}: {e:#}"),
-        },
-        Action::Start(id) => match disabled::set_disabled(home, id, false) {
-            Ok(true) => format!("{id} removed from kernel.disabled in config.yaml: {applies}"),
-            Ok(false) => format!(
+        Action::Stop(id) => {
+            match super::modules::set_disabled(home, std::slice::from_ref(id), true) {
+                Ok(changed) if !changed.is_empty() => {
+                    format!("{id} added to kernel.disabled in config.yaml: {applies}")
+                }
+                Ok(_) => format!("{id} is already in kernel.disabled (config.yaml)"),
+                Err(e) => format!("cannot stop {id}: {e:#}"),
+            }
+        }
+        Action::Start(id) => {
+            match super::modules::set_disabled(home, std::slice::from_ref(id), false) {
+                Ok(changed) if !changed.is_empty() => {
+                    format!("{id} removed from kernel.disabled in config.yaml: {applies}")
+                }
+                Ok(_) => format!(
                 "{id} is not in kernel.disabled (config.yaml); a crashed module restarts with r"
             ),
-            Err(e) => format!("cannot start {id}: {e:#}"),
-        },
+                Err(e) => format!("cannot start {id}: {e:#}"),
+            }
+        }
         Action::Quit | Action::FollowLogs(_) | Action::CloseLogs => String::new(),
     }
 }

@@ -27,8 +27,19 @@ pub struct Entry {
     pub spawned_at: Option<Instant>,
     pub ready_at: Option<Instant>,
     pub waiting_since: Option<Instant>,
+    /// Back-pressure: since when the kernel has stopped reading this module's stdout because a
+    /// consumer of its messages is congested. The module is not counted unresponsive meanwhile.
+    pub held_back_since: Option<Instant>,
+    /// When the last such hold ended.
+    pub held_back_until: Option<Instant>,
+    /// Time held back, in total, for the current process (ended holds).
+    pub held_back_total: std::time::Duration,
     /// Why it is not running (crashed, stopped, …).
     pub reason: Option<String>,
+    /// The cause of the last failure (`pons status --json` `lastError`), set on every failure and
+    /// kept while it restarts or is crashed; cleared once it has been ready for the reset period
+    /// or is restarted on request.
+    pub last_error: Option<String>,
     pub pongs: u64,
     pub acks: u64,
     pub nacks: u64,
@@ -40,6 +51,8 @@ pub struct Entry {
     /// Messages dropped by outboxes of earlier processes.
     pub dropped_before: u64,
     pub sup: mpsc::UnboundedSender<SupCmd>,
+    /// Kernel calls in flight (capped, [`super::MAX_CALLS_IN_FLIGHT`]).
+    pub calls: Arc<super::CallSlots>,
 }
 
 impl Entry {
@@ -57,7 +70,11 @@ impl Entry {
             spawned_at: None,
             ready_at: None,
             waiting_since: None,
+            held_back_since: None,
+            held_back_until: None,
+            held_back_total: std::time::Duration::ZERO,
             reason: None,
+            last_error: None,
             pongs: 0,
             acks: 0,
             nacks: 0,
@@ -66,6 +83,7 @@ impl Entry {
             msgs_out_before: 0,
             dropped_before: 0,
             sup,
+            calls: Default::default(),
         };
         e.set_capabilities(&desired);
         e
@@ -75,6 +93,14 @@ impl Entry {
     pub fn set_capabilities(&mut self, d: &DesiredModule) {
         self.topics = PatternSet::new(d.capabilities.topics.iter());
         self.services = d.capabilities.services.iter().cloned().collect();
+    }
+
+    /// How long the kernel has held this process back, including a hold going on now.
+    pub fn held_back_for(&self) -> std::time::Duration {
+        self.held_back_total
+            + self
+                .held_back_since
+                .map_or_else(Default::default, |t| t.elapsed())
     }
 
     pub fn dropped(&self) -> u64 {

@@ -10,10 +10,12 @@ pub mod bus;
 pub mod entry;
 pub mod fasthash;
 pub mod lifecycle;
+pub mod operator;
 pub mod rpc;
 pub mod topics;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pons_reconciler::config::EnforcementMode;
@@ -35,6 +37,8 @@ pub use rpc::PendingRpcs;
 pub struct Settings {
     pub enforcement: EnforcementMode,
     pub rpc_timeout: std::time::Duration,
+    /// `lifecycle.maxPendingRpcs`: RPCs in flight per caller.
+    pub max_pending_rpcs: usize,
     /// `PONS_HOME`, sent in `init`.
     pub home: String,
 }
@@ -49,6 +53,8 @@ pub enum RouterEvent {
         id: String,
         method: String,
         params: Option<Box<RawValue>>,
+        /// Held until the call is answered: counts it against the caller's cap.
+        slot: CallSlot,
     },
     /// The module must go through the restart path (strict-mode violation, …).
     Fail {
@@ -56,6 +62,43 @@ pub enum RouterEvent {
         gen: u64,
         reason: Reason,
     },
+}
+
+/// Kernel calls (module → kernel `call`) in flight per module; past this the excess is answered
+/// at once with an error: each call runs as a task of its own.
+pub const MAX_CALLS_IN_FLIGHT: usize = 64;
+
+/// A module's kernel calls in flight, and whether a refusal was logged since it last had none in
+/// flight (one warning per flood, not one per refused call).
+#[derive(Debug, Default)]
+pub struct CallSlots {
+    in_flight: AtomicUsize,
+    refusing: AtomicBool,
+}
+
+/// One kernel call in flight; dropping it (the call answered, or dropped) frees its slot.
+#[derive(Debug)]
+pub struct CallSlot(Arc<CallSlots>);
+
+impl CallSlot {
+    /// Takes a slot if fewer than `max` calls are in flight.
+    pub fn take(slots: &Arc<CallSlots>, max: usize) -> Option<CallSlot> {
+        slots
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(CallSlot(slots.clone()))
+    }
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.refusing.store(false, Ordering::Release);
+        }
+    }
 }
 
 /// Topics of the kernel's own events (`system:module:ready`, `system:rpc`, …): modules may
@@ -167,13 +210,7 @@ impl Core {
             // Counted above.
             Inbound::Pong | Inbound::Ack { .. } | Inbound::Nack { .. } => {}
             Inbound::Call { id, method, params } => {
-                let _ = self.events.send(RouterEvent::Call {
-                    module: module.clone(),
-                    gen,
-                    id: id.into_owned(),
-                    method: method.into_owned(),
-                    params: params.map(|p| p.to_owned()),
-                });
+                self.kernel_call(module, gen, &id, &method, params)
             }
             Inbound::CallResponse { .. } => {
                 tracing::debug!(module = %module, "call:response without a pending kernel call — ignoring");
@@ -183,33 +220,60 @@ impl Core {
                 msg,
                 data,
                 topic,
-            } => {
-                let data = data.and_then(|d| serde_json::from_str(d.get()).ok());
-                crate::logging::log_module_line(
-                    module,
-                    level.as_deref().unwrap_or("info"),
-                    msg.as_deref().unwrap_or(""),
-                    data.as_ref(),
-                    topic.as_deref(),
-                );
-            }
+            } => crate::logging::log_module_line(
+                module,
+                level.as_deref().unwrap_or("info"),
+                msg.as_deref().unwrap_or(""),
+                data,
+                topic.as_deref(),
+            ),
+            // Bounded: the items are scanned once and at most the capped ones are logged.
             Inbound::LogGroup {
                 level,
                 msg,
                 data: _,
                 items,
-            } => {
-                let items = items
-                    .and_then(|d| serde_json::from_str(d.get()).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                crate::logging::log_module_group(
-                    module,
-                    level.as_deref().unwrap_or("info"),
-                    msg.as_deref().unwrap_or(""),
-                    &items,
-                );
-            }
+            } => crate::logging::log_module_group(
+                module,
+                level.as_deref().unwrap_or("info"),
+                msg.as_deref().unwrap_or(""),
+                items,
+            ),
         }
+    }
+
+    /// Hands a module→kernel `call` to its handler task, or answers it at once with an error when
+    /// [`MAX_CALLS_IN_FLIGHT`] calls of the module are in flight.
+    fn kernel_call(
+        &mut self,
+        module: &Arc<str>,
+        gen: u64,
+        id: &str,
+        method: &str,
+        params: Option<&RawValue>,
+    ) {
+        let Some(e) = self.modules.get(module) else {
+            return;
+        };
+        let Some(slot) = CallSlot::take(&e.calls, MAX_CALLS_IN_FLIGHT) else {
+            if !e.calls.refusing.swap(true, Ordering::AcqRel) {
+                tracing::warn!(moduleId = %module, limit = MAX_CALLS_IN_FLIGHT, method = %method, "call.too_many_pending: further kernel calls are refused until answers go out");
+            }
+            let error =
+                format!("Error: too_many_pending: {MAX_CALLS_IN_FLIGHT} kernel calls in flight");
+            // Not a back-pressure point: the module's own reader must never wait on the module
+            // reading (both sides blocked on a full pipe). Its outbox is capped like any other.
+            self.send(module, |b| outbound::call_response_err(b, id, &error));
+            return;
+        };
+        let _ = self.events.send(RouterEvent::Call {
+            module: module.clone(),
+            gen,
+            id: id.to_owned(),
+            method: method.to_owned(),
+            params: params.map(|p| p.to_owned()),
+            slot,
+        });
     }
 
     /// Logs a refused action and tells whether to go on with it (warn / off mode).
@@ -332,5 +396,24 @@ impl Core {
                 self.changed.notify_waiters();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_slots_cap_and_free() {
+        let slots = Arc::new(CallSlots::default());
+        let mut held: Vec<CallSlot> = (0..3).filter_map(|_| CallSlot::take(&slots, 3)).collect();
+        assert_eq!(held.len(), 3);
+        assert!(CallSlot::take(&slots, 3).is_none());
+        slots.refusing.store(true, Ordering::Release);
+        held.pop();
+        assert!(slots.refusing.load(Ordering::Acquire), "still in a flood");
+        drop(held);
+        assert!(!slots.refusing.load(Ordering::Acquire));
+        assert!(CallSlot::take(&slots, 3).is_some());
     }
 }

@@ -1,14 +1,20 @@
-//! RPC between modules (compat.md §1.6): capability check, provider lookup, kernel-owned ids
+//! RPC between modules: capability check, provider lookup, kernel-owned ids
 //! towards the provider, the caller's id restored on the way back, timeouts, cleanup when either
-//! side leaves.
+//! side leaves. The operator (`pons call`, see [`super::operator`]) is the one caller that is not
+//! a module: its answer goes to a oneshot channel instead of an outbox.
+//!
+//! In-flight RPCs are capped per caller (`lifecycle.maxPendingRpcs`, the design): past the cap
+//! a request is answered at once with `too_many_pending: …`, never queued, so a module firing
+//! requests at a provider that never answers costs the kernel a bounded amount of memory.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pons_reconciler::config::EnforcementMode;
 use pons_reconciler::Status;
 use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 
 use super::Core;
 use crate::kernel::outbox::Outbox;
@@ -17,21 +23,57 @@ use crate::protocol::outbound;
 /// An RPC forwarded to a provider and not answered yet.
 #[derive(Debug)]
 pub struct PendingRpc {
-    pub caller: Arc<str>,
-    pub caller_gen: u64,
+    pub caller: Caller,
     pub target: Arc<str>,
-    pub original_id: String,
     pub service: String,
     pub method: String,
 }
 
+/// Who waits for an RPC's answer.
+#[derive(Debug)]
+pub enum Caller {
+    /// A module's process: the answer goes to its outbox under the id it chose.
+    Module {
+        id: Arc<str>,
+        gen: u64,
+        original_id: String,
+    },
+    /// The operator on the control socket (`pons call`).
+    Operator {
+        reply: oneshot::Sender<OperatorAnswer>,
+        timeout: Duration,
+    },
+}
+
+/// The operator's answer: the provider's `result` (`None` when it sent none), or the error text
+/// (a kernel error such as `timeout`, or the provider's own `error`).
+pub type OperatorAnswer = Result<Option<Box<RawValue>>, String>;
+
+impl Caller {
+    /// The caller's name as logged and as sent in `from`.
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Module { id, .. } => id,
+            Caller::Operator { .. } => super::operator::OPERATOR,
+        }
+    }
+
+    fn is_module(&self, module: &str) -> bool {
+        matches!(self, Caller::Module { id, .. } if &**id == module)
+    }
+}
+
 /// The RPCs in flight, keyed by the kernel's own id. Timeouts are kept in a queue ordered by
-/// deadline (all RPCs share one timeout, so insertion order is deadline order).
+/// deadline (module RPCs share one timeout, so they are appended at the back; only an operator's
+/// own `--timeout` is inserted further in).
 #[derive(Debug, Default)]
 pub struct PendingRpcs {
     next: u64,
     live: super::fasthash::FastMap<u64, PendingRpc>,
     deadlines: VecDeque<(Instant, u64)>,
+    /// RPCs in flight per caller, and whether a refusal was logged since it last had none in
+    /// flight (one warning per flood, not one per refused request).
+    per_caller: super::fasthash::FastMap<Arc<str>, (usize, bool)>,
 }
 
 const ID_PREFIX: &str = "k-";
@@ -40,6 +82,9 @@ impl PendingRpcs {
     fn insert(&mut self, rpc: PendingRpc, deadline: Instant) -> u64 {
         self.next += 1;
         let id = self.next;
+        if let Caller::Module { id, .. } = &rpc.caller {
+            self.per_caller.entry(id.clone()).or_default().0 += 1;
+        }
         self.live.insert(id, rpc);
         // A shorter timeout set later could break the ordering; keep the queue sorted.
         let pos = self
@@ -53,6 +98,36 @@ impl PendingRpcs {
             self.deadlines.retain(|(_, id)| live.contains_key(id));
         }
         id
+    }
+
+    /// Removes an RPC from the table (answered, timed out, a side left).
+    fn take(&mut self, kid: u64) -> Option<PendingRpc> {
+        let p = self.live.remove(&kid)?;
+        if let Caller::Module { id, .. } = &p.caller {
+            if let Some(n) = self.per_caller.get_mut(id) {
+                n.0 -= 1;
+                if n.0 == 0 {
+                    self.per_caller.remove(id);
+                }
+            }
+        }
+        Some(p)
+    }
+
+    /// RPCs of `caller` in flight.
+    pub fn in_flight(&self, caller: &str) -> usize {
+        self.per_caller.get(caller).map_or(0, |n| n.0)
+    }
+
+    /// Whether a refusal of `caller` at the cap is the first since it reached it (to log once).
+    fn first_refusal(&mut self, caller: &str) -> bool {
+        match self.per_caller.get_mut(caller) {
+            Some(n) if !n.1 => {
+                n.1 = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn parse_id(id: &str) -> Option<u64> {
@@ -105,36 +180,78 @@ impl Core {
                 return;
             }
         }
-        let Some(provider) = self.declared.get(service).cloned() else {
-            self.send(caller, |b| outbound::rpc_error(b, id, "service_not_found"));
+        let max = self.settings.max_pending_rpcs;
+        if self.rpcs.in_flight(caller) >= max {
+            if self.rpcs.first_refusal(caller) {
+                tracing::warn!(moduleId = %caller, limit = max, service = %service, "rpc.too_many_pending: further RPCs are refused until replies arrive (lifecycle.maxPendingRpcs)");
+            }
+            // Short: a flooding caller may get many of these before it reads them.
+            let error = format!("too_many_pending: {max} RPCs in flight");
+            self.send(caller, |b| outbound::rpc_error(b, id, &error));
             return;
-        };
-        let outbox = match self.modules.get(&provider) {
-            Some(p) if p.status == Status::Ready => Ok(p.outbox.clone()),
-            // Down for good: it owns no service (another provider may take it over).
-            Some(p) if matches!(p.status, Status::Crashed | Status::Stopped) => {
-                Err("service_not_found")
-            }
-            _ => Ok(None),
-        };
-        let outbox = match outbox {
-            Ok(Some(ob)) => ob,
-            Ok(None) => {
-                self.send(caller, |b| outbound::rpc_error(b, id, "module_not_ready"));
-                return;
-            }
+        }
+        let (provider, outbox) = match self.provider_for(service) {
+            Ok(p) => p,
             Err(error) => {
                 self.send(caller, |b| outbound::rpc_error(b, id, error));
                 return;
             }
         };
         let deadline = Instant::now() + self.settings.rpc_timeout;
+        let caller_kind = Caller::Module {
+            id: caller.clone(),
+            gen: caller_gen,
+            original_id: id.to_string(),
+        };
+        let outbox = self.forward(
+            caller_kind,
+            caller,
+            (provider, outbox),
+            (service, method, params),
+            deadline,
+        );
+        if outbox.is_congested() {
+            congested.push(outbox);
+        }
+    }
+
+    /// The ready provider of `service` and its outbox, or the RPC error to answer with.
+    #[inline]
+    pub(super) fn provider_for(
+        &self,
+        service: &str,
+    ) -> Result<(Arc<str>, Arc<Outbox>), &'static str> {
+        let Some(provider) = self.declared.get(service) else {
+            return Err("service_not_found");
+        };
+        match self.modules.get(provider) {
+            Some(p) if p.status == Status::Ready => match &p.outbox {
+                Some(ob) => Ok((provider.clone(), ob.clone())),
+                None => Err("module_not_ready"),
+            },
+            // Down for good: it owns no service (another provider may take it over).
+            Some(p) if matches!(p.status, Status::Crashed | Status::Stopped) => {
+                Err("service_not_found")
+            }
+            _ => Err("module_not_ready"),
+        }
+    }
+
+    /// Records an RPC in flight and sends it to the provider (with `from` as the caller's name);
+    /// returns the provider's outbox.
+    #[inline]
+    pub(super) fn forward(
+        &mut self,
+        caller: Caller,
+        from: &str,
+        (provider, outbox): (Arc<str>, Arc<Outbox>),
+        (service, method, params): (&str, &str, Option<&RawValue>),
+        deadline: Instant,
+    ) -> Arc<Outbox> {
         let kid = self.rpcs.insert(
             PendingRpc {
-                caller: caller.clone(),
-                caller_gen,
-                target: provider.clone(),
-                original_id: id.to_string(),
+                caller,
+                target: provider,
                 service: service.to_string(),
                 method: method.to_string(),
             },
@@ -147,13 +264,11 @@ impl Core {
                 .map_or(0, |d| d.as_millis() as u64);
             self.emit(
                 "system:rpc",
-                &serde_json::json!({"from": &**caller, "service": service, "method": method, "ts": ts}),
+                &serde_json::json!({"from": from, "service": service, "method": method, "ts": ts}),
             );
         }
-        outbox.push_with(|b| outbound::rpc_request(b, &kid_str, caller, service, method, params));
-        if outbox.is_congested() {
-            congested.push(outbox);
-        }
+        outbox.push_with(|b| outbound::rpc_request(b, &kid_str, from, service, method, params));
+        outbox
     }
 
     fn bus_has_rpc_monitors(&self) -> bool {
@@ -180,17 +295,34 @@ impl Core {
             tracing::warn!(module = %from, id = %id, "RPC response from unexpected module — ignoring");
             return;
         }
-        let Some(p) = self.rpcs.live.remove(&kid) else {
+        let Some(p) = self.rpcs.take(kid) else {
             return;
         };
-        if let Some(c) = self.modules.get(&p.caller) {
-            if c.gen == p.caller_gen {
-                if let Some(ob) = &c.outbox {
-                    ob.push_with(|b| outbound::rpc_response(b, &p.original_id, result, error));
-                    if ob.is_congested() {
-                        congested.push(ob.clone());
+        match p.caller {
+            Caller::Module {
+                id: caller,
+                gen,
+                original_id,
+            } => {
+                if let Some(c) = self.modules.get(&caller) {
+                    if c.gen == gen {
+                        if let Some(ob) = &c.outbox {
+                            ob.push_with(|b| {
+                                outbound::rpc_response(b, &original_id, result, error)
+                            });
+                            if ob.is_congested() {
+                                congested.push(ob.clone());
+                            }
+                        }
                     }
                 }
+            }
+            Caller::Operator { reply, .. } => {
+                let answer = match error.filter(|e| e.get() != "null") {
+                    Some(e) => Err(error_text(e)),
+                    None => Ok(result.map(|r| r.to_owned())),
+                };
+                let _ = reply.send(answer);
             }
         }
     }
@@ -202,21 +334,19 @@ impl Core {
                 break;
             }
             self.rpcs.deadlines.pop_front();
-            if let Some(p) = self.rpcs.live.remove(&kid) {
+            if let Some(p) = self.rpcs.take(kid) {
+                let timeout = match &p.caller {
+                    Caller::Operator { timeout, .. } => *timeout,
+                    Caller::Module { .. } => self.settings.rpc_timeout,
+                };
                 tracing::warn!(
-                    callerId = %p.caller,
+                    callerId = %p.caller.name(),
                     targetService = %p.service,
                     method = %p.method,
-                    timeoutMs = self.settings.rpc_timeout.as_millis() as u64,
+                    timeoutMs = timeout.as_millis() as u64,
                     "rpc.timeout"
                 );
-                if let Some(c) = self.modules.get(&p.caller) {
-                    if c.gen == p.caller_gen {
-                        self.send(&p.caller, |b| {
-                            outbound::rpc_error(b, &p.original_id, "timeout")
-                        });
-                    }
-                }
+                self.answer_error(p.caller, "timeout");
             }
         }
         self.rpcs.next_deadline()
@@ -228,22 +358,46 @@ impl Core {
             .rpcs
             .live
             .iter()
-            .filter(|(_, p)| &*p.target == module || &*p.caller == module)
+            .filter(|(_, p)| &*p.target == module || p.caller.is_module(module))
             .map(|(id, _)| *id)
             .collect();
         for kid in ids {
-            let Some(p) = self.rpcs.live.remove(&kid) else {
+            let Some(p) = self.rpcs.take(kid) else {
                 continue;
             };
-            if &*p.target == module && &*p.caller != module {
+            if &*p.target == module && !p.caller.is_module(module) {
                 let msg = format!("Module {module} stopped while processing RPC");
-                if let Some(c) = self.modules.get(&p.caller) {
-                    if c.gen == p.caller_gen {
-                        self.send(&p.caller, |b| outbound::rpc_error(b, &p.original_id, &msg));
-                    }
-                }
+                self.answer_error(p.caller, &msg);
             }
         }
+    }
+
+    /// Answers a caller with a kernel-generated error (a module only if its process is the one
+    /// that asked).
+    fn answer_error(&self, caller: Caller, error: &str) {
+        match caller {
+            Caller::Module {
+                id,
+                gen,
+                original_id,
+            } => {
+                if self.modules.get(&id).is_some_and(|c| c.gen == gen) {
+                    self.send(&id, |b| outbound::rpc_error(b, &original_id, error));
+                }
+            }
+            Caller::Operator { reply, .. } => {
+                let _ = reply.send(Err(error.to_string()));
+            }
+        }
+    }
+}
+
+/// A provider's `error` as one line of text: a JSON string as its content, anything else as
+/// compact JSON.
+fn error_text(e: &RawValue) -> String {
+    match serde_json::from_str::<String>(e.get()) {
+        Ok(s) => s,
+        Err(_) => e.get().to_string(),
     }
 }
 
@@ -257,5 +411,18 @@ mod tests {
             assert_eq!(PendingRpcs::parse_id(&format!("{ID_PREFIX}{n}")), Some(n));
         }
         assert_eq!(PendingRpcs::parse_id("x-1"), None);
+    }
+
+    #[test]
+    fn provider_errors_as_text() {
+        let raw = |s: &str| RawValue::from_string(s.to_string()).unwrap();
+        assert_eq!(
+            error_text(&raw(r#""Error: boom \"x\"""#)),
+            r#"Error: boom "x""#
+        );
+        assert_eq!(
+            error_text(&raw(r#"{"code":4,"message":"no"}"#)),
+            r#"{"code":4,"message":"no"}"#
+        );
     }
 }

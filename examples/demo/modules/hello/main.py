@@ -8,10 +8,14 @@ it.
 
 import sys
 import threading
+from pathlib import Path
 
-sys.dont_write_bytecode = True  # keep the module directory free of __pycache__
+sys.dont_write_bytecode = True  # keep the module and SDK directories free of __pycache__
+# The SDK: the home's lib/ (a link to sdk/python/src), readable because module.json's
+# permissions.read approves "../../lib".
+sys.path.insert(1, str(Path(__file__).resolve().parents[2] / "lib"))
 
-import pons_sdk  # noqa: E402  (a copy of sdk/python/pons_sdk.py beside this file)
+import pons_sdk  # noqa: E402
 
 INTERVAL_SECONDS = 2.0
 
