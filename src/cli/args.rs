@@ -39,6 +39,9 @@ pub enum Command {
     /// Read and edit config.yaml (works without a running kernel).
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Live terminal view of the modules: status, restarts, uptime, messages/s, last error;
+    /// keys restart, stop / start and follow the logs of the selected module.
+    Top(TopArgs),
     /// Restart modules in the running kernel, one after the other, each waited for until ready.
     Restart(LifecycleArgs),
     /// Stop modules: list them in `kernel.disabled` of config.yaml (they stay stopped until
@@ -184,6 +187,13 @@ pub struct ApplyArgs {
     /// Seconds to wait for convergence.
     #[arg(long, value_name = "S", default_value_t = 60)]
     pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct TopArgs {
+    /// Seconds between refreshes (0.2 to 3600).
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    pub interval: f64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -572,6 +582,10 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["pons", "config", "reset"]).is_err());
         assert!(Cli::try_parse_from(["pons", "config", "reset", "k", "--all"]).is_err());
+        let cli = parse(&["top", "--interval", "0.5"]);
+        assert!(matches!(cli.command, Command::Top(TopArgs { interval }) if interval == 0.5));
+        let cli = parse(&["top"]);
+        assert!(matches!(cli.command, Command::Top(TopArgs { interval }) if interval == 1.0));
         let cli = parse(&["modules", "restart", "gw", "--no-wait"]);
         assert!(matches!(
             cli.command,

@@ -475,6 +475,8 @@ mod tests {
             last_error: None,
             uptime_ms: None,
             dropped: None,
+            msgs_in: None,
+            msgs_out: None,
             sandbox: None,
         }
     }

@@ -27,6 +27,7 @@ mod remote;
 mod reset;
 mod service;
 mod status;
+mod top;
 mod update;
 
 use std::process::ExitCode;
@@ -104,6 +105,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Modules(m) => modules::run(&home, m),
         Command::Permissions(p) => permissions::run(&home, p),
         Command::Config(c) => config::run(&home, c),
+        Command::Top(a) => top::run(&home, &a),
         Command::Restart(a) => lifecycle::restart(&home, &a),
         Command::Stop(a) => lifecycle::stop(&home, &a),
         Command::Start(a) => lifecycle::start(&home, &a),

@@ -46,6 +46,8 @@ pub fn offline_report(home: &Home, desired: &Desired) -> StatusReport {
             last_error: None,
             uptime_ms: None,
             dropped: None,
+            msgs_in: None,
+            msgs_out: None,
             sandbox: None,
         })
         .collect();
@@ -206,6 +208,8 @@ mod tests {
             last_error: None,
             uptime_ms: None,
             dropped: None,
+            msgs_in: None,
+            msgs_out: None,
             sandbox: None,
         }
     }

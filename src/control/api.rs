@@ -18,6 +18,10 @@ pub struct Request {
     /// kernel's `lifecycle.rpcTimeoutMs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// `status`: leave out what is costly to compute and only a full report needs (each
+    /// module's `sandbox` block); `pons top` asks this way every second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<bool>,
     /// `call`: the service, method and params of an RPC made as the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -130,6 +134,12 @@ pub struct ModuleStatus {
     pub uptime_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
+    /// Lines read from the module and messages queued for it, since the kernel started (over
+    /// all its processes); `pons top` shows their rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs_out: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<serde_json::Value>,
 }
@@ -156,6 +166,8 @@ impl ModuleStatus {
             last_error: None,
             uptime_ms: None,
             dropped: None,
+            msgs_in: None,
+            msgs_out: None,
             sandbox: None,
         }
     }

@@ -18,7 +18,10 @@ pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
         reply,
     } = cmd;
     let resp = match request.cmd.as_str() {
-        "status" => match serde_json::to_value(super::observe::status_report(&kernel)) {
+        "status" => match serde_json::to_value(super::observe::status_report(
+            &kernel,
+            request.summary == Some(true),
+        )) {
             Ok(v) => Response::ok(v),
             Err(e) => Response::err(e.to_string()),
         },

@@ -78,8 +78,9 @@ pub fn down(kernel: &Kernel) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// `pons status --json` of a running kernel.
-pub fn status_report(kernel: &Kernel) -> StatusReport {
+/// `pons status --json` of a running kernel; `summary` leaves out each module's `sandbox` block
+/// (the `status` request of `pons top`).
+pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
     let st = kernel.state.lock();
     let desired = st.desired.clone();
     let pending = st.pending;
@@ -87,13 +88,20 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
     let plan_changes = st.pending;
     let mode = st.mode;
     drop(st);
-    let core = kernel.core.lock();
-    let order: Vec<String> = desired
+    // Position of each id in the dependency order (a map: `pons top` asks every second).
+    let order: std::collections::HashMap<&str, usize> = desired
         .as_ref()
-        .map(|d| d.order.clone())
+        .map(|d| {
+            d.order
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), i))
+                .collect()
+        })
         .unwrap_or_default();
+    let core = kernel.core.lock();
     let mut ids: Vec<Arc<str>> = core.modules.keys().cloned().collect();
-    let pos = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+    let pos = |id: &str| order.get(id).copied().unwrap_or(usize::MAX);
     ids.sort_by(|a, b| pos(a).cmp(&pos(b)).then_with(|| a.cmp(b)));
     let disabled = |id: &str| {
         desired.as_ref().is_some_and(|d| {
@@ -122,10 +130,14 @@ pub fn status_report(kernel: &Kernel) -> StatusReport {
             },
             uptime_ms: e.ready_at.map(|t| t.elapsed().as_millis() as u64),
             dropped: Some(e.dropped()),
-            sandbox: Some(crate::sandbox::module_sandbox_report(
-                &e.desired.spawn.sandbox,
-                &e.desired.spawn.env,
-            )),
+            msgs_in: Some(e.msgs_in),
+            msgs_out: Some(e.msgs_out()),
+            sandbox: (!summary).then(|| {
+                crate::sandbox::module_sandbox_report(
+                    &e.desired.spawn.sandbox,
+                    &e.desired.spawn.env,
+                )
+            }),
             disabled: disabled(&e.id),
             last_error: e
                 .last_error

@@ -32,6 +32,8 @@ pub struct Outbox {
     queued: AtomicUsize,
     closed: AtomicBool,
     dropped: AtomicU64,
+    /// Messages queued for the module (`msgsOut` of `pons status`).
+    pushed: AtomicU64,
     /// Bytes written to the module since the outbox was created.
     written_total: AtomicU64,
     /// Milliseconds since `epoch` of the last completed write (or of creation).
@@ -48,6 +50,7 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
             written_total: AtomicU64::new(0),
             last_progress_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -81,7 +84,13 @@ impl Outbox {
         if prev == 0 {
             self.wake_writer.notify_one();
         }
+        self.pushed.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Messages queued for the module since the outbox was created (dropped ones excluded).
+    pub fn pushed(&self) -> u64 {
+        self.pushed.load(Ordering::Relaxed)
     }
 
     /// Bytes waiting to be written (including a batch being written now).

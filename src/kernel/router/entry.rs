@@ -44,6 +44,10 @@ pub struct Entry {
     pub acks: u64,
     pub nacks: u64,
     pub invalid_lines: u64,
+    /// Lines read from the module's processes, and messages queued for their earlier processes
+    /// (`msgsIn` / `msgsOut` of `pons status`, see [`Entry::msgs_out`]).
+    pub msgs_in: u64,
+    pub msgs_out_before: u64,
     /// Messages dropped by outboxes of earlier processes.
     pub dropped_before: u64,
     pub sup: mpsc::UnboundedSender<SupCmd>,
@@ -75,6 +79,8 @@ impl Entry {
             acks: 0,
             nacks: 0,
             invalid_lines: 0,
+            msgs_in: 0,
+            msgs_out_before: 0,
             dropped_before: 0,
             sup,
             calls: Default::default(),
@@ -99,5 +105,10 @@ impl Entry {
 
     pub fn dropped(&self) -> u64 {
         self.dropped_before + self.outbox.as_ref().map_or(0, |o| o.dropped())
+    }
+
+    /// Messages queued for this module's processes, the current one included.
+    pub fn msgs_out(&self) -> u64 {
+        self.msgs_out_before + self.outbox.as_ref().map_or(0, |o| o.pushed())
     }
 }

@@ -139,6 +139,7 @@ impl Core {
         if let Some(e) = self.modules.get_mut(module) {
             if let Some(ob) = e.outbox.take() {
                 e.dropped_before += ob.dropped();
+                e.msgs_out_before += ob.pushed();
                 ob.close();
             }
             e.pid = None;

@@ -164,6 +164,7 @@ impl Core {
             Some(e) if e.gen == gen && (e.status.is_live() || e.status == Status::Stopping) => e,
             _ => return,
         };
+        entry.msgs_in += 1;
         let msg = match decode(line) {
             Ok(m) => m,
             Err(DecodeError::InvalidJson { .. }) => {
