@@ -200,17 +200,7 @@ mod tests {
         ModuleStatus {
             id: id.into(),
             status: status.into(),
-            pid: None,
-            restarts: 0,
-            provides: vec![],
-            reason: None,
-            disabled: false,
-            last_error: None,
-            uptime_ms: None,
-            dropped: None,
-            msgs_in: None,
-            msgs_out: None,
-            sandbox: None,
+            ..ModuleStatus::default()
         }
     }
 
