@@ -70,7 +70,7 @@ impl Outbox {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let added = {
+        let prev = {
             let mut buf = self.buf.lock();
             let before = buf.len();
             if self.queued.load(Ordering::Acquire) == 0 {
@@ -78,9 +78,10 @@ impl Outbox {
                 self.touch();
             }
             encode(&mut buf);
-            buf.len() - before
+            // Counted before the lock is released: the writer may swap these bytes out the
+            // moment it is, and `written` must never subtract bytes not yet counted.
+            self.queued.fetch_add(buf.len() - before, Ordering::AcqRel)
         };
-        let prev = self.queued.fetch_add(added, Ordering::AcqRel);
         if prev == 0 {
             self.wake_writer.notify_one();
         }
@@ -163,7 +164,7 @@ impl Outbox {
     #[inline]
     pub fn written(&self, n: usize) {
         self.touch();
-        let left = self.queued.fetch_sub(n, Ordering::AcqRel) - n;
+        let left = self.queued.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
         self.written_total.fetch_add(n as u64, Ordering::AcqRel);
         if left <= LOW_WATER {
             self.drained.notify_waiters();
@@ -210,4 +211,49 @@ pub async fn writer_task(outbox: Arc<Outbox>, mut stdin: ChildStdin) {
     let _ = stdin.shutdown().await;
     drop(stdin);
     outbox.drained.notify_waiters();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pushers and a writer racing on one outbox: the writer may take bytes the instant a pusher
+    /// releases the buffer, and the count of queued bytes must never go below zero (a debug
+    /// build panics on the subtraction) nor lose a byte.
+    #[test]
+    fn a_writer_racing_pushers_never_counts_a_byte_it_was_not_given() {
+        let outbox = Outbox::new();
+        let pushers: Vec<_> = (0..4)
+            .map(|_| {
+                let outbox = outbox.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50_000 {
+                        outbox.push_with(|buf| buf.extend_from_slice(b"{\"type\":\"x\"}\n"));
+                    }
+                })
+            })
+            .collect();
+        let writer = {
+            let outbox = outbox.clone();
+            std::thread::spawn(move || {
+                let mut batch = Vec::new();
+                let mut total = 0u64;
+                while total < 4 * 50_000 * 13 {
+                    outbox.swap_queued(&mut batch);
+                    let n = batch.len();
+                    batch.clear();
+                    outbox.written(n);
+                    total += n as u64;
+                }
+                total
+            })
+        };
+        for p in pushers {
+            p.join().expect("pusher");
+        }
+        let total = writer.join().expect("writer");
+        assert_eq!(total, 4 * 50_000 * 13);
+        assert_eq!(outbox.queued(), 0);
+        assert!(outbox.reached(total));
+    }
 }
