@@ -48,6 +48,36 @@ pub fn live_pid(home: &Home) -> Option<i32> {
     }
 }
 
+/// Writes our pid to the pid file: temp file (0600) + rename, so a reader sees the old file or
+/// the whole new one. Not synced to disk: the file means nothing after a reboot (a pid file naming
+/// a dead process is stale, [`live_pid`]), and the two fsyncs cost the boot milliseconds.
+pub fn write(home: &Home) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = home.pid_file();
+    let tmp = crate::store::temp_path(&path);
+    let res = (|| -> std::io::Result<()> {
+        // A stale temp file of an earlier process with the same pid may have another mode.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(std::process::id().to_string().as_bytes())?;
+        drop(f);
+        std::fs::rename(&tmp, &path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!(
+            "cannot write {}: {e}; check the permissions of {}",
+            path.display(),
+            home.runtime_dir().display()
+        )
+    })
+}
+
 /// Removes the pid file (when it exists).
 pub fn remove_stale(home: &Home) {
     let _ = std::fs::remove_file(home.pid_file());
@@ -105,11 +135,14 @@ mod tests {
 
     #[test]
     fn pid_file_round_trip_and_stale_removal() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path());
         assert_eq!(read_pid(&home), None);
         std::fs::create_dir_all(home.runtime_dir()).unwrap();
-        std::fs::write(home.pid_file(), format!("{}", std::process::id())).unwrap();
+        write(&home).unwrap();
+        let mode = std::fs::metadata(home.pid_file()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert_eq!(live_pid(&home), Some(std::process::id() as i32));
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();

@@ -110,15 +110,8 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
     });
 
     crate::watch::spawn_signals(trigger_tx.clone())?;
-    let _watcher = match crate::watch::spawn_watcher(&home, trigger_tx.clone()) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "file watcher unavailable — use `pons apply` or SIGHUP after edits");
-            None
-        }
-    };
     let mut server = crate::control::server::serve(home.socket(), ctl_tx).await?;
-    write_pid_file(&home)?;
+    crate::pidfile::write(&home)?;
 
     tokio::spawn(router_events(kernel.clone(), router_rx));
     tokio::spawn(rpc_timeouts(kernel.clone()));
@@ -133,6 +126,22 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         "kernel.boot"
     );
     ask_pass(&kernel, PassKind::Boot);
+    // The watcher (a read of every module.json, a watch per directory) is set up while the boot
+    // pass spawns. Once it watches, one more pass reads the files: an edit made between the boot
+    // pass's read and then is not missed.
+    let watcher = {
+        let (home, tx) = (home.clone(), trigger_tx.clone());
+        tokio::task::spawn_blocking(move || match crate::watch::spawn_watcher(&home, tx.clone()) {
+            Ok(w) => {
+                let _ = tx.send(Trigger::Files);
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "file watcher unavailable — use `pons apply` or SIGHUP after edits");
+                None
+            }
+        })
+    };
     // Ids waiting to be recorded as `firstSpawnAt`, and whether a writer is running.
     let first_spawns: Arc<parking_lot::Mutex<(Vec<String>, bool)>> = Default::default();
 
@@ -167,6 +176,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         }
     }
     kernel.shutting_down.store(true, Ordering::Release);
+    let _watcher = watcher.await.ok().flatten();
     tracing::info!(
         reason = "signal",
         uptime = kernel.started.elapsed().as_millis() as u64,
@@ -181,11 +191,6 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
     let _ = std::fs::remove_file(home.pid_file());
     tracing::info!("kernel stopped");
     Ok(())
-}
-
-fn write_pid_file(home: &crate::home::Home) -> anyhow::Result<()> {
-    crate::store::write_atomic(&home.pid_file(), std::process::id().to_string().as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", home.pid_file().display()))
 }
 
 /// Records `firstSpawnAt` for the queued ids, batch by batch, until the queue is empty.
