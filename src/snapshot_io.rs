@@ -1,26 +1,183 @@
 //! Reads one [`Snapshot`] of a home directory: the only place that turns the file system into the
 //! reconciler's input (realpaths, entry probes, schema files, `which` lookups, the Landlock ABI).
 //! Never panics: every odd file becomes a [`FileRead::Error`] or a missing probe that the
-//! reconciler reports.
+//! reconciler reports. Every file is read whole and unchanged under the read ([`stable`]); the
+//! kernel's passes ([`read_inputs`]) also keep a file that another process is still writing out.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod stable;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use pons_reconciler::digest::sha256_hex;
+use pons_reconciler::manifest::Manifest;
+use pons_reconciler::permissions::PermissionsFile;
 use pons_reconciler::snapshot::{EntryProbe, FileRead, ModuleDir, SchemaProbe};
-use pons_reconciler::{config, manifest, permissions, Snapshot};
+use pons_reconciler::{config, manifest, permissions, Desired, Snapshot};
+use serde_json::Value;
 
 use crate::home::Home;
-
-/// Files larger than this are not read (reported as an error instead).
-const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Interpreters looked up for every snapshot.
 const INTERPRETERS: [&str; 6] = ["deno", "node", "bun", "python", "python3", "php"];
 
-/// Reads the home directory; `env` is the kernel's environment (usually `std::env::vars()`).
+/// What [`FileRead::Error`] says for a file another process is writing: config.yaml,
+/// permissions.yaml and module.json keep their last good value (the reconciler's rule for a file
+/// that cannot be read).
+pub const BEING_WRITTEN: &str =
+    "it is being written: another process has it open for writing; read again once closed";
+
+/// What a pass read.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub snapshot: Snapshot,
+    /// Files another process was writing. config.yaml, permissions.yaml and a module.json are in
+    /// `snapshot` as [`FileRead::Error`] ([`BEING_WRITTEN`]), so they keep their last good value;
+    /// a config schema or a `deno.json`/`deno.jsonc` keeps the bytes the [`ReadCache`] holds.
+    pub being_written: Vec<PathBuf>,
+}
+
+/// The last complete read of the inputs the reconciler keeps no last good value of (config
+/// schemas, `deno.json`, `deno.jsonc`): what a pass uses while one of them is being written. Holds
+/// only those files (most homes have none or a few).
+#[derive(Debug, Default)]
+pub struct ReadCache {
+    files: HashMap<PathBuf, FileRead>,
+}
+
+/// Reads the home directory for a pass: like [`read_snapshot`], but a file that another process
+/// is writing is not taken ([`Inputs::being_written`]). The files `previous` was built from are
+/// not parsed again (what the snapshot needs of them: entry points, schemas, `run` names).
+pub fn read_inputs(
+    home: &Home,
+    env: &BTreeMap<String, String>,
+    cache: &mut ReadCache,
+    previous: Option<&Desired>,
+) -> Inputs {
+    let mut reader = Reader {
+        keep: Some(Keep {
+            cache,
+            seen: HashMap::new(),
+        }),
+        being_written: Vec::new(),
+        previous,
+        manifests: previous
+            .map(|p| {
+                p.modules
+                    .values()
+                    .map(|m| (m.manifest_hash.as_str(), &m.manifest))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let snapshot = read_home(&mut reader, home, env);
+    if let Some(keep) = reader.keep {
+        keep.cache.files = keep.seen;
+    }
+    Inputs {
+        snapshot,
+        being_written: reader.being_written,
+    }
+}
+
+/// Reads the home directory; `env` is the kernel's environment (usually `std::env::vars()`). A
+/// file that another process is writing is read as it is (the CLI has no last good value).
 pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
-    let config_yaml = read_file(&home.config_yaml());
-    let permissions_yaml = read_file(&home.permissions_yaml());
+    let mut reader = Reader {
+        keep: None,
+        being_written: Vec::new(),
+        previous: None,
+        manifests: HashMap::new(),
+    };
+    read_home(&mut reader, home, env)
+}
+
+struct Keep<'c> {
+    cache: &'c mut ReadCache,
+    /// The cache's next contents.
+    seen: HashMap<PathBuf, FileRead>,
+}
+
+struct Reader<'c> {
+    /// `None`: take files being written as they are.
+    keep: Option<Keep<'c>>,
+    being_written: Vec<PathBuf>,
+    /// The previous pass's state: its parsed files are reused when the bytes are the same (as
+    /// `build_desired` does), so a routine pass parses nothing twice.
+    previous: Option<&'c Desired>,
+    /// The manifests of `previous`'s modules by hash.
+    manifests: HashMap<&'c str, &'c Manifest>,
+}
+
+impl<'c> Reader<'c> {
+    /// config.yaml, permissions.yaml, module.json: the reconciler keeps their last good value
+    /// when they read as an error.
+    fn file(&mut self, path: &Path) -> FileRead {
+        let r = stable::read(path);
+        if r.being_written && self.keep.is_some() {
+            self.being_written.push(path.to_path_buf());
+            return FileRead::Error(BEING_WRITTEN.into());
+        }
+        r.file
+    }
+
+    fn manifest(&self, bytes: &[u8]) -> Option<Cow<'c, Manifest>> {
+        // `manifest::hash` is the exact digest of the bytes only for valid UTF-8.
+        if !self.manifests.is_empty() && std::str::from_utf8(bytes).is_ok() {
+            if let Some(m) = self.manifests.get(manifest::hash(bytes).as_str()) {
+                return Some(Cow::Borrowed(*m));
+            }
+        }
+        manifest::parse(bytes).ok().map(Cow::Owned)
+    }
+
+    fn permissions(&self, bytes: &[u8]) -> Option<Cow<'c, PermissionsFile>> {
+        if let Some(p) = self.previous.filter(|p| {
+            p.digests.permissions.as_deref() == Some(sha256_hex(bytes).as_str())
+        }) {
+            return Some(Cow::Borrowed(&p.permissions));
+        }
+        permissions::parse(bytes).ok().map(Cow::Owned)
+    }
+
+    fn config(&self, bytes: &[u8]) -> Option<Cow<'c, Value>> {
+        if let Some(p) = self
+            .previous
+            .filter(|p| p.digests.config.as_deref() == Some(sha256_hex(bytes).as_str()))
+        {
+            return Some(Cow::Borrowed(&p.config_raw));
+        }
+        config::parse(bytes).ok().map(Cow::Owned)
+    }
+
+    /// A config schema or a deno configuration file: while it is being written, its last complete
+    /// read stands in for it.
+    fn cached_file(&mut self, path: &Path) -> FileRead {
+        let r = stable::read(path);
+        let Some(keep) = &mut self.keep else {
+            return r.file;
+        };
+        let file = if r.being_written {
+            self.being_written.push(path.to_path_buf());
+            keep.cache
+                .files
+                .get(path)
+                .cloned()
+                .unwrap_or_else(|| FileRead::Error(BEING_WRITTEN.into()))
+        } else {
+            r.file
+        };
+        if file != FileRead::Missing {
+            keep.seen.insert(path.to_path_buf(), file.clone());
+        }
+        file
+    }
+}
+
+fn read_home(r: &mut Reader<'_>, home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
+    let config_yaml = r.file(&home.config_yaml());
+    let permissions_yaml = r.file(&home.permissions_yaml());
     let mut names: BTreeSet<String> = INTERPRETERS.iter().map(|s| s.to_string()).collect();
 
     let mut modules = Vec::new();
@@ -31,19 +188,13 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
             .collect();
         entries.sort();
         for (name, path) in entries {
-            let md = read_module_dir(name, path);
-            if let FileRead::Bytes(b) = &md.manifest {
-                if let Ok(m) = manifest::parse(b) {
-                    names.extend(m.permissions.run.iter().cloned());
-                }
-            }
-            modules.push(md);
+            modules.push(read_module_dir(r, name, path, &mut names));
         }
     }
 
     // `run` names of every approval (base and dynamic grants) and bare runtime overrides.
     if let FileRead::Bytes(b) = &permissions_yaml {
-        if let Ok(p) = permissions::parse(b) {
+        if let Some(p) = r.permissions(b) {
             for id in p.modules.keys() {
                 if let Some(eff) = p.effective(id) {
                     names.extend(eff.run);
@@ -52,7 +203,7 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
         }
     }
     if let FileRead::Bytes(b) = &config_yaml {
-        if let Ok(v) = config::parse(b) {
+        if let Some(v) = r.config(b) {
             if let Some(rt) = v.pointer("/kernel/runtimes").and_then(|r| r.as_object()) {
                 for p in rt.values().filter_map(|p| p.as_str()) {
                     if !p.starts_with('/') && !p.is_empty() {
@@ -79,8 +230,8 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
         env: env.clone(),
         config_yaml,
         permissions_yaml,
-        home_deno_json: read_deno_config(&home.root.join("deno.json")),
-        home_deno_jsonc: read_deno_config(&home.root.join("deno.jsonc")),
+        home_deno_json: read_deno_config(r, &home.root.join("deno.json")),
+        home_deno_jsonc: read_deno_config(r, &home.root.join("deno.jsonc")),
         modules,
         which,
         landlock_abi: crate::sandbox::support()
@@ -90,37 +241,28 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
     }
 }
 
-/// Reads a whole file: missing → `Missing`, too large or unreadable → `Error`.
+/// Reads a whole file, unchanged under the read: missing → `Missing`, too large or unreadable →
+/// `Error`. A file another process is writing is read as it is.
 pub fn read_file(path: &Path) -> FileRead {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileRead::Missing,
-        Err(e) => return FileRead::Error(e.to_string()),
-        Ok(m) if m.is_dir() => return FileRead::Error("it is a directory".into()),
-        Ok(m) if m.len() > MAX_FILE_BYTES => {
-            return FileRead::Error(format!(
-                "it is larger than {} MiB",
-                MAX_FILE_BYTES / 1024 / 1024
-            ))
-        }
-        Ok(_) => {}
-    }
-    match std::fs::read(path) {
-        Ok(b) => FileRead::Bytes(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileRead::Missing,
-        Err(e) => FileRead::Error(e.to_string()),
-    }
+    stable::read(path).file
 }
 
 /// A deno configuration file (`deno.json`, `deno.jsonc`): like [`read_file`], but a directory of
 /// that name is no configuration file (deno would not take it either).
-fn read_deno_config(path: &Path) -> FileRead {
+fn read_deno_config(r: &mut Reader<'_>, path: &Path) -> FileRead {
     if path.is_dir() {
         return FileRead::Missing;
     }
-    read_file(path)
+    r.cached_file(path)
 }
 
-fn read_module_dir(dir_name: String, path: PathBuf) -> ModuleDir {
+/// One entry of `modules/`; the `run` names of its manifest go to `names`.
+fn read_module_dir(
+    r: &mut Reader<'_>,
+    dir_name: String,
+    path: PathBuf,
+    names: &mut BTreeSet<String>,
+) -> ModuleDir {
     let is_symlink = std::fs::symlink_metadata(&path)
         .map(|m| m.file_type().is_symlink())
         .unwrap_or(false);
@@ -143,15 +285,16 @@ fn read_module_dir(dir_name: String, path: PathBuf) -> ModuleDir {
         return md;
     }
     md.real_path = std::fs::canonicalize(&path).ok();
-    md.manifest = read_file(&path.join("module.json"));
-    md.deno_json = read_deno_config(&path.join("deno.json"));
-    md.deno_jsonc = read_deno_config(&path.join("deno.jsonc"));
+    md.manifest = r.file(&path.join("module.json"));
+    md.deno_json = read_deno_config(r, &path.join("deno.json"));
+    md.deno_jsonc = read_deno_config(r, &path.join("deno.jsonc"));
     let FileRead::Bytes(bytes) = &md.manifest else {
         return md;
     };
-    let Ok(m) = manifest::parse(bytes) else {
+    let Some(m) = r.manifest(bytes) else {
         return md;
     };
+    names.extend(m.permissions.run.iter().cloned());
     let base = md.real_path.clone().unwrap_or_else(|| path.clone());
     let requested = manifest::entry_request(&m);
     let real_file = |rel: &str| -> Option<PathBuf> {
@@ -174,7 +317,7 @@ fn read_module_dir(dir_name: String, path: PathBuf) -> ModuleDir {
         md.schema = Some(SchemaProbe {
             requested: schema.clone(),
             bytes: match (&real, readable) {
-                (Some(r), true) => read_file(r),
+                (Some(real), true) => r.cached_file(real),
                 _ => FileRead::Missing,
             },
             real,
@@ -208,33 +351,6 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
-}
-
-/// How long ago the most recently modified input file (config.yaml, permissions.yaml, a
-/// module.json, a deno.json or deno.jsonc of the home or a module) was written; `None` when none
-/// exists. A pass that reads a file an editor is
-/// still writing in place would see it truncated, so the reconcile loop waits until the inputs
-/// have been quiet for a moment.
-pub fn inputs_quiet_for(home: &Home) -> Option<std::time::Duration> {
-    let mut newest: Option<std::time::SystemTime> = None;
-    let mut consider = |p: &Path| {
-        if let Ok(t) = std::fs::metadata(p).and_then(|m| m.modified()) {
-            newest = Some(newest.map_or(t, |n| n.max(t)));
-        }
-    };
-    consider(&home.config_yaml());
-    consider(&home.permissions_yaml());
-    consider(&home.root.join("deno.json"));
-    consider(&home.root.join("deno.jsonc"));
-    if let Ok(rd) = std::fs::read_dir(home.modules_dir()) {
-        for e in rd.flatten() {
-            let dir = e.path();
-            for name in ["module.json", "deno.json", "deno.jsonc"] {
-                consider(&dir.join(name));
-            }
-        }
-    }
-    newest.map(|t| t.elapsed().unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -294,6 +410,93 @@ mod tests {
         assert!(s.which["sh"].is_some());
         let abi = crate::sandbox::support().landlock_abi;
         assert_eq!(s.landlock_abi.map(|a| a as i32), abi);
+    }
+
+    #[test]
+    fn a_pass_reuses_the_previous_parse_and_reads_the_same() {
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::new(t.path());
+        let m = home.modules_dir();
+        write(
+            &m.join("a/module.json"),
+            r#"{"id":"a","name":"A","runtime":"binary","entrypoint":"run","permissions":{"run":["sh"]}}"#,
+        );
+        write(&m.join("a/run"), "");
+        write(&home.config_yaml(), "kernel:\n  runtimes:\n    python: python3\n");
+        write(
+            &home.permissions_yaml(),
+            "modules:\n  a:\n    base: {run: [env]}\n    baseManifestHash: ''\n",
+        );
+        let env: BTreeMap<String, String> =
+            [("PATH".to_string(), "/usr/bin:/bin".to_string())].into();
+        let plain = read_snapshot(&home, &env);
+        assert!(["sh", "env", "python3"].iter().all(|n| plain.which.contains_key(*n)));
+        let previous = pons_reconciler::build_desired(&plain, None);
+        assert!(previous.modules.contains_key("a"), "{:?}", previous.blocked);
+        let mut cache = ReadCache::default();
+        let again = read_inputs(&home, &env, &mut cache, Some(&previous));
+        assert_eq!(again.snapshot, plain);
+        assert!(again.being_written.is_empty());
+    }
+
+    #[test]
+    fn a_file_being_written_keeps_its_last_good_value() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let home = Home::new(t.path());
+        let m = home.modules_dir();
+        write(
+            &m.join("a/module.json"),
+            r#"{"id":"a","name":"A","permissions":{},"configSchema":"s.json"}"#,
+        );
+        write(&m.join("a/s.json"), r#"{"type":"object"}"#);
+        write(&home.config_yaml(), "a: {x: 1}\n");
+        let env = BTreeMap::new();
+        let mut cache = ReadCache::default();
+        let first = read_inputs(&home, &env, &mut cache, None);
+        assert!(first.being_written.is_empty());
+        // Both files halfway through an in-place save.
+        let open = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(p)
+                .unwrap()
+        };
+        let mut cfg = open(&home.config_yaml());
+        cfg.write_all(b"a: {x:").unwrap();
+        let mut schema = open(&m.join("a/s.json"));
+        schema.write_all(b"{\"type\":").unwrap();
+        let during = read_inputs(&home, &env, &mut cache, None);
+        if during.being_written.is_empty() {
+            eprintln!("SKIP: no file leases in {}", t.path().display());
+            return;
+        }
+        assert_eq!(
+            during.snapshot.config_yaml,
+            FileRead::Error(BEING_WRITTEN.into())
+        );
+        let schema_read = |i: &Inputs| i.snapshot.modules[0].schema.clone().unwrap().bytes;
+        assert_eq!(schema_read(&during), schema_read(&first), "the last complete read");
+        assert_eq!(during.being_written.len(), 2, "{:?}", during.being_written);
+        // The CLI has no last good value: it reads what is there.
+        assert_eq!(
+            read_snapshot(&home, &env).config_yaml,
+            FileRead::Bytes(b"a: {x:".to_vec())
+        );
+        cfg.write_all(b" 2}\n").unwrap();
+        schema.write_all(b"\"object\",\"title\":\"s\"}").unwrap();
+        drop((cfg, schema));
+        let after = read_inputs(&home, &env, &mut cache, None);
+        assert!(after.being_written.is_empty());
+        assert_eq!(
+            after.snapshot.config_yaml,
+            FileRead::Bytes(b"a: {x: 2}\n".to_vec())
+        );
+        assert_eq!(
+            schema_read(&after),
+            FileRead::Bytes(br#"{"type":"object","title":"s"}"#.to_vec())
+        );
     }
 
     #[test]

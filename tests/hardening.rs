@@ -299,8 +299,8 @@ fn an_rpc_and_call_flood_is_capped_per_caller() {
     home.wait_log("rpc.too_many_pending", T);
 
     // Kernel calls: each runs as a task; past 64 in flight the excess is answered at once.
-    // `config.set` holds its call until the pass it asks for ran (≥ 50 ms): 1,000 of them
-    // sent at once are far more than 64 in flight.
+    // `config.set` holds its call through a locked, synced write of config.yaml and the pass it
+    // asks for: 1,000 of them sent at once are far more than 64 in flight.
     let set =
         r#"{"type":"call","id":"s","method":"config.set","params":{"key":"flood.x","value":1}}"#;
     home.command("flood", json!({"raw": set, "repeat": 1000}));

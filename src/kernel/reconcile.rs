@@ -2,6 +2,11 @@
 //! requests that arrive during a pass coalesce into one more. A pass reads one snapshot of the
 //! home, builds the desired state, plans against what the supervisor observes, and — unless the
 //! kernel is in manual mode and nobody asked — applies the plan.
+//!
+//! A pass reads the files at once, never waiting for a quiet window: a file another process is
+//! still writing keeps its last good value (`snapshot_io::read_inputs`), and the pass that follows
+//! the writer's close (a watcher trigger) reads it; when the pass that met it was to apply (a
+//! signal, `pons apply`), that next pass applies too, whatever the mode.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -18,8 +23,9 @@ use super::supervisor::{SupCmd, Supervisor};
 use super::{Kernel, KernelEvent, StartOptions};
 use crate::watch::Trigger;
 
-/// How long input files must have been left alone before a pass reads them.
-const QUIET: Duration = Duration::from_millis(50);
+/// How long the first pass waits for a writer to finish an input it is writing (there is no last
+/// good value to keep yet). Later passes never wait.
+const BOOT_WRITER_WAIT: Duration = Duration::from_secs(1);
 
 /// What the loop remembers between passes.
 #[derive(Default)]
@@ -34,6 +40,13 @@ pub struct State {
     logged_errors: Vec<String>,
     /// Refusals and fallbacks already logged.
     refusals: super::refusals::Refusals,
+    /// Inputs found being written by the last pass (logged once while they stay so).
+    being_written: Vec<std::path::PathBuf>,
+    /// A pass that was to apply met an input being written: the next pass applies, whatever
+    /// asked for it, so a signal or `pons apply` sent during a save takes effect once it is done.
+    owed_apply: bool,
+    /// Config schemas and deno configuration files as last read complete.
+    read_cache: crate::snapshot_io::ReadCache,
 }
 
 /// How a pass was asked for.
@@ -63,6 +76,8 @@ pub struct PassOutcome {
     pub desired: Arc<Desired>,
     pub plan: Plan,
     pub applied: bool,
+    /// Inputs that another process was writing (kept at their last good value).
+    pub being_written: Vec<std::path::PathBuf>,
 }
 
 /// Boots the kernel and runs until shutdown.
@@ -267,8 +282,11 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
         if applies.is_empty() {
             continue;
         }
-        let manual = kernel.state.lock().mode == ReconcileMode::Manual;
-        let apply = applies.iter().any(|r| r.kind != PassKind::Auto || !manual);
+        let (manual, owed) = {
+            let st = kernel.state.lock();
+            (st.mode == ReconcileMode::Manual, st.owed_apply)
+        };
+        let apply = owed || applies.iter().any(|r| r.kind != PassKind::Auto || !manual);
         let retry = applies.iter().any(|r| r.kind == PassKind::Apply);
         let progress = applies.iter().find_map(|r| r.progress.clone());
         let signalled = applies.iter().any(|r| r.kind == PassKind::Signal);
@@ -281,6 +299,7 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
             kernel.notify.settle(outcome.desired.clone());
         }
         if signalled
+            && outcome.being_written.is_empty()
             && !outcome
                 .plan
                 .actions
@@ -307,21 +326,45 @@ pub async fn pass(
     progress: Option<mpsc::UnboundedSender<String>>,
 ) -> PassOutcome {
     let home = kernel.home.clone();
-    let snapshot = tokio::task::spawn_blocking(move || {
-        // Inputs written less than QUIET ago may be half-written by an editor that saves in
-        // place: wait (a bounded number of times) until they settle.
-        for _ in 0..10 {
-            match crate::snapshot_io::inputs_quiet_for(&home) {
-                Some(quiet) if quiet < QUIET => std::thread::sleep(QUIET - quiet),
-                _ => break,
+    let (previous, mut cache) = {
+        let mut st = kernel.state.lock();
+        (st.desired.clone(), std::mem::take(&mut st.read_cache))
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let read = |cache: &mut _| {
+            crate::snapshot_io::read_inputs(&home, &env, cache, previous.as_deref())
+        };
+        let mut inputs = read(&mut cache);
+        // The first pass has no last good value to keep: it waits for the writer, boundedly.
+        let deadline = Instant::now() + BOOT_WRITER_WAIT;
+        while previous.is_none() && !inputs.being_written.is_empty() && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+            inputs = read(&mut cache);
+        }
+        (inputs, cache)
+    })
+    .await;
+    let inputs = match read {
+        Ok((inputs, cache)) => {
+            kernel.state.lock().read_cache = cache;
+            inputs
+        }
+        Err(_) => Default::default(),
+    };
+    let being_written = inputs.being_written;
+    if !being_written.is_empty() {
+        if let Some(p) = &progress {
+            for f in &being_written {
+                let _ = p.send(format!(
+                    "! {}: being written by another process — applied once it is closed",
+                    f.display()
+                ));
             }
         }
-        let env: BTreeMap<String, String> = std::env::vars().collect();
-        crate::snapshot_io::read_snapshot(&home, &env)
-    })
-    .await
-    .unwrap_or_default();
-    let mut snapshot = snapshot;
+    }
+    let mut snapshot = inputs.snapshot;
     snapshot.down = super::observe::down(kernel);
     let config_missing = matches!(
         snapshot.config_yaml,
@@ -348,11 +391,25 @@ pub async fn pass(
             .map(|e| format!("{}: {}", e.file.display(), e.error))
             .collect();
         for e in &errors {
-            if !st.logged_errors.contains(e) {
+            if !st.logged_errors.contains(e) && !e.contains(crate::snapshot_io::BEING_WRITTEN) {
                 tracing::error!(error = %e, "invalid input — keeping the last good value");
             }
         }
         st.logged_errors = errors;
+        if being_written != st.being_written && !being_written.is_empty() {
+            let files: Vec<String> = being_written
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            tracing::info!(
+                files = %files.join(", "),
+                "input being written by another process — its last good value stays in use until the writer closes it"
+            );
+        }
+        st.being_written = being_written.clone();
+        if apply {
+            st.owed_apply = !being_written.is_empty();
+        }
         st.refusals.report(&desired, config_missing.as_deref());
         st.desired = Some(desired.clone());
         if apply || !st.pending || changes {
@@ -370,6 +427,7 @@ pub async fn pass(
         desired,
         plan,
         applied: apply,
+        being_written,
     }
 }
 

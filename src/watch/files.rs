@@ -17,8 +17,9 @@
 //! retargeted, a module directory deleted and re-created) is noticed by identity (device, inode)
 //! and watched again, with a trigger.
 //!
-//! Ignored: access events (opening or reading a file), anything under `.runtime/` and `run/`, and
-//! the `*.lock` files of [`crate::store`].
+//! Ignored: access events (opening or reading a file) but a close after writing (the end of an
+//! in-place save: a pass that met the file while it was being written kept its last good value),
+//! anything under `.runtime/` and `run/`, and the `*.lock` files of [`crate::store`].
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{
     new_debouncer, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
@@ -150,7 +152,8 @@ fn run(
 
 /// Whether an event can change what a pass reads.
 fn is_relevant(root: &Path, e: &DebouncedEvent) -> bool {
-    if matches!(e.kind, EventKind::Access(_)) {
+    let closed_after_writing = EventKind::Access(AccessKind::Close(AccessMode::Write));
+    if matches!(e.kind, EventKind::Access(_)) && e.kind != closed_after_writing {
         return false;
     }
     if e.paths.is_empty() {
@@ -352,6 +355,30 @@ mod tests {
         // Writes in place keep working after the rename replaced the file.
         std::fs::write(f.home.config_yaml(), "a: 3\n").unwrap();
         f.expect_files("config.yaml rewritten").await;
+    }
+
+    #[tokio::test]
+    async fn closing_a_file_after_writing_triggers_again() {
+        use std::io::Write;
+        let mut f = fixture(|_| {});
+        std::fs::write(f.home.config_yaml(), "a: 1\n").unwrap();
+        f.expect_files("config.yaml written").await;
+        // An in-place save that stays open: its first chunk triggers a pass (which finds it being
+        // written), and its close must trigger the pass that reads it complete.
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(f.home.config_yaml())
+            .unwrap();
+        w.write_all(b"a: ").unwrap();
+        f.expect_files("first chunk").await;
+        w.write_all(b"2\n").unwrap();
+        f.expect_files("second chunk").await;
+        drop(w);
+        f.expect_files("closed after writing").await;
+        // Reading it (open, close without writing) stays ignored.
+        let _ = std::fs::read(f.home.config_yaml()).unwrap();
+        f.expect_none("config.yaml read").await;
     }
 
     #[tokio::test]
