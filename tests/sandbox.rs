@@ -1,6 +1,6 @@
-//! Black-box tests of how modules are started confined (`pons::sandbox::std_command`: prepared
-//! in the parent, confined between fork and exec) and of the watchdog (`pons __watchdog`), with
-//! `/bin/sh -c` modules.
+//! Black-box tests of how modules are started confined (`pons::sandbox::exec_command`: prepared
+//! in the parent, confined by the child before it execs) and of the watchdog (`pons __watchdog`),
+//! with `/bin/sh -c` modules.
 //!
 //! Tests that need Landlock print `SKIP: …` with the probe result and pass where the running
 //! kernel lacks it. The spawn-cost benchmark is `#[ignore]`d: run it with
@@ -54,9 +54,10 @@ fn sh_spec(script: &str, cwd: &Path, policy: SandboxPolicy, landlock: bool) -> E
 
 /// Runs `spec` as the kernel starts a module, and returns its output.
 fn run(spec: &ExecSpec) -> Output {
-    let mut cmd = sandbox::std_command(spec, &opts(spec.landlock));
-    cmd.stdin(Stdio::null());
-    cmd.output().expect("spawn the module")
+    sandbox::exec_command(spec)
+        .stdin(sandbox::Stdio::Null)
+        .output()
+        .expect("spawn the module")
 }
 
 fn text(b: &[u8]) -> String {
@@ -348,9 +349,11 @@ fn helper_plays_the_kernel() {
         SandboxPolicy::default(),
         false,
     );
-    let mut cmd = sandbox::std_command(&spec, &opts(false));
-    cmd.stdin(Stdio::null()).stdout(Stdio::inherit());
-    let _module = cmd.spawn().expect("spawn the module");
+    let _module = sandbox::exec_command(&spec)
+        .stdin(sandbox::Stdio::Null)
+        .stdout(sandbox::Stdio::Inherit)
+        .spawn_raw()
+        .expect("spawn the module");
     std::thread::sleep(Duration::from_secs(300));
 }
 
@@ -359,7 +362,12 @@ fn module_dies_with_its_parent() {
     // A process of its own plays the kernel: it starts the module, and is then killed with
     // SIGKILL.
     let mut kernel = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_plays_the_kernel", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "helper_plays_the_kernel",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(HELPER_VAR, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -371,7 +379,10 @@ fn module_dies_with_its_parent() {
     let mut line = String::new();
     let module_pid: i32 = loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the helper ended early");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the helper ended early"
+        );
         if let Some(pid) = line.trim().strip_prefix("module-pid ") {
             break pid.parse().expect("module printed its pid");
         }
@@ -480,16 +491,11 @@ fn median_micros(mut samples: Vec<Duration>) -> u128 {
     samples[samples.len() / 2].as_micros()
 }
 
-fn time_spawns(n: usize, mut make: impl FnMut() -> Command) -> u128 {
+fn time_spawns(n: usize, mut run: impl FnMut() -> std::process::ExitStatus) -> u128 {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
-        // Timed from before the command is built: building it prepares the sandbox.
         let t = Instant::now();
-        let mut cmd = make();
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let st = cmd.status().unwrap();
+        let st = run();
         samples.push(t.elapsed());
         assert!(st.success());
     }
@@ -501,9 +507,15 @@ fn time_spawns(n: usize, mut make: impl FnMut() -> Command) -> u128 {
 fn spawn_overhead() {
     const N: usize = 200;
     let direct = time_spawns(N, || {
-        let mut c = Command::new("/bin/true");
-        c.env_clear().envs(base_env()).process_group(0);
-        c
+        Command::new("/bin/true")
+            .env_clear()
+            .envs(base_env())
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
     });
     let spec_for = |landlock: bool| ExecSpec {
         program: "/bin/true".into(),
@@ -522,8 +534,17 @@ fn spawn_overhead() {
         "spawn+wait median over {N}: /bin/true direct {direct} µs; landlock {}",
         sandbox::support().to_json()
     );
-    let plain = time_spawns(N, || sandbox::std_command(&spec_for(false), &opts(false)));
-    let confined = time_spawns(N, || sandbox::std_command(&spec_for(true), &opts(true)));
+    // Timed from before the command is built: spawning it prepares the sandbox.
+    let confined_run = |landlock: bool| {
+        sandbox::exec_command(&spec_for(landlock))
+            .stdin(sandbox::Stdio::Null)
+            .stdout(sandbox::Stdio::Null)
+            .stderr(sandbox::Stdio::Null)
+            .status()
+            .unwrap()
+    };
+    let plain = time_spawns(N, || confined_run(false));
+    let confined = time_spawns(N, || confined_run(true));
     println!(
         "  prepared + confined without Landlock {plain} µs (+{} µs); with Landlock {confined} µs \
          (+{} µs)",
@@ -562,4 +583,3 @@ fn abstract_unix_sockets_outside_the_sandbox_are_out_of_reach() {
         }
     }
 }
-

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use pons::sandbox::{self, ExecOptions, ExecSpec, SandboxState};
+use pons::sandbox::{self, ExecSpec, SandboxState};
 use pons_reconciler::desired::SandboxPolicy;
 use serde_json::{json, Value};
 
@@ -390,13 +390,10 @@ fn control_socket_refuses_module_processes() {
         landlock: false,
         tag: None,
     };
-    let opts = ExecOptions {
-        landlock: false,
-        kernel_pid: None,
-    };
-    let mut cmd = sandbox::std_command(&spec, &opts);
-    cmd.stdin(std::process::Stdio::null());
-    let out = cmd.output().unwrap();
+    let out = sandbox::exec_command(&spec)
+        .stdin(sandbox::Stdio::Null)
+        .output()
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

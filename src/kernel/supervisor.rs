@@ -10,9 +10,9 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::sandbox::ModuleChild as Child;
 use pons_reconciler::reason::{self, Reason};
 use pons_reconciler::{DesiredModule, Status};
-use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::kernel::outbox::{self, Outbox};

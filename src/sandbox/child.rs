@@ -1,9 +1,10 @@
-//! The code a module's process runs between `fork` and `exec` (the `pre_exec` hook of
-//! [`super::std_command`]): it confines itself from a [`Prepared`] and `execve`s the module.
+//! The code a module's process runs between its start ([`super::vfork`]) and `exec`: it confines
+//! itself from a [`Prepared`] and `execve`s the module.
 //!
-//! The kernel is multi-threaded, so this runs in a copy of it where another thread may have held
-//! any lock at the fork: only async-signal-safe system calls here — no allocation, no lock, no
-//! `std::io` printing. Every value and message text was prepared before the fork.
+//! It runs in the kernel's memory, while the kernel's other threads go on (one of them may hold
+//! any lock, the allocator's among them): only async-signal-safe system calls here — no
+//! allocation, no lock, no `std::io` printing, no write to memory but its own stack. Every value
+//! and message text was prepared before.
 //!
 //! Steps, in order (any failure writes one `pons sandbox: …` line on stderr and exits):
 //! 1. a program that is no absolute path: exit 127;
@@ -84,6 +85,11 @@ fn fail(code: i32, what: &[&[u8]], e: Errno) -> ! {
     parts[n + 4] = b")\n";
     say(&parts[..n + 5]);
     exit(code)
+}
+
+/// [`fail`] with the error of the last failed libc call.
+pub(super) fn fail_errno(code: i32, what: &[&[u8]]) -> ! {
+    fail(code, what, last_errno())
 }
 
 /// `n` in decimal, written into `buf`.
@@ -292,7 +298,11 @@ impl Prepared {
         }
         // SAFETY: NUL-terminated strings and null-terminated pointer arrays owned by `self`.
         unsafe {
-            libc::execve(self.program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            );
         }
         let e = last_errno();
         let code = if e == Errno::NOENT {
@@ -314,7 +324,13 @@ mod tests {
         assert_eq!(decimal(0, &mut b), b"0");
         assert_eq!(decimal(4_194_303, &mut b), b"4194303");
         assert_eq!(decimal(u64::MAX, &mut b), b"18446744073709551615");
-        for e in [libc::ENOENT, libc::EACCES, libc::EPERM, libc::ENOEXEC, libc::EINVAL] {
+        for e in [
+            libc::ENOENT,
+            libc::EACCES,
+            libc::EPERM,
+            libc::ENOEXEC,
+            libc::EINVAL,
+        ] {
             let std = std::io::Error::from_raw_os_error(e).to_string();
             assert_eq!(std, format!("{} (os error {e})", errno_text(e)));
         }

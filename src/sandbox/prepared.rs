@@ -281,7 +281,9 @@ mod tests {
         s.program = "sh".into();
         let (code, msg) = Prepared::new(&s).refused.unwrap();
         assert_eq!(code, EXIT_NOT_FOUND);
-        assert!(String::from_utf8(msg).unwrap().contains("not an absolute path"));
+        assert!(String::from_utf8(msg)
+            .unwrap()
+            .contains("not an absolute path"));
     }
 
     #[test]
@@ -293,7 +295,10 @@ mod tests {
             ..Limits::default()
         });
         let nofile = r.nofile.unwrap();
-        assert_eq!(nofile.current, Some(hard.map_or(u64::MAX - 1, |h| h.min(u64::MAX - 1))));
+        assert_eq!(
+            nofile.current,
+            Some(hard.map_or(u64::MAX - 1, |h| h.min(u64::MAX - 1)))
+        );
         let cpu = r.cpu.unwrap();
         assert!(cpu.maximum >= cpu.current);
         assert!(r.memory.is_none() && r.nproc.is_none());
