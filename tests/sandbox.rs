@@ -1,6 +1,6 @@
-//! Black-box tests of the exec trampoline (`pons-exec __exec`, and `pons __exec` its fallback) and
-//! the watchdog (`pons __watchdog`), driving the real binaries with `/bin/sh -c` modules. Every
-//! spec [`run`] starts goes through both trampolines, which must behave the same.
+//! Black-box tests of how modules are started confined (`pons::sandbox::exec_command`: prepared
+//! in the parent, confined by the child before it execs) and of the watchdog (`pons __watchdog`),
+//! with `/bin/sh -c` modules.
 //!
 //! Tests that need Landlock print `SKIP: …` with the probe result and pass where the running
 //! kernel lacks it. The spawn-cost benchmark is `#[ignore]`d: run it with
@@ -23,17 +23,8 @@ fn pons_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pons"))
 }
 
-fn pons_exec_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pons-exec"))
-}
-
 fn opts(landlock: bool) -> ExecOptions {
-    opts_with(pons_exec_bin(), landlock)
-}
-
-fn opts_with(trampoline: PathBuf, landlock: bool) -> ExecOptions {
     ExecOptions {
-        trampoline: Some(trampoline),
         landlock,
         kernel_pid: None,
     }
@@ -61,22 +52,12 @@ fn sh_spec(script: &str, cwd: &Path, policy: SandboxPolicy, landlock: bool) -> E
     }
 }
 
-/// Runs `spec` through `pons-exec` and through `pons __exec`; both must give the same exit status,
-/// stdout and stderr. Returns the output.
+/// Runs `spec` as the kernel starts a module, and returns its output.
 fn run(spec: &ExecSpec) -> Output {
-    let through = |bin: PathBuf| {
-        let mut cmd = sandbox::std_command(spec, &opts_with(bin, spec.landlock));
-        cmd.stdin(Stdio::null());
-        cmd.output().expect("spawn the trampoline")
-    };
-    let small = through(pons_exec_bin());
-    let full = through(pons_bin());
-    assert_eq!(
-        (small.status, text(&small.stdout), text(&small.stderr)),
-        (full.status, text(&full.stdout), text(&full.stderr)),
-        "pons-exec and `pons __exec` disagree on {spec:?}"
-    );
-    small
+    sandbox::exec_command(spec)
+        .stdin(sandbox::Stdio::Null)
+        .output()
+        .expect("spawn the module")
 }
 
 fn text(b: &[u8]) -> String {
@@ -142,7 +123,7 @@ fn environment_is_exactly_the_spec() {
 }
 
 #[test]
-fn large_specs_reach_the_trampoline() {
+fn large_environments_reach_the_module() {
     let mut spec = sh_spec(
         "printf %s \"$BIG1$BIG2$BIG3\" | /usr/bin/wc -c",
         Path::new("/"),
@@ -329,18 +310,6 @@ fn setup_failures_are_one_clear_line() {
     let out = run(&spec);
     assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
     assert!(text(&out.stderr).starts_with("pons sandbox: cannot execute `/nonexistent/prog`"));
-
-    let out = Command::new(pons_bin())
-        .arg("__exec")
-        .env_clear()
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(126));
-    assert!(
-        text(&out.stderr).contains("PONS_EXEC_SPEC_PARTS is not set"),
-        "{}",
-        text(&out.stderr)
-    );
 }
 
 #[test]
@@ -362,39 +331,62 @@ fn refuses_to_start_when_the_parent_is_not_the_kernel() {
     );
 }
 
+/// Set in the environment of [`helper_plays_the_kernel`]'s process.
+const HELPER_VAR: &str = "PONS_SANDBOX_TEST_HELPER";
+
+/// Not a test: the intermediate "kernel" of [`module_dies_with_its_parent`] (this test binary run
+/// again with only this function selected). It starts a module that prints its pid, then waits to
+/// be killed.
 #[test]
-fn module_dies_with_its_parent() {
-    // An intermediate shell plays the kernel: it starts the trampoline with its own pid as
-    // kernel_pid, and is then killed with SIGKILL.
-    const SENTINEL: &str = "3999999999";
-    let mut spec = sh_spec(
-        "echo $$; exec /bin/sleep 300",
+#[ignore = "helper process of module_dies_with_its_parent"]
+fn helper_plays_the_kernel() {
+    if std::env::var_os(HELPER_VAR).is_none() {
+        return;
+    }
+    let spec = sh_spec(
+        "echo module-pid $$; exec /bin/sleep 300",
         Path::new("/"),
         SandboxPolicy::default(),
         false,
     );
-    spec.kernel_pid = SENTINEL.parse().unwrap();
-    let json = serde_json::to_string(&spec).unwrap();
-    assert_eq!(json.matches(SENTINEL).count(), 1);
-    let script = format!(
-        "export PONS_EXEC_SPEC_PARTS=1; export PONS_EXEC_SPEC_0=\"${{T%%{SENTINEL}*}}$$${{T#*{SENTINEL}}}\"; \"$P\" __exec & wait"
-    );
-    let mut kernel = Command::new("/bin/sh")
-        .args(["-c", &script])
-        .env_clear()
-        .env("T", &json)
-        .env("P", pons_bin())
+    let _module = sandbox::exec_command(&spec)
+        .stdin(sandbox::Stdio::Null)
+        .stdout(sandbox::Stdio::Inherit)
+        .spawn_raw()
+        .expect("spawn the module");
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+#[test]
+fn module_dies_with_its_parent() {
+    // A process of its own plays the kernel: it starts the module, and is then killed with
+    // SIGKILL.
+    let mut kernel = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_plays_the_kernel",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(HELPER_VAR, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .process_group(0)
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(kernel.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let module_pid: i32 = first.trim().parse().expect("module printed its pid");
+    let mut out = BufReader::new(kernel.stdout.take().unwrap());
+    let mut line = String::new();
+    let module_pid: i32 = loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the helper ended early"
+        );
+        if let Some(pid) = line.trim().strip_prefix("module-pid ") {
+            break pid.parse().expect("module printed its pid");
+        }
+    };
     assert!(!pid_dead(module_pid));
     kernel.kill().unwrap();
     kernel.wait().unwrap();
@@ -406,7 +398,7 @@ fn module_dies_with_its_parent() {
 }
 
 #[tokio::test]
-async fn command_spawns_through_the_trampoline() {
+async fn command_spawns_a_confined_module() {
     let spawn = SpawnSpec {
         program: "/bin/sh".into(),
         args: vec![
@@ -499,15 +491,11 @@ fn median_micros(mut samples: Vec<Duration>) -> u128 {
     samples[samples.len() / 2].as_micros()
 }
 
-fn time_spawns(n: usize, mut make: impl FnMut() -> Command) -> u128 {
+fn time_spawns(n: usize, mut run: impl FnMut() -> std::process::ExitStatus) -> u128 {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut cmd = make();
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
         let t = Instant::now();
-        let st = cmd.status().unwrap();
+        let st = run();
         samples.push(t.elapsed());
         assert!(st.success());
     }
@@ -519,9 +507,15 @@ fn time_spawns(n: usize, mut make: impl FnMut() -> Command) -> u128 {
 fn spawn_overhead() {
     const N: usize = 200;
     let direct = time_spawns(N, || {
-        let mut c = Command::new("/bin/true");
-        c.env_clear().envs(base_env()).process_group(0);
-        c
+        Command::new("/bin/true")
+            .env_clear()
+            .envs(base_env())
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
     });
     let spec_for = |landlock: bool| ExecSpec {
         program: "/bin/true".into(),
@@ -540,18 +534,23 @@ fn spawn_overhead() {
         "spawn+wait median over {N}: /bin/true direct {direct} µs; landlock {}",
         sandbox::support().to_json()
     );
-    for bin in [pons_exec_bin(), pons_bin()] {
-        let name = bin.file_name().unwrap().to_string_lossy().into_owned();
-        let o = |landlock| opts_with(bin.clone(), landlock);
-        let plain = time_spawns(N, || sandbox::std_command(&spec_for(false), &o(false)));
-        let confined = time_spawns(N, || sandbox::std_command(&spec_for(true), &o(true)));
-        println!(
-            "  via `{name} __exec` without Landlock {plain} µs (+{} µs); with Landlock {confined} µs \
-             (+{} µs)",
-            plain.saturating_sub(direct),
-            confined.saturating_sub(direct),
-        );
-    }
+    // Timed from before the command is built: spawning it prepares the sandbox.
+    let confined_run = |landlock: bool| {
+        sandbox::exec_command(&spec_for(landlock))
+            .stdin(sandbox::Stdio::Null)
+            .stdout(sandbox::Stdio::Null)
+            .stderr(sandbox::Stdio::Null)
+            .status()
+            .unwrap()
+    };
+    let plain = time_spawns(N, || confined_run(false));
+    let confined = time_spawns(N, || confined_run(true));
+    println!(
+        "  prepared + confined without Landlock {plain} µs (+{} µs); with Landlock {confined} µs \
+         (+{} µs)",
+        plain.saturating_sub(direct),
+        confined.saturating_sub(direct),
+    );
 }
 
 #[test]
@@ -583,96 +582,4 @@ fn abstract_unix_sockets_outside_the_sandbox_are_out_of_reach() {
             assert_eq!(stdout.trim(), "connected", "{stdout} {}", text(&out.stderr));
         }
     }
-}
-
-#[test]
-fn pons_exec_answers_its_identity_and_nothing_else() {
-    let out = Command::new(pons_exec_bin())
-        .arg(sandbox::locate::IDENTITY_ARG)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_eq!(text(&out.stdout).trim(), sandbox::locate::identity());
-    let out = Command::new(pons_exec_bin()).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(sandbox::trampoline::EXIT_CANNOT_EXEC)
-    );
-    assert!(
-        text(&out.stderr).contains("run `pons` instead"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = Command::new(pons_exec_bin())
-        .arg("__exec")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(sandbox::trampoline::EXIT_CANNOT_EXEC)
-    );
-    assert!(
-        text(&out.stderr).contains("PONS_EXEC_SPEC_PARTS"),
-        "{}",
-        text(&out.stderr)
-    );
-}
-
-/// The files the kernel `pid` holds open (targets of `/proc/<pid>/fd/*`).
-fn open_files(pid: i32) -> Vec<PathBuf> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-#[test]
-fn the_kernel_starts_modules_through_pons_exec_next_to_it() {
-    let mut home = common::TestHome::new();
-    home.add(common::ModuleSpec::new("m"));
-    let mut kernel = home.start();
-    home.wait_status("m", "ready", Duration::from_secs(20));
-    let exec = std::fs::canonicalize(pons_exec_bin()).unwrap();
-    assert!(
-        open_files(kernel.pid()).contains(&exec),
-        "the kernel does not hold {} open: {:?}",
-        exec.display(),
-        open_files(kernel.pid())
-    );
-    assert!(kernel.stop().success());
-}
-
-#[test]
-fn a_stale_pons_exec_is_not_used() {
-    // A copy of `pons` beside a `pons-exec` from "another build": the kernel must fall back to
-    // its own binary, and modules still start.
-    let bin_dir = tempfile::tempdir().unwrap();
-    let pons = bin_dir.path().join("pons");
-    std::fs::copy(pons_bin(), &pons).unwrap();
-    let stale = bin_dir.path().join("pons-exec");
-    // An ELF binary that runs but answers `__identity` wrongly (it echoes it).
-    std::fs::copy("/bin/echo", &stale).unwrap();
-    let mut home = common::TestHome::new();
-    home.add(common::ModuleSpec::new("m"));
-    let log = std::fs::File::create(home.path().join("kernel.stderr")).unwrap();
-    let child = Command::new(&pons)
-        .args(["kernel", "start", "--home"])
-        .arg(home.path())
-        .env_remove("PONS_HOME")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut kernel = common::KernelProc {
-        child: Some(child),
-        home: home.path().to_path_buf(),
-    };
-    home.wait_status("m", "ready", Duration::from_secs(20));
-    let stale = std::fs::canonicalize(&stale).unwrap();
-    assert!(!open_files(kernel.pid()).contains(&stale));
-    assert!(kernel.stop().success());
 }

@@ -1,5 +1,5 @@
 //! Issue 6 acceptance through the real kernel: real `pons-test-module` processes, started by
-//! `pons kernel start` through the exec trampoline, probe their sandbox (`--try-read`,
+//! `pons kernel start` (confined between fork and exec), probe their sandbox (`--try-read`,
 //! `--try-write`, `--try-env`, `--try-open-files`, `--try-exec`, `--grandchild`) and record what
 //! they could do. Also: `pons status --json` shows each module's sandbox, the spawn log line names
 //! the sandbox state, the control socket refuses module processes, the kernel's files are private.
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use pons::sandbox::{self, ExecOptions, ExecSpec, SandboxState};
+use pons::sandbox::{self, ExecSpec, SandboxState};
 use pons_reconciler::desired::SandboxPolicy;
 use serde_json::{json, Value};
 
@@ -368,7 +368,7 @@ fn sandbox_required_runs_only_with_landlock() {
     }
 }
 
-/// `pons status` run as a module would be: through the exec trampoline (no_new_privs).
+/// `pons status` run as a module would be: started as the kernel starts modules (no_new_privs).
 #[test]
 fn control_socket_refuses_module_processes() {
     let home = TestHome::new();
@@ -390,14 +390,10 @@ fn control_socket_refuses_module_processes() {
         landlock: false,
         tag: None,
     };
-    let opts = ExecOptions {
-        trampoline: Some(pons_bin()),
-        landlock: false,
-        kernel_pid: None,
-    };
-    let mut cmd = sandbox::std_command(&spec, &opts);
-    cmd.stdin(std::process::Stdio::null());
-    let out = cmd.output().unwrap();
+    let out = sandbox::exec_command(&spec)
+        .stdin(sandbox::Stdio::Null)
+        .output()
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

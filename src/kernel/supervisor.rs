@@ -10,9 +10,9 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::sandbox::ModuleChild as Child;
 use pons_reconciler::reason::{self, Reason};
 use pons_reconciler::{DesiredModule, Status};
-use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::kernel::outbox::{self, Outbox};
@@ -93,6 +93,14 @@ impl Supervisor {
             // Waiting for the next spawn (backoff), or crashed (no spawn until asked).
             let deadline = next_spawn;
             let cmd = match deadline {
+                // Due now: spawn at once, unless a command is already queued. A timer would not
+                // fire before the runtime's next timer tick (≈ 1 ms, and only once a worker
+                // parks), which cost every spawn of a boot about that much.
+                Some(at) if at <= tokio::time::Instant::now() => match self.rx.try_recv() {
+                    Ok(cmd) => Some(Some(cmd)),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+                },
                 Some(at) => tokio::select! {
                     _ = tokio::time::sleep_until(at) => None,
                     cmd = self.rx.recv() => Some(cmd),

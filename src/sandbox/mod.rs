@@ -1,62 +1,61 @@
-//! Exec trampoline and process hygiene: every module starts as `pons-exec __exec` (or, without a
-//! usable `pons-exec` next to the kernel, `pons __exec`; see [`locate`]), which applies
-//! `PR_SET_PDEATHSIG`, `no_new_privs`, the Landlock ruleset, rlimits and the cleared environment,
-//! drops every capability ([`caps`]) and tags the process ([`tag`]), then `exec`s the module
-//! ([`trampoline`]). A watchdog process (`pons __watchdog`, [`watchdog`]) kills every module
-//! process group and every tagged descendant if the kernel itself dies; [`kill`] signals groups,
-//! [`tag`] finds and kills the descendants that left them.
+//! Process hygiene and confinement of modules. The kernel starts every module with one `clone` +
+//! `exec` ([`vfork`]: the child shares the kernel's memory until it execs, so nothing is copied):
+//! before, it prepares everything ([`prepared`]: argument and environment strings, the Landlock
+//! ruleset from [`rules`] built by [`ruleset`], rlimits, the tag, the capability drop), and the
+//! child only makes system calls ([`child`]): `PR_SET_PDEATHSIG`, `no_new_privs`, `chdir`,
+//! `landlock_restrict_self`, rlimits, the tag ([`tag`]), the capability drop ([`caps`]), then
+//! `execve` with exactly the module's environment. [`process`] holds the started processes.
+//! A watchdog process (`pons __watchdog`, [`watchdog`]) kills every module process group and
+//! every tagged descendant if the kernel itself dies; [`kill`] signals groups, [`tag`] finds and
+//! kills the descendants that left them.
 //!
-//! The kernel uses [`command`] to build a module's [`tokio::process::Command`], [`support`] for
+//! The kernel uses [`command`] to build a module's [`ModuleCommand`], [`support`] for
 //! the machine's Landlock state and [`module_sandbox_report`] for what each module may touch.
 
 pub mod caps;
+pub mod child;
 pub mod kill;
-pub mod locate;
+pub mod prepared;
+pub mod process;
 pub mod report;
 pub mod rules;
+pub mod ruleset;
 pub mod spec;
 pub mod support;
 pub mod tag;
-pub mod trampoline;
+pub mod vfork;
 pub mod watchdog;
-
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use pons_reconciler::desired::SpawnSpec;
 
+pub use prepared::Prepared;
+pub use process::{ModuleChild, ModuleCommand, Spawned};
 pub use report::module_sandbox_report;
 pub use spec::ExecSpec;
 pub use support::{support, SandboxState, SandboxSupport};
+pub use vfork::Stdio;
 pub use watchdog::{watchdog_main, Watchdog};
 
-/// How [`command_with`] builds the trampoline command.
+/// How [`command_with`] prepares a module's start.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
-    /// The binary to run as `<binary> __exec` (`pons` or `pons-exec`); `None`:
-    /// [`locate::default_trampoline`] — the `pons-exec` next to the running executable, opened once
-    /// and checked, else `/proc/self/exe` (either way the file the kernel chose when it started,
-    /// even if the one on disk was replaced since).
-    pub trampoline: Option<PathBuf>,
     /// Apply Landlock (false e.g. with `security.enforcementMode: off`; a module whose manifest
     /// says `"sandbox": "required"` is confined or refused regardless).
     pub landlock: bool,
-    /// The pid the trampoline expects as its parent; `None`: this process.
+    /// The pid the child expects as its parent; `None`: this process.
     pub kernel_pid: Option<u32>,
 }
 
 impl Default for ExecOptions {
     fn default() -> Self {
         ExecOptions {
-            trampoline: None,
             landlock: true,
             kernel_pid: None,
         }
     }
 }
 
-/// The [`ExecSpec`] the trampoline receives for `spec`.
+/// The [`ExecSpec`] of `spec`.
 pub fn exec_spec(spec: &SpawnSpec, opts: &ExecOptions) -> ExecSpec {
     ExecSpec {
         program: spec.program.clone(),
@@ -70,46 +69,25 @@ pub fn exec_spec(spec: &SpawnSpec, opts: &ExecOptions) -> ExecSpec {
     }
 }
 
-/// The command that starts `spec` through the trampoline, Landlock on, tagged with `tag` (see
-/// [`tag`]): `pons __exec` in its own process group, stdin/stdout/stderr piped, the spec in an
-/// otherwise empty environment.
+/// The command that starts `spec` confined, Landlock on, tagged with `tag` (see [`tag`]): in its
+/// own process group, stdin/stdout/stderr piped, with exactly the spec's environment.
 ///
 /// Spawn it from a tokio worker thread, never from a `spawn_blocking` thread: the module's
 /// parent-death signal fires when the spawning *thread* exits.
-pub fn command(spec: &SpawnSpec, tag: u64) -> tokio::process::Command {
+pub fn command(spec: &SpawnSpec, tag: u64) -> ModuleCommand {
     let opts = ExecOptions::default();
     let mut exec = exec_spec(spec, &opts);
     exec.tag = Some(tag);
-    tokio::process::Command::from(std_command(&exec, &opts))
+    ModuleCommand::new(exec)
 }
 
 /// [`command`] with explicit options.
-pub fn command_with(spec: &SpawnSpec, opts: &ExecOptions) -> tokio::process::Command {
-    tokio::process::Command::from(std_command(&exec_spec(spec, opts), opts))
+pub fn command_with(spec: &SpawnSpec, opts: &ExecOptions) -> ModuleCommand {
+    ModuleCommand::new(exec_spec(spec, opts))
 }
 
-/// The same command as a `std::process::Command` (for tests, benchmarks and non-tokio callers),
-/// built from a ready [`ExecSpec`]. No `pre_exec` hook: the trampoline does all the work.
-pub fn std_command(spec: &ExecSpec, opts: &ExecOptions) -> std::process::Command {
-    let exe: &Path = match &opts.trampoline {
-        Some(path) => path,
-        None => locate::default_trampoline(),
-    };
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg0("pons")
-        .arg("__exec")
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    // Serializing paths and strings cannot fail; should it, the trampoline reports the missing
-    // spec as one clear line and exits 126.
-    if let Ok(vars) = spec.to_env() {
-        cmd.envs(vars);
-    }
-    // The trampoline enters `spec.cwd` itself, with a clear error when it is missing; start it in
-    // `/` so it holds no directory of the kernel.
-    cmd.current_dir("/");
-    cmd
+/// The command that starts a ready [`ExecSpec`] (for tests and tools; it can run without a
+/// runtime: [`ModuleCommand::output`], [`ModuleCommand::spawn_raw`]).
+pub fn exec_command(spec: &ExecSpec) -> ModuleCommand {
+    ModuleCommand::new(spec.clone())
 }
