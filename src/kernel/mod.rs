@@ -84,8 +84,14 @@ impl Kernel {
         *self.lifecycle.read()
     }
 
+    /// New lifecycle settings; when they differ, every supervisor times its checks anew.
     pub fn set_lifecycle(&self, lc: Lifecycle) {
-        *self.lifecycle.write() = lc;
+        let changed = std::mem::replace(&mut *self.lifecycle.write(), lc) != lc;
+        if changed {
+            for e in self.core.lock().modules.values() {
+                let _ = e.sup.send(supervisor::SupCmd::Recheck);
+            }
+        }
     }
 
     /// Whether `install` must be sent to a module spawned now (first spawn ever); records it.
