@@ -9,6 +9,7 @@
 pub mod calls;
 pub mod control;
 pub mod hints;
+pub mod memory;
 pub mod notify;
 pub mod observe;
 pub mod operator;
@@ -137,6 +138,7 @@ pub fn run(opts: StartOptions) -> anyhow::Result<()> {
             home.root.display()
         );
     }
+    memory::configure();
     let level = opts.log_level.clone().unwrap_or_else(|| "info".into());
     let log = crate::logging::init(Some(&home), &level)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

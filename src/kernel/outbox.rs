@@ -54,7 +54,7 @@ pub struct Outbox {
 impl Outbox {
     pub fn new() -> Arc<Outbox> {
         Arc::new(Outbox {
-            buf: Mutex::new(Vec::with_capacity(8 << 10)),
+            buf: Mutex::new(Vec::new()),
             queued: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -225,7 +225,7 @@ impl Outbox {
 /// Writes everything pushed to `outbox` into the module's stdin until the outbox is closed or
 /// the pipe breaks. Closing stdin at the end lets SDK-based modules notice.
 pub async fn writer_task(outbox: Arc<Outbox>, mut stdin: ChildStdin) {
-    let mut batch: Vec<u8> = Vec::with_capacity(8 << 10);
+    let mut batch: Vec<u8> = Vec::new();
     loop {
         if outbox.is_closed() {
             break;

@@ -272,6 +272,7 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
             kernel.notify.reloading();
         }
         let outcome = pass(&kernel, apply, retry, progress).await;
+        super::memory::trim_soon();
         if boot || signalled {
             kernel.notify.settle(outcome.desired.clone());
         }
