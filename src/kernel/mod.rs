@@ -139,6 +139,8 @@ pub fn run(opts: StartOptions) -> anyhow::Result<()> {
         );
     }
     memory::configure();
+    // While this process has one thread: the watchdog as a small fork (else `pons __watchdog`).
+    let _ = crate::sandbox::Watchdog::fork_early();
     let level = opts.log_level.clone().unwrap_or_else(|| "info".into());
     let log = crate::logging::init(Some(&home), &level)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
