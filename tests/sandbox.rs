@@ -58,6 +58,7 @@ fn sh_spec(script: &str, cwd: &Path, policy: SandboxPolicy, landlock: bool) -> E
         kernel_pid: std::process::id(),
         landlock,
         tag: None,
+        nofile_soft: None,
     }
 }
 
@@ -535,6 +536,7 @@ fn spawn_overhead() {
         kernel_pid: std::process::id(),
         landlock,
         tag: None,
+        nofile_soft: None,
     };
     println!(
         "spawn+wait median over {N}: /bin/true direct {direct} µs; landlock {}",

@@ -389,6 +389,7 @@ fn control_socket_refuses_module_processes() {
         kernel_pid: std::process::id(),
         landlock: false,
         tag: None,
+        nofile_soft: None,
     };
     let opts = ExecOptions {
         trampoline: Some(pons_bin()),

@@ -138,6 +138,7 @@ pub fn run(opts: StartOptions) -> anyhow::Result<()> {
             home.root.display()
         );
     }
+    raise_open_files_limit();
     memory::configure();
     // While this process has one thread: the watchdog as a small fork (else `pons __watchdog`).
     let _ = crate::sandbox::Watchdog::fork_early();
@@ -151,6 +152,33 @@ pub fn run(opts: StartOptions) -> anyhow::Result<()> {
     let result = rt.block_on(reconcile::main(opts, log));
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     result
+}
+
+/// Raises the kernel's soft RLIMIT_NOFILE to its hard limit: it holds three pipes (and a pidfd where
+/// the system has them) per module process, plus a few dozen of its own. Modules start with the
+/// soft limit the kernel had ([`crate::sandbox::spec::set_module_nofile`]).
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let Some(soft) = lim.current else {
+        return;
+    };
+    crate::sandbox::spec::set_module_nofile(soft);
+    // An unlimited hard limit is not a valid soft one for descriptors: the system's ceiling is.
+    let hard = lim.maximum.or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    });
+    if let Some(hard) = hard.filter(|h| *h > soft) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(hard),
+                maximum: lim.maximum,
+            },
+        );
+    }
 }
 
 /// Creates the home's runtime directories (0700; existing ones are tightened to 0700).

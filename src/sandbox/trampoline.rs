@@ -132,7 +132,7 @@ pub fn trampoline_main(args: Vec<OsString>) -> ! {
         }
     }
 
-    if let Err(e) = apply_limits(&spec.policy.limits) {
+    if let Err(e) = apply_limits(&spec.policy.limits, spec.nofile_soft) {
         fail(
             EXIT_CANNOT_EXEC,
             format!("cannot set the limits of `{program}`: {e}"),
@@ -220,8 +220,10 @@ fn apply_landlock(spec: &ExecSpec) -> Result<RulesetStatus, landlock::RulesetErr
     Ok(ruleset.restrict_self()?.ruleset)
 }
 
-/// Sets soft and hard rlimits (never above an existing hard limit, which cannot be raised).
-fn apply_limits(limits: &Limits) -> std::io::Result<()> {
+/// Sets soft and hard rlimits (never above an existing hard limit, which cannot be raised); without
+/// an `openFiles` limit, the soft RLIMIT_NOFILE goes back to `nofile_soft` (the kernel's own before
+/// it raised it), the hard one stays.
+fn apply_limits(limits: &Limits, nofile_soft: Option<u64>) -> std::io::Result<()> {
     let set = |res: Resource, value: u64, slack: u64| -> std::io::Result<()> {
         let hard_now = rustix::process::getrlimit(res).maximum;
         let clamp = |v: u64| hard_now.map_or(v, |h| v.min(h));
@@ -236,6 +238,13 @@ fn apply_limits(limits: &Limits) -> std::io::Result<()> {
     }
     if let Some(n) = limits.open_files {
         set(Resource::Nofile, n, 0)?;
+    } else if let Some(soft) = nofile_soft {
+        let hard = rustix::process::getrlimit(Resource::Nofile).maximum;
+        let new = Rlimit {
+            current: Some(hard.map_or(soft, |h| soft.min(h))),
+            maximum: hard,
+        };
+        rustix::process::setrlimit(Resource::Nofile, new).map_err(std::io::Error::from)?;
     }
     if let Some(n) = limits.processes {
         set(Resource::Nproc, n, 0)?;
