@@ -12,8 +12,8 @@
 //! bytes wait: a write that has to wait for the module wakes it ([`Outbox::write_waited`]) unless
 //! it is timing a stall already ([`Outbox::watch_stall`]), so an idle module costs no wake-up.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::future::Future;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
