@@ -107,9 +107,10 @@ pub fn init(home: Option<&Home>, level: &str) -> anyhow::Result<LogGuard> {
                 )
             })?;
             // The line queue is preallocated (and touched) in full: the default 128,000 slots are
-            // 4 MiB of resident memory; the writer thread keeps up with far fewer.
+            // 4 MiB of resident memory (8,192: 256 KiB); the writer thread keeps up with far
+            // fewer, and a full queue only makes a logging thread wait for it (lossless).
             let (nb, guard) = NonBlockingBuilder::default()
-                .buffered_lines_limit(8192)
+                .buffered_lines_limit(1024)
                 .lossy(false)
                 .thread_name("pons-log-file")
                 .finish(daily);

@@ -133,9 +133,10 @@ impl<'c> Reader<'c> {
     }
 
     fn permissions(&self, bytes: &[u8]) -> Option<Cow<'c, PermissionsFile>> {
-        if let Some(p) = self.previous.filter(|p| {
-            p.digests.permissions.as_deref() == Some(sha256_hex(bytes).as_str())
-        }) {
+        if let Some(p) = self
+            .previous
+            .filter(|p| p.digests.permissions.as_deref() == Some(sha256_hex(bytes).as_str()))
+        {
             return Some(Cow::Borrowed(&p.permissions));
         }
         permissions::parse(bytes).ok().map(Cow::Owned)
@@ -422,7 +423,10 @@ mod tests {
             r#"{"id":"a","name":"A","runtime":"binary","entrypoint":"run","permissions":{"run":["sh"]}}"#,
         );
         write(&m.join("a/run"), "");
-        write(&home.config_yaml(), "kernel:\n  runtimes:\n    python: python3\n");
+        write(
+            &home.config_yaml(),
+            "kernel:\n  runtimes:\n    python: python3\n",
+        );
         write(
             &home.permissions_yaml(),
             "modules:\n  a:\n    base: {run: [env]}\n    baseManifestHash: ''\n",
@@ -430,7 +434,9 @@ mod tests {
         let env: BTreeMap<String, String> =
             [("PATH".to_string(), "/usr/bin:/bin".to_string())].into();
         let plain = read_snapshot(&home, &env);
-        assert!(["sh", "env", "python3"].iter().all(|n| plain.which.contains_key(*n)));
+        assert!(["sh", "env", "python3"]
+            .iter()
+            .all(|n| plain.which.contains_key(*n)));
         let previous = pons_reconciler::build_desired(&plain, None);
         assert!(previous.modules.contains_key("a"), "{:?}", previous.blocked);
         let mut cache = ReadCache::default();
@@ -477,7 +483,11 @@ mod tests {
             FileRead::Error(BEING_WRITTEN.into())
         );
         let schema_read = |i: &Inputs| i.snapshot.modules[0].schema.clone().unwrap().bytes;
-        assert_eq!(schema_read(&during), schema_read(&first), "the last complete read");
+        assert_eq!(
+            schema_read(&during),
+            schema_read(&first),
+            "the last complete read"
+        );
         assert_eq!(during.being_written.len(), 2, "{:?}", during.being_written);
         // The CLI has no last good value: it reads what is there.
         assert_eq!(

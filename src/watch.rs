@@ -1,4 +1,4 @@
-//! Triggers of reconcile passes: the file watcher (notify + debouncer, ≈100 ms) on the home
+//! Triggers of reconcile passes: the file watcher (inotify, batches of ≈100 ms) on the home
 //! directory and the signals SIGHUP, SIGUSR1, SIGUSR2 (plus SIGTERM/SIGINT for shutdown).
 //! Triggers only *request* a pass; the reconcile loop coalesces them.
 

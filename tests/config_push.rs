@@ -93,7 +93,10 @@ fn an_edit_then_sigusr1_pushes_the_new_values() {
         assert_eq!(upd["config"]["k"]["name"], format!("n{v}"), "{upd}");
     }
     assert_eq!(updates(&home, "m").len(), 5, "one update per edit");
-    assert!(updates(&home, "other").is_empty(), "section o never changed");
+    assert!(
+        updates(&home, "other").is_empty(),
+        "section o never changed"
+    );
     assert_eq!(home.starts("m").len(), 1);
 }
 
@@ -153,7 +156,10 @@ fn a_save_in_two_chunks_disturbs_nothing_and_is_applied_once_complete() {
     assert_eq!(upd["config"]["k"], json!({"v": 25, "name": "twenty-five"}));
     wait_for("the input error to clear", T, || {
         let s = home.status();
-        s["errors"].as_array().is_none_or(|e| e.is_empty()).then_some(())
+        s["errors"]
+            .as_array()
+            .is_none_or(|e| e.is_empty())
+            .then_some(())
     });
     assert_eq!(updates(&home, "m").len(), 1, "{:?}", updates(&home, "m"));
     assert!(updates(&home, "other").is_empty(), "section o is the same");

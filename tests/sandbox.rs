@@ -49,6 +49,7 @@ fn sh_spec(script: &str, cwd: &Path, policy: SandboxPolicy, landlock: bool) -> E
         kernel_pid: std::process::id(),
         landlock,
         tag: None,
+        nofile_soft: None,
     }
 }
 
@@ -529,6 +530,7 @@ fn spawn_overhead() {
         kernel_pid: std::process::id(),
         landlock,
         tag: None,
+        nofile_soft: None,
     };
     println!(
         "spawn+wait median over {N}: /bin/true direct {direct} µs; landlock {}",

@@ -389,6 +389,7 @@ fn control_socket_refuses_module_processes() {
         kernel_pid: std::process::id(),
         landlock: false,
         tag: None,
+        nofile_soft: None,
     };
     let out = sandbox::exec_command(&spec)
         .stdin(sandbox::Stdio::Null)

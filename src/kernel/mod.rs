@@ -9,6 +9,7 @@
 pub mod calls;
 pub mod control;
 pub mod hints;
+pub mod memory;
 pub mod notify;
 pub mod observe;
 pub mod operator;
@@ -84,8 +85,14 @@ impl Kernel {
         *self.lifecycle.read()
     }
 
+    /// New lifecycle settings; when they differ, every supervisor times its checks anew.
     pub fn set_lifecycle(&self, lc: Lifecycle) {
-        *self.lifecycle.write() = lc;
+        let changed = std::mem::replace(&mut *self.lifecycle.write(), lc) != lc;
+        if changed {
+            for e in self.core.lock().modules.values() {
+                let _ = e.sup.send(supervisor::SupCmd::Recheck);
+            }
+        }
     }
 
     /// Whether `install` must be sent to a module spawned now (first spawn ever); records it.
@@ -131,6 +138,10 @@ pub fn run(opts: StartOptions) -> anyhow::Result<()> {
             home.root.display()
         );
     }
+    raise_open_files_limit();
+    memory::configure();
+    // While this process has one thread: the watchdog as a small fork (else `pons __watchdog`).
+    let _ = crate::sandbox::Watchdog::fork_early();
     let level = opts.log_level.clone().unwrap_or_else(|| "info".into());
     let log = crate::logging::init(Some(&home), &level)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -141,6 +152,33 @@ pub fn run(opts: StartOptions) -> anyhow::Result<()> {
     let result = rt.block_on(reconcile::main(opts, log));
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     result
+}
+
+/// Raises the kernel's soft RLIMIT_NOFILE to its hard limit: it holds three pipes (and a pidfd where
+/// the system has them) per module process, plus a few dozen of its own. Modules start with the
+/// soft limit the kernel had ([`crate::sandbox::spec::set_module_nofile`]).
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let Some(soft) = lim.current else {
+        return;
+    };
+    crate::sandbox::spec::set_module_nofile(soft);
+    // An unlimited hard limit is not a valid soft one for descriptors: the system's ceiling is.
+    let hard = lim.maximum.or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    });
+    if let Some(hard) = hard.filter(|h| *h > soft) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(hard),
+                maximum: lim.maximum,
+            },
+        );
+    }
 }
 
 /// Creates the home's runtime directories (0700; existing ones are tightened to 0700).

@@ -8,10 +8,14 @@
 //! a publisher that filled it waits (up to `slowConsumerMs`) until it drains below [`LOW_WATER`],
 //! so nothing is lost while consumers keep up. Above [`HARD_CAP`] bytes messages are dropped and
 //! counted, so memory per module stays bounded. A consumer that makes no progress for
-//! `slowConsumerMs` while bytes wait is hung; the supervisor restarts it.
+//! `slowConsumerMs` while bytes wait is hung; the supervisor restarts it. It times that only while
+//! bytes wait: a write that has to wait for the module wakes it ([`Outbox::write_waited`]) unless
+//! it is timing a stall already ([`Outbox::watch_stall`]), so an idle module costs no wake-up.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -41,12 +45,16 @@ pub struct Outbox {
     epoch: Instant,
     wake_writer: Notify,
     drained: Notify,
+    /// The supervisor times a stall (it saw bytes waiting); else a waiting write wakes it.
+    stall_timed: AtomicBool,
+    /// A write had to wait for the module while no stall was timed.
+    write_waited: Notify,
 }
 
 impl Outbox {
     pub fn new() -> Arc<Outbox> {
         Arc::new(Outbox {
-            buf: Mutex::new(Vec::with_capacity(8 << 10)),
+            buf: Mutex::new(Vec::new()),
             queued: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -56,6 +64,8 @@ impl Outbox {
             epoch: Instant::now(),
             wake_writer: Notify::new(),
             drained: Notify::new(),
+            stall_timed: AtomicBool::new(false),
+            write_waited: Notify::new(),
         })
     }
 
@@ -114,6 +124,35 @@ impl Outbox {
         }
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)))
+    }
+
+    /// The supervisor's side of the hung-consumer check: whether bytes wait now. While they do
+    /// it times the stall itself; once they do not, the next write that has to wait for the
+    /// module wakes it ([`Outbox::write_waited`]).
+    pub fn watch_stall(&self) -> bool {
+        self.stall_timed.store(false, Ordering::SeqCst);
+        // Pairs with the fence in `wait_for_module`: either this load sees the bytes of a write
+        // that waits, or that write sees the flag cleared and wakes the supervisor.
+        fence(Ordering::SeqCst);
+        let waiting = self.queued() > 0;
+        if waiting {
+            self.stall_timed.store(true, Ordering::SeqCst);
+        }
+        waiting
+    }
+
+    /// Completes when a write had to wait for the module while no stall was timed (or had, since
+    /// the last call).
+    pub async fn write_waited(&self) {
+        self.write_waited.notified().await;
+    }
+
+    /// The writer's write could not complete at once (the module's stdin pipe is full).
+    fn wait_for_module(&self) {
+        fence(Ordering::SeqCst);
+        if !self.stall_timed.load(Ordering::SeqCst) {
+            self.write_waited.notify_one();
+        }
     }
 
     /// A mark of everything pushed so far: once [`Outbox::reached`] says so, all of it (a health
@@ -186,7 +225,7 @@ impl Outbox {
 /// Writes everything pushed to `outbox` into the module's stdin until the outbox is closed or
 /// the pipe breaks. Closing stdin at the end lets SDK-based modules notice.
 pub async fn writer_task(outbox: Arc<Outbox>, mut stdin: ChildStdin) {
-    let mut batch: Vec<u8> = Vec::with_capacity(8 << 10);
+    let mut batch: Vec<u8> = Vec::new();
     loop {
         if outbox.is_closed() {
             break;
@@ -198,7 +237,17 @@ pub async fn writer_task(outbox: Arc<Outbox>, mut stdin: ChildStdin) {
             continue;
         }
         let n = batch.len();
-        if stdin.write_all(&batch).await.is_err() {
+        let written = {
+            let mut write = std::pin::pin!(stdin.write_all(&batch));
+            match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    outbox.wait_for_module();
+                    write.await
+                }
+            }
+        };
+        if written.is_err() {
             outbox.close();
             break;
         }

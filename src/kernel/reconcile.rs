@@ -146,16 +146,18 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
     // pass's read and then is not missed.
     let watcher = {
         let (home, tx) = (home.clone(), trigger_tx.clone());
-        tokio::task::spawn_blocking(move || match crate::watch::spawn_watcher(&home, tx.clone()) {
-            Ok(w) => {
-                let _ = tx.send(Trigger::Files);
-                Some(w)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "file watcher unavailable — use `pons apply` or SIGHUP after edits");
-                None
-            }
-        })
+        tokio::task::spawn_blocking(
+            move || match crate::watch::spawn_watcher(&home, tx.clone()) {
+                Ok(w) => {
+                    let _ = tx.send(Trigger::Files);
+                    Some(w)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "file watcher unavailable — use `pons apply` or SIGHUP after edits");
+                    None
+                }
+            },
+        )
     };
     // Ids waiting to be recorded as `firstSpawnAt`, and whether a writer is running.
     let first_spawns: Arc<parking_lot::Mutex<(Vec<String>, bool)>> = Default::default();
@@ -295,6 +297,7 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
             kernel.notify.reloading();
         }
         let outcome = pass(&kernel, apply, retry, progress).await;
+        super::memory::trim_soon();
         if boot || signalled {
             kernel.notify.settle(outcome.desired.clone());
         }
@@ -338,8 +341,7 @@ pub async fn pass(
         let mut inputs = read(&mut cache);
         // The first pass has no last good value to keep: it waits for the writer, boundedly.
         let deadline = Instant::now() + BOOT_WRITER_WAIT;
-        while previous.is_none() && !inputs.being_written.is_empty() && Instant::now() < deadline
-        {
+        while previous.is_none() && !inputs.being_written.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
             inputs = read(&mut cache);
         }
@@ -632,15 +634,20 @@ async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<Rout
     }
 }
 
-/// Answers timed-out RPCs.
+/// Answers timed-out RPCs: sleeps until the earliest deadline of an RPC in flight (woken when an
+/// earlier one is added, [`super::router::PendingRpcs`]), and not at all while none is.
 async fn rpc_timeouts(kernel: Arc<Kernel>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let timer = kernel.core.lock().rpcs.timer.clone();
     loop {
-        tick.tick().await;
-        let mut core = kernel.core.lock();
-        if !core.rpcs.is_empty() {
-            core.expire_rpcs(Instant::now());
+        let next = kernel.core.lock().expire_rpcs(Instant::now());
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = timer.notified() => {}
+                }
+            }
+            None => timer.notified().await,
         }
     }
 }

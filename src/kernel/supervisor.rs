@@ -38,6 +38,9 @@ pub enum SupCmd {
     Fail { gen: u64, reason: Reason },
     /// The stdout of process `gen` reached end of file.
     StdoutClosed { gen: u64 },
+    /// The module's status or the lifecycle settings changed: its timed checks are due at other
+    /// times ([`Supervisor::check`]).
+    Recheck,
 }
 
 /// How one process ended, from the supervisor's point of view.
@@ -126,7 +129,9 @@ impl Supervisor {
                     next_spawn = Some(tokio::time::Instant::now());
                     continue;
                 }
-                Some(Some(SupCmd::Fail { .. } | SupCmd::StdoutClosed { .. })) => continue,
+                Some(Some(SupCmd::Fail { .. } | SupCmd::StdoutClosed { .. } | SupCmd::Recheck)) => {
+                    continue
+                }
             }
             match self.run_process().await {
                 Ended::Stopped => return,
@@ -342,8 +347,19 @@ impl Supervisor {
 
         let mut health = Health::default();
         loop {
-            let now = tokio::time::Instant::now();
-            let tick = now + self.tick_interval(&health);
+            // Nothing wakes this task but the process, a command, the next due check (ready or
+            // requires timeout, health ping, pong timeout, counter reset, a stall reaching
+            // `slowConsumerMs`) and a write that has to wait for the module.
+            let due = match self.check(&mut health, &outbox) {
+                Ok(due) => due,
+                Err(reason) => return self.failed(&mut proc, reason).await,
+            };
+            let sleep = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 status = proc.child.wait() => {
                     return self.exited(status.ok(), &last_stderr, spawned, &mut proc).await;
@@ -377,11 +393,8 @@ impl Supervisor {
                     }
                     Some(_) => {}
                 },
-                _ = tokio::time::sleep_until(tick) => {
-                    if let Some(reason) = self.check(&mut health, &outbox) {
-                        return self.failed(&mut proc, reason).await;
-                    }
-                }
+                () = sleep => {}
+                () = outbox.write_waited() => {}
             }
         }
     }
@@ -417,29 +430,17 @@ impl Supervisor {
                         return Some(Ended::Replaced(desired, done));
                     }
                     // Reports about an earlier process.
-                    Some(SupCmd::Fail { .. } | SupCmd::StdoutClosed { .. }) => {}
+                    Some(SupCmd::Fail { .. } | SupCmd::StdoutClosed { .. } | SupCmd::Recheck) => {}
                 },
             }
         }
     }
 
-    fn tick_interval(&self, health: &Health) -> Duration {
-        let status = self
-            .kernel
-            .core
-            .lock()
-            .modules
-            .get(&self.id)
-            .map(|e| e.status);
-        match status {
-            Some(Status::Ready) => {
-                let lc = self.kernel.lifecycle();
-                let step = Duration::from_millis(lc.ping_timeout_ms.min(lc.health_interval_ms));
-                let _ = health;
-                step.clamp(Duration::from_millis(100), Duration::from_secs(1))
-            }
-            _ => Duration::from_millis(100),
-        }
+    /// How often a state that gives no event to wait for is looked at again: a ping queued behind
+    /// bytes not yet written, a module held back (100 ms–1 s, as the checks were once paced).
+    fn poll_step(lc: &pons_reconciler::config::Lifecycle) -> Duration {
+        Duration::from_millis(lc.ping_timeout_ms.min(lc.health_interval_ms))
+            .clamp(Duration::from_millis(100), Duration::from_secs(1))
     }
 
     fn ready_for(&self) -> Duration {
@@ -478,31 +479,49 @@ impl Supervisor {
         }
     }
 
-    /// Periodic checks: ready timeout, requires timeout, health, hung consumer, counter reset.
-    fn check(&self, health: &mut Health, outbox: &Outbox) -> Option<Reason> {
+    /// The timed checks: ready timeout, requires timeout, health, hung consumer, counter reset.
+    /// Returns the failure, or when the next check is due (`None`: only an event can make one
+    /// due — a status change or a new setting, told with [`SupCmd::Recheck`], or a write that has
+    /// to wait for the module).
+    fn check(&self, health: &mut Health, outbox: &Outbox) -> Result<Option<Instant>, Reason> {
         let lc = self.kernel.lifecycle();
         let mut core = self.kernel.core.lock();
-        let e = core.modules.get_mut(&self.id)?;
+        let Some(e) = core.modules.get_mut(&self.id) else {
+            return Ok(None);
+        };
         let now = Instant::now();
+        let ms = Duration::from_millis;
+        let step = now + Self::poll_step(&lc);
+        let mut due = Due::default();
         match e.status {
             Status::Starting | Status::Restarting => {
                 // Time the kernel held the module back (not reading its stdout) is not its own.
                 let since = e
                     .spawned_at
-                    .map_or(Duration::ZERO, |t| t.elapsed())
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
                     .saturating_sub(e.held_back_for());
-                if since >= Duration::from_millis(lc.ready_timeout_ms) {
-                    return Some(Reason::new(
+                let timeout = ms(lc.ready_timeout_ms);
+                if since >= timeout {
+                    return Err(Reason::new(
                         reason::READY_TIMEOUT,
                         format!("no `ready` within {} ms", lc.ready_timeout_ms),
                     ));
                 }
+                // While held back the deadline moves on with the hold.
+                due.at(if e.held_back_since.is_some() {
+                    step
+                } else {
+                    now + (timeout - since)
+                });
             }
             Status::Waiting => {
-                let since = e.waiting_since.map_or(Duration::ZERO, |t| t.elapsed());
-                if since >= Duration::from_millis(lc.requires_timeout_ms) {
+                let since = e
+                    .waiting_since
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                let timeout = ms(lc.requires_timeout_ms);
+                if since >= timeout {
                     let missing = core.missing_requires(&self.desired.manifest.requires);
-                    return Some(Reason::new(
+                    return Err(Reason::new(
                         reason::REQUIRES_TIMEOUT,
                         format!(
                             "required services {} not ready within {} ms",
@@ -511,17 +530,20 @@ impl Supervisor {
                         ),
                     ));
                 }
+                due.at(now + (timeout - since));
             }
             Status::Ready => {
-                if (e.restarts > 0 || e.last_error.is_some())
-                    && e.ready_at.is_some_and(|t| t.elapsed() >= RESET_AFTER)
-                {
-                    tracing::debug!(moduleId = %self.id, "restart counter reset");
-                    e.restarts = 0;
-                    e.reason = None;
-                    e.last_error = None;
-                }
                 let ready_at = e.ready_at.unwrap_or(now);
+                if e.restarts > 0 || e.last_error.is_some() {
+                    if now.saturating_duration_since(ready_at) >= RESET_AFTER {
+                        tracing::debug!(moduleId = %self.id, "restart counter reset");
+                        e.restarts = 0;
+                        e.reason = None;
+                        e.last_error = None;
+                    } else {
+                        due.at(ready_at + RESET_AFTER);
+                    }
+                }
                 // Health: one ping per interval; a ping unanswered within the timeout is a failure.
                 // The timeout runs only while the module can answer and be heard: from when the
                 // ping was written to its stdin (not while it waits behind unread deliveries —
@@ -534,10 +556,10 @@ impl Supervisor {
                     let running_since = ping
                         .reached
                         .map(|r| e.held_back_until.map_or(r, |u| u.max(r)));
-                    let timed_out = e.held_back_since.is_none()
+                    let held = e.held_back_since.is_some();
+                    let timed_out = !held
                         && running_since.is_some_and(|t| {
-                            now.saturating_duration_since(t)
-                                >= Duration::from_millis(lc.ping_timeout_ms)
+                            now.saturating_duration_since(t) >= ms(lc.ping_timeout_ms)
                         });
                     if e.pongs > ping.pongs_then {
                         health.outstanding = None;
@@ -547,43 +569,63 @@ impl Supervisor {
                         health.failures += 1;
                         tracing::debug!(moduleId = %self.id, failures = health.failures, "Health check failed — retrying");
                         if health.failures >= lc.health_max_failures {
-                            return Some(Reason::new(
+                            return Err(Reason::new(
                                 reason::HEALTH_CHECK_FAILED,
                                 format!("{} pings unanswered", health.failures),
                             ));
                         }
-                    }
-                }
-                let last = health.last_ping.unwrap_or(ready_at);
-                if health.outstanding.is_none()
-                    && last.elapsed() >= Duration::from_millis(lc.health_interval_ms)
-                {
-                    health.last_ping = Some(now);
-                    // Nothing queued: the writer sends the ping at once.
-                    let idle = outbox.queued() == 0;
-                    if outbox.push_with(outbound::ping) {
-                        health.outstanding = Some(Ping {
-                            pongs_then: e.pongs,
-                            mark: outbox.mark(),
-                            reached: idle.then_some(now),
+                    } else {
+                        // Not written yet, or held back: looked at again; else its timeout.
+                        due.at(match running_since {
+                            Some(t) if !held => t + ms(lc.ping_timeout_ms),
+                            _ => step,
                         });
                     }
                 }
-                let stalled = outbox.stalled_for();
-                if stalled >= Duration::from_millis(lc.slow_consumer_ms) {
-                    return Some(Reason::new(
-                        reason::SLOW_CONSUMER,
-                        format!(
-                            "{} bytes unread for {} ms",
-                            outbox.queued(),
-                            stalled.as_millis()
-                        ),
-                    ));
+                let last = health.last_ping.unwrap_or(ready_at);
+                if health.outstanding.is_none() {
+                    if now.saturating_duration_since(last) >= ms(lc.health_interval_ms) {
+                        health.last_ping = Some(now);
+                        // Nothing queued: the writer sends the ping at once.
+                        let idle = outbox.queued() == 0;
+                        if outbox.push_with(outbound::ping) {
+                            health.outstanding = Some(Ping {
+                                pongs_then: e.pongs,
+                                mark: outbox.mark(),
+                                reached: idle.then_some(now),
+                            });
+                            due.at(if idle {
+                                now + ms(lc.ping_timeout_ms)
+                            } else {
+                                step
+                            });
+                        }
+                        due.at(now + ms(lc.health_interval_ms));
+                    } else {
+                        due.at(last + ms(lc.health_interval_ms));
+                    }
+                }
+                // Hung consumer: timed only while bytes wait (a write that has to wait for the
+                // module wakes this task when it is not timing one already).
+                if outbox.watch_stall() {
+                    let stalled = outbox.stalled_for();
+                    let limit = ms(lc.slow_consumer_ms);
+                    if stalled >= limit {
+                        return Err(Reason::new(
+                            reason::SLOW_CONSUMER,
+                            format!(
+                                "{} bytes unread for {} ms",
+                                outbox.queued(),
+                                stalled.as_millis()
+                            ),
+                        ));
+                    }
+                    due.at(now + (limit - stalled));
                 }
             }
             _ => {}
         }
-        None
+        Ok(due.0)
     }
 
     /// The process exited by itself: log it and take the restart path.
@@ -752,6 +794,16 @@ struct Health {
     last_ping: Option<Instant>,
     outstanding: Option<Ping>,
     failures: u32,
+}
+
+/// The earliest of the instants a timed check is due at.
+#[derive(Default)]
+struct Due(Option<Instant>);
+
+impl Due {
+    fn at(&mut self, t: Instant) {
+        self.0 = Some(self.0.map_or(t, |d| d.min(t)));
+    }
 }
 
 /// A health ping waiting for its pong.

@@ -206,7 +206,8 @@ impl HumanSink {
     }
 }
 
-/// Flushes a topic group once it has been idle for [`GROUP_IDLE`]; exits with the sink.
+/// Flushes a topic group once it has been idle for [`GROUP_IDLE`]; exits once no group is
+/// pending (the next group starts another) or with the sink, so nothing wakes while logs are quiet.
 fn flusher(sink: Weak<HumanSink>) {
     loop {
         let Some(sink) = sink.upgrade() else { return };
@@ -217,7 +218,8 @@ fn flusher(sink: Weak<HumanSink>) {
                 sink.wake.wait_until(&mut st, due);
             }
             None => {
-                sink.wake.wait_for(&mut st, Duration::from_secs(1));
+                st.flusher_started = false;
+                return;
             }
         }
     }

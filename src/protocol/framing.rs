@@ -2,7 +2,8 @@
 //! lines with a bounded buffer.
 //!
 //! Each [`LineReader::read_batch`] does one read of up to 64 KiB and hands every complete line
-//! to a callback, trimmed of surrounding ASCII whitespace (so a `\r` goes), skipping empty
+//! to a callback (reads start at 1 KiB and double while they come back full, so a quiet module's
+//! reader holds a small buffer and a busy one reads 64 KiB at a time), trimmed of surrounding ASCII whitespace (so a `\r` goes), skipping empty
 //! ones. An unterminated tail waits for the next read; at end of stream it is emitted as a final
 //! line. A line longer than the limit is dropped and counted: once the buffered
 //! tail passes the limit it is thrown away and everything up to the next `\n` is skipped as it
@@ -10,8 +11,10 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// Bytes asked for per read.
+/// Bytes asked for per read, at most.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked for by the first read; each read that comes back full doubles the next.
+const FIRST_READ: usize = 1024;
 /// Capacity kept after a long line has been handled; more is given back.
 const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
 
@@ -27,6 +30,8 @@ pub struct LineReader<R> {
     dropped: u64,
     /// What the last [`LineReader::fill`] left for [`LineReader::drain`].
     filled: Filled,
+    /// Bytes the next read asks for ([`FIRST_READ`] up to [`READ_CHUNK`]).
+    next_read: usize,
 }
 
 /// The state between [`LineReader::fill`] and [`LineReader::drain`].
@@ -47,11 +52,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         LineReader {
             inner,
             max_line,
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: Vec::new(),
             discarding: false,
             eof: false,
             dropped: 0,
             filled: Filled::Nothing,
+            next_read: FIRST_READ,
         }
     }
 
@@ -100,18 +106,19 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             Filled::Bytes { scanned } => scanned,
             _ => self.buf.len(),
         };
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK {
+        let want = self.next_read;
+        if self.buf.capacity() - self.buf.len() < want {
             // Grow by doubling (amortised copies for long lines) but never past what the
             // longest acceptable line plus one read needs.
             let len = self.buf.len();
             let cap = self.buf.capacity();
             let target = (cap * 2)
                 .min(self.max_line.saturating_add(READ_CHUNK))
-                .max(len + READ_CHUNK);
+                .max(len + want);
             self.buf.reserve_exact(target - len);
         }
         let n = loop {
-            let mut limited = (&mut self.inner).take(READ_CHUNK as u64);
+            let mut limited = (&mut self.inner).take(want as u64);
             match limited.read_buf(&mut self.buf).await {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -123,6 +130,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             let pending = matches!(self.filled, Filled::Bytes { .. }).then_some(scanned);
             self.filled = Filled::Eof { scanned: pending };
             return Ok(false);
+        }
+        if n == want {
+            self.next_read = (want * 2).min(READ_CHUNK);
         }
         self.filled = Filled::Bytes { scanned };
         Ok(true)

@@ -66,6 +66,7 @@ pub fn exec_spec(spec: &SpawnSpec, opts: &ExecOptions) -> ExecSpec {
         kernel_pid: opts.kernel_pid.unwrap_or_else(std::process::id),
         landlock: opts.landlock,
         tag: None,
+        nofile_soft: spec::module_nofile(),
     }
 }
 

@@ -36,7 +36,9 @@ pub struct Rlimits {
 impl Rlimits {
     /// The limits of a module's policy, never above the kernel's hard limits (which an
     /// unprivileged process cannot raise).
-    pub fn from_policy(limits: &Limits) -> Rlimits {
+    /// Without an `openFiles` limit, `nofile_soft` (the kernel's soft RLIMIT_NOFILE before it
+    /// raised its own) is the module's soft limit; the hard one stays.
+    pub fn from_policy(limits: &Limits, nofile_soft: Option<u64>) -> Rlimits {
         let set = |res: Resource, value: Option<u64>, slack: u64| {
             let value = value?;
             let hard_now = rustix::process::getrlimit(res).maximum;
@@ -52,7 +54,13 @@ impl Rlimits {
                 limits.memory_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
                 0,
             ),
-            nofile: set(Resource::Nofile, limits.open_files, 0),
+            nofile: set(Resource::Nofile, limits.open_files, 0).or_else(|| {
+                let hard = rustix::process::getrlimit(Resource::Nofile).maximum;
+                nofile_soft.map(|soft| Rlimit {
+                    current: Some(hard.map_or(soft, |h| soft.min(h))),
+                    maximum: hard,
+                })
+            }),
             nproc: set(Resource::Nproc, limits.processes, 0),
             cpu: set(Resource::Cpu, limits.cpu_seconds, 1),
         }
@@ -223,7 +231,7 @@ impl Prepared {
             kernel_pid: spec.kernel_pid,
             landlock,
             notes,
-            rlimits: Rlimits::from_policy(&spec.policy.limits),
+            rlimits: Rlimits::from_policy(&spec.policy.limits, spec.nofile_soft),
             tag: spec.tag,
             caps: CapDrop::prepare(),
         }
@@ -289,11 +297,14 @@ mod tests {
     #[test]
     fn rlimits_are_clamped_to_the_hard_limit() {
         let hard = rustix::process::getrlimit(Resource::Nofile).maximum;
-        let r = Rlimits::from_policy(&Limits {
-            open_files: Some(u64::MAX - 1),
-            cpu_seconds: Some(5),
-            ..Limits::default()
-        });
+        let r = Rlimits::from_policy(
+            &Limits {
+                open_files: Some(u64::MAX - 1),
+                cpu_seconds: Some(5),
+                ..Limits::default()
+            },
+            Some(7),
+        );
         let nofile = r.nofile.unwrap();
         assert_eq!(
             nofile.current,
@@ -302,5 +313,17 @@ mod tests {
         let cpu = r.cpu.unwrap();
         assert!(cpu.maximum >= cpu.current);
         assert!(r.memory.is_none() && r.nproc.is_none());
+    }
+
+    #[test]
+    fn without_open_files_a_module_gets_the_kernels_original_soft_nofile() {
+        let hard = rustix::process::getrlimit(Resource::Nofile).maximum;
+        let r = Rlimits::from_policy(&Limits::default(), Some(1024));
+        let nofile = r.nofile.expect("the nofile slot is set");
+        assert_eq!(nofile.current, Some(hard.map_or(1024, |h| h.min(1024))));
+        assert_eq!(nofile.maximum, hard);
+        assert!(Rlimits::from_policy(&Limits::default(), None)
+            .nofile
+            .is_none());
     }
 }

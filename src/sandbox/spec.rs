@@ -10,6 +10,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use pons_reconciler::desired::{Limits, SandboxPolicy};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -45,6 +46,23 @@ pub struct ExecSpec {
     /// The module's tag ([`super::tag`]), so the kernel finds its descendants; `None`: untagged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<u64>,
+    /// The soft RLIMIT_NOFILE of a module whose policy sets no `openFiles`: the kernel's own
+    /// before it raised it ([`set_module_nofile`]); `None`: inherited as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nofile_soft: Option<u64>,
+}
+
+/// The soft RLIMIT_NOFILE modules start with, recorded by the kernel before it raises its own.
+static MODULE_NOFILE: OnceLock<u64> = OnceLock::new();
+
+/// Records the soft RLIMIT_NOFILE modules start with (the first value recorded stays).
+pub fn set_module_nofile(soft: u64) {
+    let _ = MODULE_NOFILE.set(soft);
+}
+
+/// The soft RLIMIT_NOFILE modules start with, if the kernel recorded one.
+pub fn module_nofile() -> Option<u64> {
+    MODULE_NOFILE.get().copied()
 }
 
 /// Mirror of [`SandboxPolicy`] for deserialization (the reconciler type only serializes).
@@ -162,6 +180,7 @@ mod tests {
             kernel_pid: 42,
             landlock: true,
             tag: Some(super::super::tag::tag(42, 7)),
+            nofile_soft: Some(1024),
         }
     }
 

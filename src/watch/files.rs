@@ -1,8 +1,11 @@
-//! The file watcher: notify + notify-debouncer-full on the home directory, turning every debounced
-//! batch of relevant changes into one [`Trigger::Files`].
+//! The file watcher: inotify (the `notify` crate) on the home directory, turning every batch of
+//! relevant changes into one [`Trigger::Files`]. A batch is what arrives within the debounce time
+//! (≈100 ms) after its first event; between batches the watcher thread sleeps until the next
+//! event or rescan, so an idle home costs no wake-up but the rescan's (a few seconds apart, a
+//! `stat` per watched directory).
 //!
-//! What is watched (each directory non-recursively, re-evaluated after every batch and every few
-//! seconds):
+//! What is watched (each directory non-recursively, re-evaluated after every batch, and checked
+//! every few seconds):
 //! - the home directory (config.yaml, permissions.yaml, deno.json, `modules/` appearing): watching
 //!   the directory, not the files, is what makes rename-saves visible;
 //! - `modules/` itself (module directories and symlinks added or removed);
@@ -25,27 +28,22 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecursiveMode};
-use notify_debouncer_full::{
-    new_debouncer, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
-};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Trigger;
 use crate::home::Home;
 
-type NotifyDebouncer = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
-
 /// Tuning of the watcher.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchOptions {
-    /// Quiet time after the last event of a burst before the batch is reported (≈100 ms).
+    /// How long after the first event of a batch the batch is reported (≈100 ms).
     pub debounce: Duration,
-    /// How often the watch set is re-evaluated without any event (catches a symlinked module's
-    /// target re-created elsewhere, where no watched directory sees it).
+    /// How often the watched directories are checked without any event (catches a symlinked
+    /// module's target re-created elsewhere, where no watched directory sees it).
     pub rescan: Duration,
 }
 
@@ -74,7 +72,7 @@ impl Drop for WatchGuard {
 }
 
 enum Msg {
-    Events(DebounceEventResult),
+    Event(notify::Result<Event>),
     Stop,
 }
 
@@ -92,12 +90,12 @@ pub fn spawn_watcher_with(
 ) -> anyhow::Result<WatchGuard> {
     let (msg_tx, msg_rx) = mpsc::channel();
     let handler_tx = msg_tx.clone();
-    let mut debouncer = new_debouncer(opts.debounce, None, move |res| {
-        let _ = handler_tx.send(Msg::Events(res));
+    let mut watcher = notify::recommended_watcher(move |res| {
+        let _ = handler_tx.send(Msg::Event(res));
     })
     .map_err(|e| anyhow::anyhow!("cannot start the file watcher: {e}"))?;
     let root = home.root.clone();
-    debouncer
+    watcher
         .watch(&root, RecursiveMode::NonRecursive)
         .map_err(|e| {
             anyhow::anyhow!(
@@ -106,10 +104,10 @@ pub fn spawn_watcher_with(
             )
         })?;
     let mut set = WatchSet::new(root.clone());
-    set.refresh(&mut debouncer);
+    set.refresh(&mut watcher);
     let thread = std::thread::Builder::new()
         .name("pons-watch".into())
-        .spawn(move || run(debouncer, set, &root, &msg_rx, &tx, opts.rescan))?;
+        .spawn(move || run(watcher, set, &root, &msg_rx, &tx, opts))?;
     Ok(WatchGuard {
         stop: msg_tx,
         thread: Some(thread),
@@ -117,41 +115,65 @@ pub fn spawn_watcher_with(
 }
 
 fn run(
-    mut debouncer: NotifyDebouncer,
+    mut watcher: RecommendedWatcher,
     mut set: WatchSet,
     root: &Path,
     rx: &mpsc::Receiver<Msg>,
     tx: &UnboundedSender<Trigger>,
-    rescan: Duration,
+    opts: WatchOptions,
 ) {
     loop {
-        let (relevant, rescan_now) = match rx.recv_timeout(rescan) {
+        let first = match rx.recv_timeout(opts.rescan) {
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-            Ok(Msg::Events(Ok(events))) => {
-                let r = events.iter().any(|e| is_relevant(root, e));
-                (r, r)
-            }
-            Ok(Msg::Events(Err(errors))) => {
-                for e in &errors {
-                    tracing::warn!(error = %e, "file watcher error; requesting a full pass");
+            Ok(Msg::Event(ev)) => ev,
+            Err(RecvTimeoutError::Timeout) => {
+                // Only a directory that is no longer what it was (or gone) costs a full refresh.
+                if set.moved() && set.refresh(&mut watcher) && tx.send(Trigger::Files).is_err() {
+                    break;
                 }
-                (true, true)
+                continue;
             }
-            Err(RecvTimeoutError::Timeout) => (false, true),
         };
+        // The batch: every event within `debounce` of the first.
+        let mut relevant = judge(root, first);
+        let until = Instant::now() + opts.debounce;
+        let mut stop = false;
+        loop {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(Msg::Event(ev)) => relevant |= judge(root, ev),
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    stop = true;
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+            }
+        }
+        if stop {
+            break;
+        }
         // Watch new directories before asking for the pass, so no later change is missed. A batch
         // of access events alone (modules opening their own files) changes nothing: refreshing
         // would read every module.json, whose opens are events again, in an endless loop.
-        let changed = rescan_now && set.refresh(&mut debouncer);
+        let changed = relevant && set.refresh(&mut watcher);
         if (relevant || changed) && tx.send(Trigger::Files).is_err() {
             break;
         }
     }
-    debouncer.stop();
+}
+
+/// Whether one event (or a watcher error, which asks for a full pass) is relevant.
+fn judge(root: &Path, ev: notify::Result<Event>) -> bool {
+    match ev {
+        Ok(e) => is_relevant(root, &e),
+        Err(e) => {
+            tracing::warn!(error = %e, "file watcher error; requesting a full pass");
+            true
+        }
+    }
 }
 
 /// Whether an event can change what a pass reads.
-fn is_relevant(root: &Path, e: &DebouncedEvent) -> bool {
+fn is_relevant(root: &Path, e: &Event) -> bool {
     let closed_after_writing = EventKind::Access(AccessKind::Close(AccessMode::Write));
     if matches!(e.kind, EventKind::Access(_)) && e.kind != closed_after_writing {
         return false;
@@ -213,9 +235,15 @@ impl WatchSet {
         want
     }
 
+    /// Whether a watched directory is gone or now another one (a `stat` each: no file is opened,
+    /// so the check itself causes no event).
+    fn moved(&self) -> bool {
+        self.watched.iter().any(|(p, id)| identity(p) != Some(*id))
+    }
+
     /// Brings the watches in line with [`WatchSet::desired`]; true if anything was added or
     /// dropped.
-    fn refresh(&mut self, debouncer: &mut NotifyDebouncer) -> bool {
+    fn refresh(&mut self, watcher: &mut RecommendedWatcher) -> bool {
         let want = self.desired();
         let mut changed = false;
         let stale: Vec<PathBuf> = self
@@ -226,7 +254,7 @@ impl WatchSet {
             .collect();
         for p in stale {
             // The backend may already have dropped it (directory deleted): ignore errors.
-            let _ = debouncer.unwatch(&p);
+            let _ = watcher.unwatch(&p);
             self.watched.remove(&p);
             changed = true;
         }
@@ -234,7 +262,7 @@ impl WatchSet {
             if self.watched.contains_key(&p) {
                 continue;
             }
-            match debouncer.watch(&p, RecursiveMode::NonRecursive) {
+            match watcher.watch(&p, RecursiveMode::NonRecursive) {
                 Ok(()) => {
                     self.watched.insert(p, id);
                     changed = true;

@@ -393,6 +393,8 @@ impl Core {
         if let Some(e) = self.modules.get_mut(module) {
             if e.status != status {
                 e.status = status;
+                // Its supervisor's timed checks (ready, requires, health) depend on the status.
+                let _ = e.sup.send(crate::kernel::supervisor::SupCmd::Recheck);
                 self.changed.notify_waiters();
             }
         }

@@ -66,11 +66,19 @@ impl Caller {
 /// The RPCs in flight, keyed by the kernel's own id. Timeouts are kept in a queue ordered by
 /// deadline (module RPCs share one timeout, so they are appended at the back; only an operator's
 /// own `--timeout` is inserted further in).
+///
+/// The timeout task sleeps until the deadline it was armed with ([`PendingRpcs::timer`]); an RPC
+/// whose deadline comes earlier than that (or any, while it is unarmed) wakes it. A stream of
+/// RPCs answered in time wakes it about once per timeout, never per RPC.
 #[derive(Debug, Default)]
 pub struct PendingRpcs {
     next: u64,
     live: super::fasthash::FastMap<u64, PendingRpc>,
     deadlines: VecDeque<(Instant, u64)>,
+    /// The deadline the timeout task sleeps until; `None`: it waits for an RPC.
+    armed: Option<Instant>,
+    /// Wakes the timeout task (an earlier deadline than the one it sleeps until).
+    pub timer: Arc<tokio::sync::Notify>,
     /// RPCs in flight per caller, and whether a refusal was logged since it last had none in
     /// flight (one warning per flood, not one per refused request).
     per_caller: super::fasthash::FastMap<Arc<str>, (usize, bool)>,
@@ -93,6 +101,10 @@ impl PendingRpcs {
             .rposition(|(d, _)| *d <= deadline)
             .map_or(0, |p| p + 1);
         self.deadlines.insert(pos, (deadline, id));
+        if self.armed.is_none_or(|a| deadline < a) {
+            self.armed = Some(deadline);
+            self.timer.notify_one();
+        }
         if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.live.len() {
             let live = &self.live;
             self.deadlines.retain(|(_, id)| live.contains_key(id));
@@ -142,9 +154,16 @@ impl PendingRpcs {
         self.live.is_empty()
     }
 
-    /// The earliest deadline still queued.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.front().map(|(d, _)| *d)
+    /// The earliest deadline of an RPC still in flight (answered ones are dropped from the queue
+    /// on the way).
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(&(deadline, kid)) = self.deadlines.front() {
+            if self.live.contains_key(&kid) {
+                return Some(deadline);
+            }
+            self.deadlines.pop_front();
+        }
+        None
     }
 }
 
@@ -327,7 +346,8 @@ impl Core {
         }
     }
 
-    /// Answers every RPC whose deadline passed with `timeout`. Returns the next deadline.
+    /// Answers every RPC whose deadline passed with `timeout`. Returns the next deadline, which
+    /// the timeout task is now armed with (an earlier one wakes it, see [`PendingRpcs`]).
     pub fn expire_rpcs(&mut self, now: Instant) -> Option<Instant> {
         while let Some(&(deadline, kid)) = self.rpcs.deadlines.front() {
             if deadline > now {
@@ -349,7 +369,9 @@ impl Core {
                 self.answer_error(p.caller, "timeout");
             }
         }
-        self.rpcs.next_deadline()
+        let next = self.rpcs.next_deadline();
+        self.rpcs.armed = next;
+        next
     }
 
     /// A module's process left: callers waiting on it get an error, its own calls are dropped.
