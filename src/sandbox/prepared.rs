@@ -258,6 +258,7 @@ mod tests {
             kernel_pid: 1,
             landlock: false,
             tag: None,
+            nofile_soft: None,
         }
     }
 
