@@ -582,7 +582,7 @@ fn finish(
     let threads_after = threads(pid);
     let alive_now = alive(pid);
     let status = cli_status(home.path());
-    let (kernel_panics, module_panics) = panics(&home.path().join("kernel.stderr"));
+    let (kernel_panics, module_panics) = panics(&home.kernel_stderr());
     let restarts: BTreeMap<String, u64> = status
         .as_ref()
         .and_then(|s| s["modules"].as_array().cloned())

@@ -1,29 +1,46 @@
 //! The pons benchmarks: each runs the real release `pons` binary on a temporary
 //! home with modules built on the Rust SDK (`pons-test-module`), measures its baseline in the
 //! same run, and prints the absolute figures, the ratio and the target; then a summary table.
+//! Every figure between processes is measured twice, with free placement and with every
+//! process pinned to one CPU, and compared best with best (see `placement.rs`).
 //!
 //! ```text
-//! cargo bench --bench pons                      # everything (≈ 2–3 min on 2 cores)
+//! cargo bench --bench pons                      # everything (a few minutes on 2 cores)
 //! cargo bench --bench pons -- --quick           # smaller counts (< 30 s)
 //! cargo bench --bench pons -- rpc throughput    # only benchmarks whose name contains a word
 //! cargo bench --bench pons -- --json            # JSON on stdout, human output on stderr
 //! ```
 //!
-//! Benchmarks: `route`, `rpc`, `throughput`, `burst`, `startup` (with `rss`), `plan`, `config`.
+//! Benchmarks: `route`, `rpc`, `throughput`, `burst`, `startup`, `resources` (`rss`, `status`,
+//! `idle`), `restart`, `config`, `plan`, `scale`.
 //! Results of a full run are kept in benches/RESULTS.md.
 
 #[path = "pons/config.rs"]
 mod config;
+#[path = "pons/fleet.rs"]
+mod fleet;
 #[path = "pons/harness.rs"]
 mod harness;
+#[path = "pons/kernel_log.rs"]
+mod kernel_log;
+#[path = "pons/placement.rs"]
+mod placement;
 #[path = "pons/plan.rs"]
 mod plan;
+#[path = "pons/procs.rs"]
+mod procs;
 #[path = "pons/report.rs"]
 mod report;
+#[path = "pons/resources.rs"]
+mod resources;
+#[path = "pons/restart.rs"]
+mod restart;
 #[path = "pons/route.rs"]
 mod route;
 #[path = "pons/rpc.rs"]
 mod rpc;
+#[path = "pons/scale.rs"]
+mod scale;
 #[path = "pons/startup.rs"]
 mod startup;
 #[path = "pons/throughput.rs"]
@@ -71,9 +88,27 @@ const BENCHES: &[(&str, &[&str], &str, BenchFn)] = &[
     ),
     (
         "startup",
-        &["rss"],
-        "100 modules start → all ready vs direct spawn + handshake; kernel RSS idle",
+        &["boot"],
+        "100 modules: exec of `pons kernel start` → last module.ready in its log vs direct spawn + handshake",
         startup::run,
+    ),
+    (
+        "resources",
+        &["rss", "memory", "status", "idle"],
+        "kernel + helpers RSS at 100 / 500 idle modules, `pons status --json` at 100 / 500, idle CPU at 100",
+        resources::run,
+    ),
+    (
+        "restart",
+        &["crash", "kill"],
+        "kill -9 of a module → ready again, lowest settings and defaults",
+        restart::run,
+    ),
+    (
+        "config",
+        &["signal", "apply"],
+        "config.yaml saved / rewritten + SIGUSR1 / rewritten + pons apply → config:update",
+        config::run,
     ),
     (
         "plan",
@@ -82,15 +117,16 @@ const BENCHES: &[(&str, &[&str], &str, BenchFn)] = &[
         plan::run,
     ),
     (
-        "config",
-        &["signal"],
-        "config.yaml saved / SIGUSR1 → config:update",
-        config::run,
+        "scale",
+        &[],
+        "10 / 100 / 1,000 modules: all ready, RSS, status, idle CPU, plan; growth vs linear",
+        scale::run,
     ),
 ];
 
 const USAGE: &str = "usage: cargo bench --bench pons -- [--quick] [--json] [NAME…]
-  NAME      run only benchmarks whose name contains NAME: route rpc throughput burst startup rss plan config
+  NAME      run only benchmarks whose name contains NAME: route rpc throughput burst startup
+            resources (rss status idle) restart config plan scale
   --quick   smaller counts (whole run under 30 s)
   --json    print the results as JSON on stdout (human output goes to stderr)
 ";
@@ -132,6 +168,9 @@ fn main() {
         std::process::exit(2);
     }
 
+    placement::init();
+    let (nofile_before, nofile) = procs::raise_nofile();
+
     // Human output: stdout, or stderr when stdout carries JSON.
     let say = |s: &str| {
         if opts.json {
@@ -152,6 +191,10 @@ fn main() {
         "binaries: {} and {}",
         harness::pons_bin().display(),
         harness::test_module_bin().display()
+    ));
+    say(&format!(
+        "placements: free ({} CPUs) and pinned to one CPU, best with best; RLIMIT_NOFILE {nofile_before} → {nofile}",
+        placement::cpus()
     ));
 
     let started = Instant::now();
@@ -180,6 +223,7 @@ fn main() {
         let doc = json!({
             "machine": machine,
             "quick": opts.quick,
+            "rlimitNofile": nofile,
             "seconds": total,
             "benchSeconds": timings,
             "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),

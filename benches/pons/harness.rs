@@ -91,10 +91,17 @@ impl Spec {
     }
 }
 
-/// A temporary pons home with a `bench/` directory the modules may write to.
+/// A temporary pons home (`<dir>/home`) with a `bench/` directory the modules may write to. The
+/// kernel's stderr goes to `<dir>/kernel.stderr`, outside the home: the kernel watches the home
+/// directory, and a file written there on every log line would make each line a file event and
+/// a pass (with 1,000 modules that kept the kernel busy for seconds).
 pub struct BenchHome {
     pub dir: tempfile::TempDir,
+    home: PathBuf,
     specs: Vec<Spec>,
+    /// permissions.yaml records a `firstSpawnAt` for every module, as after their first start:
+    /// no start of this home sends `install` or rewrites permissions.yaml.
+    installed: bool,
 }
 
 impl BenchHome {
@@ -103,16 +110,32 @@ impl BenchHome {
             .prefix("pons-bench-")
             .tempdir()
             .expect("create a temporary home");
-        std::fs::create_dir_all(dir.path().join("modules")).expect("modules dir");
-        std::fs::create_dir_all(dir.path().join("bench")).expect("bench dir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join("modules")).expect("modules dir");
+        std::fs::create_dir_all(home.join("bench")).expect("bench dir");
         BenchHome {
             dir,
+            home,
             specs: Vec::new(),
+            installed: false,
+        }
+    }
+
+    /// A home whose modules count as already started once (its `installed` field).
+    pub fn installed() -> BenchHome {
+        BenchHome {
+            installed: true,
+            ..BenchHome::new()
         }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.home
+    }
+
+    /// Where the kernel's stderr goes (outside the home).
+    pub fn kernel_stderr(&self) -> PathBuf {
+        self.dir.path().join("kernel.stderr")
     }
 
     /// `<home>/bench/<name>`: where modules write records and control files live.
@@ -193,6 +216,9 @@ impl BenchHome {
             services.extend(list("optionalRequires"));
             let caps = json!({"topics": topics, "services": services});
             out.push_str(&format!("    capabilities: {caps}\n"));
+            if self.installed {
+                out.push_str("    firstSpawnAt: 2026-01-01T00:00:00.000Z\n");
+            }
         }
         std::fs::write(self.path().join("permissions.yaml"), out).expect("write permissions.yaml");
     }
@@ -208,10 +234,11 @@ impl BenchHome {
         std::fs::rename(&tmp, self.path().join("config.yaml")).expect("rename config.yaml");
     }
 
-    /// Starts `pons kernel start --home <home> [extra]` in the foreground, as our child.
+    /// Starts `pons kernel start --home <home> [extra]` in the foreground, as our child (with
+    /// the calling thread's CPU placement).
     pub fn start_kernel(&self, extra: &[&str]) -> Kernel {
-        let log =
-            std::fs::File::create(self.path().join("kernel.stderr")).expect("kernel log file");
+        let log = std::fs::File::create(self.kernel_stderr()).expect("kernel log file");
+        let started_us = now_us();
         let child = Command::new(pons_bin())
             .args(["kernel", "start", "--home"])
             .arg(self.path())
@@ -225,6 +252,7 @@ impl BenchHome {
         Kernel {
             child: Some(child),
             socket: self.path().join("run/kernel.sock"),
+            started_us,
         }
     }
 
@@ -254,6 +282,8 @@ fn merge(base: &mut Value, extra: Value) {
 pub struct Kernel {
     child: Option<Child>,
     socket: PathBuf,
+    /// Wall clock (µs since the epoch) just before `pons kernel start` was spawned.
+    pub started_us: u64,
 }
 
 impl Kernel {
@@ -305,24 +335,6 @@ impl Kernel {
         )
     }
 
-    /// Waits until `n` modules are `ready`.
-    pub fn wait_ready_count(&self, n: usize, timeout: Duration) {
-        wait_for(
-            "modules to be ready",
-            timeout,
-            Duration::from_millis(50),
-            || {
-                let st = self.request("status")?;
-                let ready = st["modules"]
-                    .as_array()?
-                    .iter()
-                    .filter(|m| m["status"] == "ready")
-                    .count();
-                (ready >= n).then_some(())
-            },
-        )
-    }
-
     /// CPU time the kernel process has used so far (all threads), in nanoseconds.
     pub fn cpu_ns(&self) -> u64 {
         let Ok(rd) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
@@ -332,11 +344,6 @@ impl Kernel {
             .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
             .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
             .sum()
-    }
-
-    /// VmRSS and VmHWM of the kernel process, in KiB.
-    pub fn rss_kib(&self) -> (u64, u64) {
-        proc_rss_kib(self.pid())
     }
 
     /// SIGTERM and wait (SIGKILL after 20 s).

@@ -1,6 +1,7 @@
-//! Planning 1,000 synthetic modules: the pure part of a pass (`build_desired` + `plan`) on a
+//! Planning 1,000 synthetic modules (and any number, for the `scale` benchmark): the pure part of a pass (`build_desired` + `plan`) on a
 //! snapshot held in memory. The snapshot is read once from a generated home (so every probe is
-//! what the kernel would see); only the pure calls are timed.
+//! what the kernel would see); only the pure calls are timed. In process, one thread: no
+//! placement to vary.
 //!
 //! Two figures: from nothing running (1,000 spawns) and converged (observed == desired, the
 //! plan of every periodic pass). The 1,000 modules have a config section each, and every tenth
@@ -18,20 +19,28 @@ use crate::Opts;
 
 const MODULES: usize = 1_000;
 
-pub fn run(opts: &Opts) -> Vec<Figure> {
-    let iters = if opts.quick { 5 } else { 20 };
+/// Plan times of one home: from nothing running and converged, ms per iteration.
+pub struct PlanTimes {
+    pub cold_ms: Vec<f64>,
+    pub converged_ms: Vec<f64>,
+    pub spawn_actions: usize,
+    pub converged_actions: usize,
+}
+
+/// Generates a home of `modules` synthetic modules and times `iters` plans of each kind.
+pub fn measure(modules: usize, iters: usize) -> PlanTimes {
     let home = tempfile::Builder::new()
         .prefix("pons-bench-plan-")
         .tempdir()
         .expect("temporary home");
-    write_home(home.path());
+    write_home(home.path(), modules);
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let snap = pons::snapshot_io::read_snapshot(&Home::new(home.path()), &env);
 
     let desired = build_desired(&snap, None);
     assert_eq!(
         desired.modules.len(),
-        MODULES,
+        modules,
         "every synthetic module is runnable: {:?}",
         desired.blocked.first()
     );
@@ -48,56 +57,61 @@ pub fn run(opts: &Opts) -> Vec<Figure> {
         modules: BTreeMap::new(),
     };
 
-    let mut cold = Vec::new();
-    let mut steady = Vec::new();
-    let mut spawns = 0;
-    let mut steady_actions = 0;
+    let mut t = PlanTimes {
+        cold_ms: Vec::new(),
+        converged_ms: Vec::new(),
+        spawn_actions: 0,
+        converged_actions: 0,
+    };
     for _ in 0..iters {
-        let t = Instant::now();
+        let start = Instant::now();
         let d = build_desired(&snap, Some(&desired));
         let p = plan(&d, &empty, PlanOptions::default());
-        cold.push(t.elapsed().as_secs_f64() * 1000.0);
-        spawns = p.summary().spawn;
+        t.cold_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        t.spawn_actions = p.summary().spawn;
 
-        let t = Instant::now();
+        let start = Instant::now();
         let d = build_desired(&snap, Some(&desired));
         let p = plan(&d, &converged, PlanOptions::default());
-        steady.push(t.elapsed().as_secs_f64() * 1000.0);
-        steady_actions = p.actions.len();
+        t.converged_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        t.converged_actions = p.actions.len();
     }
-    let details = json!({"modules": MODULES, "iterations": iters, "spawnActions": spawns,
-                         "convergedActions": steady_actions,
-                         "minMs": {"cold": quantile(&mut cold.clone(), 0.0),
-                                   "converged": quantile(&mut steady.clone(), 0.0)}});
+    t
+}
+
+pub fn run(opts: &Opts) -> Vec<Figure> {
+    let iters = if opts.quick { 5 } else { 20 };
+    let mut t = measure(MODULES, iters);
+    let details = json!({"modules": MODULES, "iterations": iters,
+                         "spawnActions": t.spawn_actions,
+                         "convergedActions": t.converged_actions,
+                         "minMs": {"cold": quantile(&mut t.cold_ms.clone(), 0.0),
+                                   "converged": quantile(&mut t.converged_ms.clone(), 0.0)}});
     vec![
-        Figure {
-            bench: "plan",
-            metric: format!("build_desired + plan, {MODULES} modules, all to spawn (p50)"),
-            unit: "ms",
-            pons: quantile(&mut cold, 0.5),
-            baseline: None,
-            baseline_name: "",
-            target: Some(Target::AtMost(20.0)),
+        Figure::single(
+            "plan",
+            format!("build_desired + plan, {MODULES} modules, all to spawn (p50)"),
+            "ms",
+            quantile(&mut t.cold_ms, 0.5),
+            Some(Target::AtMost(20.0)),
             details,
-        },
-        Figure {
-            bench: "plan",
-            metric: format!("build_desired + plan, {MODULES} modules, converged (p50)"),
-            unit: "ms",
-            pons: quantile(&mut steady, 0.5),
-            baseline: None,
-            baseline_name: "",
-            target: Some(Target::AtMost(20.0)),
-            details: serde_json::Value::Null,
-        },
+        ),
+        Figure::single(
+            "plan",
+            format!("build_desired + plan, {MODULES} modules, converged (p50)"),
+            "ms",
+            quantile(&mut t.converged_ms, 0.5),
+            Some(Target::AtMost(20.0)),
+            serde_json::Value::Null,
+        ),
     ]
 }
 
-/// 1,000 approved modules with an entry file, a config section each, and provider chains.
-fn write_home(root: &std::path::Path) {
+/// `modules` approved modules with an entry file, a config section each, and provider chains.
+fn write_home(root: &std::path::Path, modules: usize) {
     let mut perms = String::from("modules:\n");
     let mut config = String::from("lifecycle:\n  shutdownGraceMs: 1000\n");
-    for i in 0..MODULES {
+    for i in 0..modules {
         let id = format!("mod{i:04}");
         let dir = root.join("modules").join(&id);
         std::fs::create_dir_all(&dir).expect("module dir");

@@ -1,5 +1,9 @@
 //! Benchmark figures: one measured value of pons with its baseline, the ratio, the performance
 //! target, and how they are printed (one line as measured, a summary table, JSON).
+//!
+//! A figure measured with both placements (free, and every process pinned to one CPU) keeps
+//! both values of each side; its `pons` and `baseline` are the best of the two (best with
+//! best), which the ratio and the target use.
 
 use serde_json::{json, Value};
 
@@ -14,6 +18,8 @@ pub enum Target {
     AtMost(f64),
     /// Must equal (a count).
     Exactly(f64),
+    /// `lo ≤ pons ≤ hi` (in the figure's unit).
+    Within(f64, f64),
 }
 
 impl Target {
@@ -23,8 +29,66 @@ impl Target {
             Target::RatioAtLeast(x) => format!("≥ {x} ×"),
             Target::AtMost(x) => format!("≤ {} {unit}", num(x)),
             Target::Exactly(x) => format!("= {}", num(x)),
+            Target::Within(lo, hi) => format!("{}–{} {unit}", num(lo), num(hi)),
         }
     }
+}
+
+/// Which of two measurements is the better one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Times, sizes, CPU; and counts that must be complete in every placement.
+    Min,
+    /// Rates.
+    Max,
+}
+
+impl Pick {
+    pub fn best(self, a: f64, b: f64) -> f64 {
+        match (a.is_nan(), b.is_nan()) {
+            (true, _) => b,
+            (_, true) => a,
+            _ if self == Pick::Min => a.min(b),
+            _ => a.max(b),
+        }
+    }
+}
+
+/// One value measured with free placement and pinned to one CPU (NaN: not measured).
+#[derive(Debug, Clone, Copy)]
+pub struct Placed {
+    pub free: f64,
+    pub pinned: f64,
+}
+
+impl Placed {
+    pub fn new(free: f64, pinned: f64) -> Placed {
+        Placed { free, pinned }
+    }
+
+    fn text(self, unit: &str) -> String {
+        let v = |x: f64| {
+            if x.is_nan() {
+                "–".to_string()
+            } else {
+                num(x)
+            }
+        };
+        format!("{} / {} {unit}", v(self.free), v(self.pinned))
+    }
+
+    fn json(self) -> Value {
+        let v = |x: f64| if x.is_nan() { Value::Null } else { json!(x) };
+        json!({"free": v(self.free), "pinned": v(self.pinned)})
+    }
+}
+
+/// The placements of a figure: both values of pons and of its baseline, and which is best.
+#[derive(Debug, Clone, Copy)]
+pub struct Placements {
+    pub pick: Pick,
+    pub pons: Placed,
+    pub baseline: Option<Placed>,
 }
 
 /// One measured figure.
@@ -43,9 +107,63 @@ pub struct Figure {
     pub target: Option<Target>,
     /// Anything else worth keeping (counts, spans, percentiles of both sides).
     pub details: Value,
+    /// Both placements, when measured with both (`pons` and `baseline` are then their best).
+    pub placements: Option<Placements>,
 }
 
 impl Figure {
+    /// A figure without a baseline, measured once (no placement).
+    pub fn single(
+        bench: &'static str,
+        metric: impl Into<String>,
+        unit: &'static str,
+        pons: f64,
+        target: Option<Target>,
+        details: Value,
+    ) -> Figure {
+        Figure {
+            bench,
+            metric: metric.into(),
+            unit,
+            pons,
+            baseline: None,
+            baseline_name: "",
+            target,
+            details,
+            placements: None,
+        }
+    }
+
+    /// A figure measured free and pinned, with an optional baseline measured the same way:
+    /// `pons` and `baseline` are each the best of their two placements.
+    #[allow(clippy::too_many_arguments)]
+    pub fn placed(
+        bench: &'static str,
+        metric: impl Into<String>,
+        unit: &'static str,
+        pick: Pick,
+        pons: Placed,
+        baseline: Option<(&'static str, Placed)>,
+        target: Option<Target>,
+        details: Value,
+    ) -> Figure {
+        Figure {
+            bench,
+            metric: metric.into(),
+            unit,
+            pons: pick.best(pons.free, pons.pinned),
+            baseline: baseline.map(|(_, b)| pick.best(b.free, b.pinned)),
+            baseline_name: baseline.map_or("", |(n, _)| n),
+            target,
+            details,
+            placements: Some(Placements {
+                pick,
+                pons,
+                baseline: baseline.map(|(_, b)| b),
+            }),
+        }
+    }
+
     /// `pons / baseline`.
     pub fn ratio(&self) -> Option<f64> {
         self.baseline.filter(|b| *b > 0.0).map(|b| self.pons / b)
@@ -59,18 +177,22 @@ impl Figure {
             Target::RatioAtLeast(x) => self.ratio().is_some_and(|r| r >= x),
             Target::AtMost(x) => self.pons <= x,
             Target::Exactly(x) => self.pons == x,
+            Target::Within(lo, hi) => lo <= self.pons && self.pons <= hi,
         })
     }
 
     /// One line as soon as it is measured.
     pub fn line(&self) -> String {
         let mut s = format!(
-            "{:<12} {:<34} pons {:>12} {}",
+            "{:<12} {:<44} pons {:>10} {}",
             self.bench,
             self.metric,
             num(self.pons),
             self.unit
         );
+        if let Some(p) = self.placements {
+            s.push_str(&format!(" (free / pinned {})", p.pons.text(self.unit)));
+        }
         if let Some(b) = self.baseline {
             s.push_str(&format!(
                 "   {} {} {}",
@@ -78,6 +200,9 @@ impl Figure {
                 num(b),
                 self.unit
             ));
+            if let Some(pb) = self.placements.and_then(|p| p.baseline) {
+                s.push_str(&format!(" ({})", pb.text(self.unit)));
+            }
         }
         if let Some(r) = self.ratio() {
             s.push_str(&format!("   ratio {r:.2} ×"));
@@ -104,15 +229,21 @@ impl Figure {
             "ratio": self.ratio(),
             "target": self.target.map(|t| t.text(self.unit)),
             "ok": self.ok(),
+            "placements": self.placements.map(|p| json!({
+                "best": if p.pick == Pick::Min { "min" } else { "max" },
+                "pons": p.pons.json(),
+                "baseline": p.baseline.map(Placed::json),
+            })),
             "details": self.details,
         })
     }
 }
 
-/// The summary table (Markdown, so it can go into benches/RESULTS.md as is).
+/// The summary table (Markdown, so it can go into benches/RESULTS.md as is). `pons`, `baseline`
+/// and `ratio` are best with best; the last column gives both placements (free / pinned).
 pub fn table(figures: &[Figure]) -> String {
     let mut s = String::from(
-        "| benchmark | figure | pons | baseline | ratio | target | |\n|---|---|---:|---:|---:|---|---|\n",
+        "| benchmark | figure | pons | baseline | ratio | target | | free / pinned |\n|---|---|---:|---:|---:|---|---|---|\n",
     );
     for f in figures {
         let base = match f.baseline {
@@ -126,8 +257,15 @@ pub fn table(figures: &[Figure]) -> String {
             Some(false) => "**missed**",
             None => "",
         };
+        let placed = match f.placements {
+            Some(p) => match p.baseline {
+                Some(b) => format!("{}; baseline {}", p.pons.text(f.unit), b.text(f.unit)),
+                None => p.pons.text(f.unit),
+            },
+            None => "—".into(),
+        };
         s.push_str(&format!(
-            "| {} | {} | {} {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} {} | {} | {} | {} | {} | {} |\n",
             f.bench,
             f.metric,
             num(f.pons),
@@ -135,10 +273,24 @@ pub fn table(figures: &[Figure]) -> String {
             base,
             ratio,
             target,
-            ok
+            ok,
+            placed
         ));
     }
     s
+}
+
+/// A count with thousands separators (`1,000`).
+pub fn count(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A number with a sensible number of digits.
@@ -163,8 +315,10 @@ pub fn num(x: f64) -> String {
         format!("{x:.0}")
     } else if a >= 10.0 {
         format!("{x:.1}")
-    } else {
+    } else if a >= 0.1 || a == 0.0 {
         format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
     }
 }
 

@@ -43,16 +43,14 @@ pub fn run(opts: &Opts) -> Vec<Figure> {
 }
 
 fn figure(metric: &str, mut ns: Vec<f64>) -> Figure {
-    Figure {
-        bench: "route",
-        metric: metric.into(),
-        unit: "ns",
-        pons: quantile(&mut ns.clone(), 0.5),
-        baseline: None,
-        baseline_name: "",
-        target: None,
-        details: json!({"roundsNs": ns.clone(), "min": quantile(&mut ns, 0.0)}),
-    }
+    Figure::single(
+        "route",
+        metric,
+        "ns",
+        quantile(&mut ns.clone(), 0.5),
+        None,
+        json!({"roundsNs": ns.clone(), "min": quantile(&mut ns, 0.0)}),
+    )
 }
 
 /// A `Core` with `pub` (publishes `bench:t`, calls service `svc`), `prov` (provides `svc`) and

@@ -1,6 +1,7 @@
 //! RPC round trip: a client module makes N sequential RPCs to an echo module, through the kernel
 //! (module → kernel → module → kernel → module) and, as the baseline, straight over two pipes
 //! (the same two test-module binaries, the client's stdout wired to the echo's stdin and back).
+//! Both free and pinned to one CPU; best with best.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::harness::{test_module_bin, wait_records, BenchHome, Spec};
-use crate::report::{Figure, Target};
+use crate::placement::BOTH;
+use crate::report::{Figure, Pick, Placed, Target};
 use crate::Opts;
 
 /// Bytes of `pad` in the params of each call.
@@ -16,49 +18,47 @@ const PAD: usize = 16;
 
 pub fn run(opts: &Opts) -> Vec<Figure> {
     let n = if opts.quick { 3_000 } else { 30_000 };
-    let direct = direct(n);
-    let kernel = through_kernel(n);
-    let f = |key: &str| {
-        (
-            kernel[key].as_f64().unwrap_or(0.0),
-            direct[key].as_f64().unwrap_or(0.0),
+    // [placement] → (kernel record, direct record)
+    let runs: Vec<(Value, Value)> = BOTH
+        .iter()
+        .map(|p| {
+            let _placed = p.enter();
+            (through_kernel(n), direct(n))
+        })
+        .collect();
+    let placed = |key: &str, kernel: bool| {
+        let v = |r: &(Value, Value)| {
+            let rec = if kernel { &r.0 } else { &r.1 };
+            rec[key].as_f64().unwrap_or(f64::NAN)
+        };
+        Placed::new(v(&runs[0]), v(&runs[1]))
+    };
+    let mut details = serde_json::Map::new();
+    details.insert("calls".into(), json!(n));
+    details.insert("paramsPadBytes".into(), json!(PAD));
+    for (p, (k, d)) in BOTH.iter().zip(&runs) {
+        details.insert(p.name().into(), json!({"pons": k, "direct": d}));
+    }
+    let fig = |metric: &str, key: &str, target: Option<Target>, details: Value| {
+        Figure::placed(
+            "rpc",
+            metric,
+            "µs",
+            Pick::Min,
+            placed(key, true),
+            Some(("direct pipe", placed(key, false))),
+            target,
+            details,
         )
     };
-    let details = json!({"calls": n, "paramsPadBytes": PAD, "pons": kernel, "direct": direct});
-    let (k50, d50) = f("p50_us");
-    let (k99, d99) = f("p99_us");
-    let (kmean, dmean) = f("mean_us");
     vec![
-        Figure {
-            bench: "rpc",
-            metric: "RPC round trip p50".into(),
-            unit: "µs",
-            pons: k50,
-            baseline: Some(d50),
-            baseline_name: "direct pipe",
-            target: Some(Target::RatioAtMost(2.5)),
-            details: details.clone(),
-        },
-        Figure {
-            bench: "rpc",
-            metric: "RPC round trip p99".into(),
-            unit: "µs",
-            pons: k99,
-            baseline: Some(d99),
-            baseline_name: "direct pipe",
-            target: None,
-            details: Value::Null,
-        },
-        Figure {
-            bench: "rpc",
-            metric: "RPC round trip mean".into(),
-            unit: "µs",
-            pons: kmean,
-            baseline: Some(dmean),
-            baseline_name: "direct pipe",
-            target: None,
-            details: Value::Null,
-        },
+        fig(
+            "RPC round trip p50",
+            "p50_us",
+            Some(Target::RatioAtMost(2.5)),
+            details.into(),
+        ),
+        fig("RPC round trip p99", "p99_us", None, Value::Null),
     ]
 }
 

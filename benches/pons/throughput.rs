@@ -2,7 +2,8 @@
 //! 200,000-message burst. Through the kernel a publisher module bursts `publish` lines; the
 //! baseline streams the same `deliver` lines the kernel would write straight into the same
 //! subscriber binary over a pipe (one writer thread per subscriber). Subscribers stamp the
-//! receive times of their first and N-th delivery (`--bench-expect N`).
+//! receive times of their first and N-th delivery (`--bench-expect N`). Every case runs free and
+//! pinned to one CPU; best with best.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +13,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::harness::{records, test_module_bin, wait_records, BenchHome, Spec};
-use crate::report::{Figure, Target};
+use crate::placement::BOTH;
+use crate::report::{Figure, Pick, Placed, Target};
 use crate::Opts;
 
 const TOPIC: &str = "bench:t";
@@ -62,82 +64,125 @@ fn stream_of(recs: &[Value]) -> Stream {
 
 pub fn run(opts: &Opts) -> Vec<Figure> {
     let q = opts.quick;
-    let cases: [(usize, usize, u64); 4] = [
-        (1, 128, if q { 50_000 } else { 200_000 }),
-        (1, 4096, if q { 10_000 } else { 40_000 }),
-        (10, 128, if q { 10_000 } else { 40_000 }),
-        (10, 4096, if q { 2_000 } else { 8_000 }),
-    ];
+    let cases: &[(usize, usize, u64)] = if q {
+        &[(1, 128, 50_000), (10, 128, 10_000)]
+    } else {
+        &[
+            (1, 128, 200_000),
+            (1, 4096, 40_000),
+            (10, 128, 40_000),
+            (10, 4096, 8_000),
+        ]
+    };
     let mut figs = Vec::new();
-    for (subs, bytes, n) in cases {
-        let direct = direct(subs, bytes, n);
-        let run = through_kernel(subs, bytes, n, Duration::from_secs(120));
-        let kernel = run.stream;
+    for &(subs, bytes, n) in cases {
+        // [placement] → (direct, through the kernel)
+        let runs: Vec<(Stream, KernelRun)> = BOTH
+            .iter()
+            .map(|p| {
+                let _placed = p.enter();
+                (
+                    direct(subs, bytes, n),
+                    through_kernel(subs, bytes, n, Duration::from_secs(120)),
+                )
+            })
+            .collect();
         let size = if bytes >= 1024 {
             format!("{} KiB", bytes / 1024)
         } else {
             format!("{bytes} B")
         };
-        let target = (subs == 1 && bytes == 128).then_some(Target::RatioAtLeast(0.3));
-        let fig = Figure {
-            bench: "throughput",
-            metric: format!("publish→deliver 1→{subs}, {size}"),
-            unit: "msg/s",
-            pons: kernel.map_or(0.0, Stream::rate),
-            baseline: Some(direct.rate()),
-            baseline_name: "direct pipe",
+        let target = (subs == 1 && bytes == 128).then_some(Target::RatioAtLeast(0.5));
+        let rate = |r: &(Stream, KernelRun)| r.1.stream.map_or(0.0, Stream::rate);
+        let mut details = serde_json::Map::new();
+        details.insert(
+            "case".into(),
+            json!({"subscribers": subs, "payloadBytes": bytes, "perSubscriber": n}),
+        );
+        for (p, r) in BOTH.iter().zip(&runs) {
+            details.insert(
+                p.name().into(),
+                json!({"pons": r.1.stream.map(Stream::json), "direct": r.0.json(),
+                       "delivered": r.1.delivered,
+                       "kernelCpuNsPerDelivery": r.1.cpu_ns_per_delivery}),
+            );
+        }
+        figs.push(Figure::placed(
+            "throughput",
+            format!("publish→deliver 1→{subs}, {size} (lossless)"),
+            "msg/s",
+            Pick::Max,
+            Placed::new(rate(&runs[0]), rate(&runs[1])),
+            Some((
+                "direct pipe",
+                Placed::new(runs[0].0.rate(), runs[1].0.rate()),
+            )),
             target,
-            details: json!({"subscribers": subs, "payloadBytes": bytes, "perSubscriber": n,
-                            "pons": kernel.map(Stream::json), "direct": direct.json(),
-                            "delivered": run.delivered}),
-        };
-        figs.push(fig);
+            details.into(),
+        ));
         if bytes == 128 {
-            figs.push(Figure {
-                bench: "throughput",
-                metric: format!("kernel CPU per delivery 1→{subs}, {size}"),
-                unit: "ns",
-                pons: run.cpu_ns_per_delivery,
-                baseline: None,
-                baseline_name: "",
-                target: None,
-                details: json!({"note": "kernel process CPU (all threads, /proc/<pid>/task/*/schedstat) from the burst command to the last ack, divided by deliveries"}),
-            });
+            figs.push(Figure::placed(
+                "throughput",
+                format!("kernel CPU per delivery 1→{subs}, {size}"),
+                "ns",
+                Pick::Min,
+                Placed::new(runs[0].1.cpu_ns_per_delivery, runs[1].1.cpu_ns_per_delivery),
+                None,
+                None,
+                json!({"note": "kernel process CPU (all threads, /proc/<pid>/task/*/schedstat) from the burst command to the last ack, divided by deliveries"}),
+            ));
         }
     }
     figs
 }
 
-/// The 200,000-message burst: delivered count (must be all of them) and time, with the direct
-/// stream of the same lines as the baseline for the time.
+/// The 200,000-message burst: delivered count (must be all of them, in both placements) and
+/// time, with the direct stream of the same lines as the baseline for the time.
 pub fn burst(_opts: &Opts) -> Vec<Figure> {
     const N: u64 = 200_000;
-    let direct = direct(1, 128, N);
-    let run = through_kernel(1, 128, N, Duration::from_secs(60));
-    let (kernel, total) = (run.stream, run.delivered);
-    let details = json!({"messages": N, "payloadBytes": 128, "pons": kernel.map(Stream::json),
-                         "direct": direct.json()});
+    let runs: Vec<(Stream, KernelRun)> = BOTH
+        .iter()
+        .map(|p| {
+            let _placed = p.enter();
+            (
+                direct(1, 128, N),
+                through_kernel(1, 128, N, Duration::from_secs(60)),
+            )
+        })
+        .collect();
+    let mut details = serde_json::Map::new();
+    details.insert("messages".into(), json!(N));
+    details.insert("payloadBytes".into(), json!(128));
+    for (p, r) in BOTH.iter().zip(&runs) {
+        details.insert(
+            p.name().into(),
+            json!({"pons": r.1.stream.map(Stream::json), "direct": r.0.json(),
+                   "delivered": r.1.delivered}),
+        );
+    }
+    let ms = |s: Stream| s.span_us as f64 / 1000.0;
+    let span = |r: &(Stream, KernelRun)| r.1.stream.map_or(f64::NAN, ms);
     vec![
-        Figure {
-            bench: "burst",
-            metric: "200,000-message burst: delivered".into(),
-            unit: "msgs",
-            pons: total as f64,
-            baseline: None,
-            baseline_name: "",
-            target: Some(Target::Exactly(N as f64)),
-            details: details.clone(),
-        },
-        Figure {
-            bench: "burst",
-            metric: "200,000-message burst: time".into(),
-            unit: "ms",
-            pons: kernel.map_or(f64::NAN, |s| s.span_us as f64 / 1000.0),
-            baseline: Some(direct.span_us as f64 / 1000.0),
-            baseline_name: "direct pipe",
-            target: None,
-            details: Value::Null,
-        },
+        Figure::placed(
+            "burst",
+            "200,000-message burst: delivered",
+            "msgs",
+            Pick::Min,
+            Placed::new(runs[0].1.delivered as f64, runs[1].1.delivered as f64),
+            None,
+            Some(Target::Exactly(N as f64)),
+            details.into(),
+        ),
+        Figure::placed(
+            "burst",
+            "200,000-message burst: time",
+            "ms",
+            Pick::Min,
+            Placed::new(span(&runs[0]), span(&runs[1])),
+            Some(("direct pipe", Placed::new(ms(runs[0].0), ms(runs[1].0)))),
+            None,
+            Value::Null,
+        ),
     ]
 }
 
