@@ -22,7 +22,9 @@
 //!
 //! Ignored: access events (opening or reading a file) but a close after writing (the end of an
 //! in-place save: a pass that met the file while it was being written kept its last good value),
-//! anything under `.runtime/` and `run/`, and the `*.lock` files of [`crate::store`].
+//! anything under `.runtime/` and `run/`, and every entry of the home directory itself but the
+//! inputs a pass reads ([`HOME_INPUTS`]): a log redirected into the home must not cost a pass per
+//! line.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -185,11 +187,25 @@ fn is_relevant(root: &Path, e: &Event) -> bool {
     e.paths.iter().any(|p| !is_ignored(root, p))
 }
 
+/// The entries of the home directory itself that a pass reads; any other file there (an editor's
+/// swap file, a log the operator redirects into the home, the store's `*.lock` files) is ignored.
+const HOME_INPUTS: [&str; 5] = [
+    "config.yaml",
+    "permissions.yaml",
+    "deno.json",
+    "deno.jsonc",
+    "modules",
+];
+
 fn is_ignored(root: &Path, p: &Path) -> bool {
     if p.starts_with(root.join(".runtime")) || p.starts_with(root.join("run")) {
         return true;
     }
-    p.parent() == Some(root) && p.extension().is_some_and(|x| x == "lock")
+    p.parent() == Some(root)
+        && !p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| HOME_INPUTS.contains(&n))
 }
 
 /// The directories being watched, each with the identity of what it resolved to.
@@ -490,8 +506,14 @@ mod tests {
         assert!(is_ignored(root, Path::new("/h/.runtime/x")));
         assert!(is_ignored(root, Path::new("/h/run/kernel.sock")));
         assert!(is_ignored(root, Path::new("/h/config.yaml.lock")));
+        assert!(is_ignored(root, Path::new("/h/kernel.stderr")));
+        assert!(is_ignored(root, Path::new("/h/.config.yaml.swp")));
+        assert!(!is_ignored(root, Path::new("/h/config.yaml")));
+        assert!(!is_ignored(root, Path::new("/h/permissions.yaml")));
+        assert!(!is_ignored(root, Path::new("/h/deno.jsonc")));
+        assert!(!is_ignored(root, Path::new("/h/modules")));
         assert!(!is_ignored(root, Path::new("/h/config.yaml")));
         assert!(!is_ignored(root, Path::new("/h/modules/x/a.lock")));
-        assert!(!is_ignored(root, Path::new("/h/runner")));
+        assert!(!is_ignored(root, Path::new("/h/modules/runner")));
     }
 }
