@@ -141,7 +141,10 @@ mod tests {
         assert_eq!(read_pid(&home), None);
         std::fs::create_dir_all(home.runtime_dir()).unwrap();
         write(&home).unwrap();
-        let mode = std::fs::metadata(home.pid_file()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(home.pid_file())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(live_pid(&home), Some(std::process::id() as i32));
         let mut child = std::process::Command::new("true").spawn().unwrap();

@@ -59,7 +59,11 @@ pub fn run(opts: &Opts) -> Vec<Figure> {
     };
     vec![
         fig("config.yaml saved → config:update (p50)", file, 150.0),
-        fig("config.yaml saved + SIGUSR1 at once → config:update (p50)", sig, 5.0),
+        fig(
+            "config.yaml saved + SIGUSR1 at once → config:update (p50)",
+            sig,
+            5.0,
+        ),
     ]
 }
 

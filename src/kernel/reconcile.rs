@@ -140,21 +140,26 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         pid = std::process::id(),
         "kernel.boot"
     );
-    ask_pass(&kernel, PassKind::Boot);
-    // The watcher (a read of every module.json, a watch per directory) is set up while the boot
-    // pass spawns. Once it watches, one more pass reads the files: an edit made between the boot
-    // pass's read and then is not missed.
+    let boot = request_pass(&kernel, PassKind::Boot, None);
+    // The watcher (a read of every module.json, a watch per directory) is set up once the boot
+    // pass has spawned, off its way; then one more pass reads the files, so an edit made since the
+    // boot pass's read is not missed. A watcher set up earlier would not apply an edit sooner:
+    // passes run one at a time, its pass would wait for the boot pass.
     let watcher = {
         let (home, tx) = (home.clone(), trigger_tx.clone());
-        tokio::task::spawn_blocking(move || match crate::watch::spawn_watcher(&home, tx.clone()) {
-            Ok(w) => {
-                let _ = tx.send(Trigger::Files);
-                Some(w)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "file watcher unavailable — use `pons apply` or SIGHUP after edits");
-                None
-            }
+        tokio::spawn(async move {
+            let _ = boot.await;
+            let setup = move || match crate::watch::spawn_watcher(&home, tx.clone()) {
+                Ok(w) => {
+                    let _ = tx.send(Trigger::Files);
+                    Some(w)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "file watcher unavailable — use `pons apply` or SIGHUP after edits");
+                    None
+                }
+            };
+            tokio::task::spawn_blocking(setup).await.ok().flatten()
         })
     };
     // Ids waiting to be recorded as `firstSpawnAt`, and whether a writer is running.
@@ -191,6 +196,8 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         }
     }
     kernel.shutting_down.store(true, Ordering::Release);
+    // Stopped during boot: no watcher needed any more.
+    watcher.abort();
     let _watcher = watcher.await.ok().flatten();
     tracing::info!(
         reason = "signal",
@@ -338,8 +345,7 @@ pub async fn pass(
         let mut inputs = read(&mut cache);
         // The first pass has no last good value to keep: it waits for the writer, boundedly.
         let deadline = Instant::now() + BOOT_WRITER_WAIT;
-        while previous.is_none() && !inputs.being_written.is_empty() && Instant::now() < deadline
-        {
+        while previous.is_none() && !inputs.being_written.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
             inputs = read(&mut cache);
         }
@@ -372,7 +378,8 @@ pub async fn pass(
     )
     .then(|| kernel.home.config_yaml());
     let previous = kernel.state.lock().desired.clone();
-    let desired = Arc::new(build_desired(&snapshot, previous.as_deref()));
+    let previous = previous.as_deref().or(inputs.seed.as_ref());
+    let desired = Arc::new(build_desired(&snapshot, previous));
     apply_settings(kernel, &desired);
     {
         // Once permissions.yaml records the first spawn, forget it here: a later re-approval

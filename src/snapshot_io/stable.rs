@@ -93,7 +93,9 @@ fn attempt(path: &Path) -> Attempt {
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Attempt::Done(FileRead::Missing),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Attempt::Done(FileRead::Missing)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
             return Attempt::Changed(FileRead::Error(e.to_string()))
         }
@@ -115,8 +117,7 @@ fn attempt(path: &Path) -> Attempt {
     }
     let writer = open_for_writing(&file);
     let unchanged = file.metadata().is_ok_and(|after| {
-        same_version(&before, &after)
-            && (!after.is_file() || after.len() == bytes.len() as u64)
+        same_version(&before, &after) && (!after.is_file() || after.len() == bytes.len() as u64)
     }) && std::fs::metadata(path)
         .is_ok_and(|now| (now.dev(), now.ino()) == (before.dev(), before.ino()));
     let read = if bytes.len() as u64 > MAX_FILE_BYTES {
@@ -142,8 +143,23 @@ fn too_large() -> FileRead {
 
 /// Same file, same content version (any write changes size, mtime or ctime).
 fn same_version(a: &Metadata, b: &Metadata) -> bool {
-    (a.dev(), a.ino(), a.len(), a.mtime(), a.mtime_nsec(), a.ctime(), a.ctime_nsec())
-        == (b.dev(), b.ino(), b.len(), b.mtime(), b.mtime_nsec(), b.ctime(), b.ctime_nsec())
+    (
+        a.dev(),
+        a.ino(),
+        a.len(),
+        a.mtime(),
+        a.mtime_nsec(),
+        a.ctime(),
+        a.ctime_nsec(),
+    ) == (
+        b.dev(),
+        b.ino(),
+        b.len(),
+        b.mtime(),
+        b.mtime_nsec(),
+        b.ctime(),
+        b.ctime_nsec(),
+    )
 }
 
 /// Modified less than [`WRITER_RECENT`] ago (a modification time in the future is not recent).
