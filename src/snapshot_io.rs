@@ -36,6 +36,11 @@ pub struct Inputs {
     /// `snapshot` as [`FileRead::Error`] ([`BEING_WRITTEN`]), so they keep their last good value;
     /// a config schema or a `deno.json`/`deno.jsonc` keeps the bytes the [`ReadCache`] holds.
     pub being_written: Vec<PathBuf>,
+    /// Without a previous state (the first pass): a state holding nothing but permissions.yaml
+    /// and config.yaml as this read parsed them (and their digests). Given to `build_desired` as
+    /// `previous`, it is reused exactly as a previous state's files are, and reads as no previous
+    /// state otherwise (no modules, default kernel sections), so the boot pass parses them once.
+    pub seed: Option<Desired>,
 }
 
 /// The last complete read of the inputs the reconciler keeps no last good value of (config
@@ -61,6 +66,10 @@ pub fn read_inputs(
             seen: HashMap::new(),
         }),
         being_written: Vec::new(),
+        seed: previous.is_none().then(|| Desired {
+            config_raw: Value::Object(Default::default()),
+            ..Default::default()
+        }),
         previous,
         manifests: previous
             .map(|p| {
@@ -78,6 +87,7 @@ pub fn read_inputs(
     Inputs {
         snapshot,
         being_written: reader.being_written,
+        seed: reader.seed,
     }
 }
 
@@ -87,6 +97,7 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
     let mut reader = Reader {
         keep: None,
         being_written: Vec::new(),
+        seed: None,
         previous: None,
         manifests: HashMap::new(),
     };
@@ -103,6 +114,8 @@ struct Reader<'c> {
     /// `None`: take files being written as they are.
     keep: Option<Keep<'c>>,
     being_written: Vec<PathBuf>,
+    /// [`Inputs::seed`], filled as the files are parsed.
+    seed: Option<Desired>,
     /// The previous pass's state: its parsed files are reused when the bytes are the same (as
     /// `build_desired` does), so a routine pass parses nothing twice.
     previous: Option<&'c Desired>,
@@ -201,6 +214,10 @@ fn read_home(r: &mut Reader<'_>, home: &Home, env: &BTreeMap<String, String>) ->
                     names.extend(eff.run);
                 }
             }
+            if let (Some(seed), Cow::Owned(p)) = (&mut r.seed, p) {
+                seed.permissions = p;
+                seed.digests.permissions = Some(sha256_hex(b));
+            }
         }
     }
     if let FileRead::Bytes(b) = &config_yaml {
@@ -211,6 +228,10 @@ fn read_home(r: &mut Reader<'_>, home: &Home, env: &BTreeMap<String, String>) ->
                         names.insert(p.to_string());
                     }
                 }
+            }
+            if let (Some(seed), Cow::Owned(v)) = (&mut r.seed, v) {
+                seed.config_raw = v;
+                seed.digests.config = Some(sha256_hex(b));
             }
         }
     }
@@ -443,6 +464,24 @@ mod tests {
         let again = read_inputs(&home, &env, &mut cache, Some(&previous));
         assert_eq!(again.snapshot, plain);
         assert!(again.being_written.is_empty());
+        assert!(again.seed.is_none(), "a previous state is there to reuse");
+        // The first pass's seed holds the parsed files and reads as no previous state otherwise.
+        let first = read_inputs(&home, &env, &mut cache, None);
+        let seed = first.seed.expect("a seed without a previous state");
+        assert!(seed.digests.permissions.is_some() && seed.digests.config.is_some());
+        assert_eq!(
+            pons_reconciler::build_desired(&first.snapshot, Some(&seed)),
+            previous
+        );
+        // Files that do not parse seed nothing.
+        write(&home.config_yaml(), "a: [\n");
+        write(&home.permissions_yaml(), "modules: [\n");
+        let broken = read_inputs(&home, &env, &mut cache, None);
+        let seed = broken.seed.expect("a seed");
+        assert_eq!(
+            pons_reconciler::build_desired(&broken.snapshot, Some(&seed)),
+            pons_reconciler::build_desired(&broken.snapshot, None)
+        );
     }
 
     #[test]

@@ -197,3 +197,44 @@ fn a_signal_during_a_save_takes_effect_once_it_is_done_in_manual_mode() {
         "half a file is no invalid input"
     );
 }
+
+#[test]
+fn an_edit_made_while_the_boot_pass_spawns_is_not_missed() {
+    // The watcher is set up once the boot pass has spawned everything; an edit made before that
+    // is caught by the pass that follows the watcher's set-up. Nothing else may trigger a pass
+    // here: the kernel's stderr goes outside the home, and `firstSpawnAt` is recorded already
+    // (the kernel writes nothing into the home).
+    let mut home = TestHome::new();
+    home.write_config(&config("1", "one"));
+    home.add(ModuleSpec::new("a").manifest(json!({"configKey": "k"})));
+    for i in 0..20 {
+        home.add(ModuleSpec::new(&format!("z{i:02}")));
+    }
+    let perms = home.path().join("permissions.yaml");
+    let text = std::fs::read_to_string(&perms).unwrap().replace(
+        "    baseGrantedAt: 2026-01-01T00:00:00.000Z\n",
+        "    baseGrantedAt: 2026-01-01T00:00:00.000Z\n    firstSpawnAt: 2026-01-01T00:00:00.000Z\n",
+    );
+    write_atomic(&perms, text.as_bytes());
+    let logs = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(pons_bin())
+        .args(["kernel", "start", "--home"])
+        .arg(home.path())
+        .env_remove("PONS_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(logs.path().join("kernel.stderr")).unwrap())
+        .spawn()
+        .expect("start the kernel");
+    let _k = KernelProc {
+        child: Some(child),
+        home: home.path().to_path_buf(),
+    };
+    // `a` spawns first: the boot pass has read the files, the other modules are still spawning.
+    home.wait_event("a", "its start", T, |e| e["event"] == "start");
+    std::fs::write(home.path().join("config.yaml"), config("2", "two")).unwrap();
+    let upd = wait_for("a to get the edit made during boot", T, || {
+        updates(&home, "a").into_iter().next()
+    });
+    assert_eq!(upd["config"]["k"], json!({"v": 2, "name": "two"}));
+}

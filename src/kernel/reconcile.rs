@@ -140,14 +140,16 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         pid = std::process::id(),
         "kernel.boot"
     );
-    ask_pass(&kernel, PassKind::Boot);
-    // The watcher (a read of every module.json, a watch per directory) is set up while the boot
-    // pass spawns. Once it watches, one more pass reads the files: an edit made between the boot
-    // pass's read and then is not missed.
+    let boot = request_pass(&kernel, PassKind::Boot, None);
+    // The watcher (a read of every module.json, a watch per directory) is set up once the boot
+    // pass has spawned, off its way; then one more pass reads the files, so an edit made since the
+    // boot pass's read is not missed. A watcher set up earlier would not apply an edit sooner:
+    // passes run one at a time, its pass would wait for the boot pass.
     let watcher = {
         let (home, tx) = (home.clone(), trigger_tx.clone());
-        tokio::task::spawn_blocking(
-            move || match crate::watch::spawn_watcher(&home, tx.clone()) {
+        tokio::spawn(async move {
+            let _ = boot.await;
+            let setup = move || match crate::watch::spawn_watcher(&home, tx.clone()) {
                 Ok(w) => {
                     let _ = tx.send(Trigger::Files);
                     Some(w)
@@ -156,8 +158,9 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
                     tracing::warn!(error = %e, "file watcher unavailable — use `pons apply` or SIGHUP after edits");
                     None
                 }
-            },
-        )
+            };
+            tokio::task::spawn_blocking(setup).await.ok().flatten()
+        })
     };
     // Ids waiting to be recorded as `firstSpawnAt`, and whether a writer is running.
     let first_spawns: Arc<parking_lot::Mutex<(Vec<String>, bool)>> = Default::default();
@@ -193,6 +196,8 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         }
     }
     kernel.shutting_down.store(true, Ordering::Release);
+    // Stopped during boot: no watcher needed any more.
+    watcher.abort();
     let _watcher = watcher.await.ok().flatten();
     tracing::info!(
         reason = "signal",
@@ -297,7 +302,6 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
             kernel.notify.reloading();
         }
         let outcome = pass(&kernel, apply, retry, progress).await;
-        super::memory::trim_soon();
         if boot || signalled {
             kernel.notify.settle(outcome.desired.clone());
         }
@@ -374,7 +378,8 @@ pub async fn pass(
     )
     .then(|| kernel.home.config_yaml());
     let previous = kernel.state.lock().desired.clone();
-    let desired = Arc::new(build_desired(&snapshot, previous.as_deref()));
+    let previous = previous.as_deref().or(inputs.seed.as_ref());
+    let desired = Arc::new(build_desired(&snapshot, previous));
     apply_settings(kernel, &desired);
     {
         // Once permissions.yaml records the first spawn, forget it here: a later re-approval
@@ -634,20 +639,15 @@ async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<Rout
     }
 }
 
-/// Answers timed-out RPCs: sleeps until the earliest deadline of an RPC in flight (woken when an
-/// earlier one is added, [`super::router::PendingRpcs`]), and not at all while none is.
+/// Answers timed-out RPCs.
 async fn rpc_timeouts(kernel: Arc<Kernel>) {
-    let timer = kernel.core.lock().rpcs.timer.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        let next = kernel.core.lock().expire_rpcs(Instant::now());
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                    _ = timer.notified() => {}
-                }
-            }
-            None => timer.notified().await,
+        tick.tick().await;
+        let mut core = kernel.core.lock();
+        if !core.rpcs.is_empty() {
+            core.expire_rpcs(Instant::now());
         }
     }
 }
