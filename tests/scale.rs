@@ -20,7 +20,8 @@ const MODULES: usize = 1000;
 const SOFT_NOFILE: u64 = 1024;
 
 /// Writes `n` trivial modules (no arguments: no record file, no control file to poll) and a
-/// permissions.yaml approving them, in one go.
+/// permissions.yaml approving them, in one go, as already installed (no `install`, and no
+/// rewrite of permissions.yaml — with the pass it triggers — once they start).
 fn trivial_modules(home: &TestHome, n: usize) {
     let bin = test_module_bin();
     let mut perms = String::from("modules:\n");
@@ -48,7 +49,8 @@ fn trivial_modules(home: &TestHome, n: usize) {
             "  {id}:\n    base:\n      net: []\n      read: []\n      write: []\n      env: []\n      \
              run: []\n      sys: []\n    baseManifestHash: {hash}\n    \
              baseGrantedAt: 2026-01-01T00:00:00.000Z\n    dynamic: []\n    pending: []\n    \
-             denied: []\n    capabilities: {{\"topics\":[],\"services\":[]}}\n"
+             denied: []\n    capabilities: {{\"topics\":[],\"services\":[]}}\n    \
+             firstSpawnAt: 2026-01-01T00:00:00.000Z\n"
         ));
     }
     write_atomic(&home.path().join("permissions.yaml"), perms.as_bytes());

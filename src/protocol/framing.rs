@@ -2,7 +2,7 @@
 //! lines with a bounded buffer.
 //!
 //! Each [`LineReader::read_batch`] does one read of up to 64 KiB and hands every complete line
-//! to a callback (reads start at 1 KiB and double while they come back full, so a quiet module's
+//! to a callback (reads start at 256 bytes and double while they come back full, so a quiet module's
 //! reader holds a small buffer and a busy one reads 64 KiB at a time), trimmed of surrounding ASCII whitespace (so a `\r` goes), skipping empty
 //! ones. An unterminated tail waits for the next read; at end of stream it is emitted as a final
 //! line. A line longer than the limit is dropped and counted: once the buffered
@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Bytes asked for per read, at most.
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes asked for by the first read; each read that comes back full doubles the next.
-const FIRST_READ: usize = 1024;
+const FIRST_READ: usize = 256;
 /// Capacity kept after a long line has been handled; more is given back.
 const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
 
