@@ -22,7 +22,7 @@
 //! only allow by letting the module create and delete every file there (the home). So the module
 //! never writes it: deno runs with `--lock=<home>/.runtime/deno/<key>/deno.lock`, a private copy in
 //! a directory it may only read, and before the module starts the kernel runs `deno cache` for the
-//! entry point (the [`Prepare`](crate::desired::Prepare) step, through the same trampoline, the
+//! entry point (the [`Prepare`](crate::desired::Prepare) step, confined like the module, the
 //! copy's directory writable), then writes the copy back beside the configuration file.
 
 use std::path::{Path, PathBuf};

@@ -266,7 +266,7 @@ pub struct SpawnSpec {
 
 /// deno's lock file step (see [`crate::deno`]): before the module starts, the kernel copies the
 /// lock file beside the configuration into `staged_lock`, runs `spec` (`deno cache` for the entry
-/// point, through the exec trampoline, `staged_lock`'s directory writable), and writes
+/// point, confined like the module, `staged_lock`'s directory writable), and writes
 /// `staged_lock` back to `lock` when deno changed it. The module itself runs with
 /// `--lock=<staged_lock>` and may only read it. Steps with the same `lock` never run at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -283,8 +283,8 @@ pub struct Prepare {
     pub spec: Box<SpawnSpec>,
 }
 
-/// Filesystem and resource policy applied by the exec trampoline: only what is specific to the
-/// module; the trampoline adds the system defaults every program needs and what the program and
+/// Filesystem and resource policy applied before the module's `exec`: only what is specific to
+/// the module; the kernel's sandbox adds the system defaults every program needs and what the program and
 /// its `exec` entries need to start (`pons::sandbox::rules`).
 ///
 /// `read` holds the resolved `read` permissions and the module's real directory. `write` holds

@@ -54,7 +54,7 @@ pub struct Manifest {
     pub permissions: PermissionSet,
     #[serde(default)]
     pub commands: Vec<serde_json::Value>,
-    /// pons extension: rlimits applied by the exec trampoline.
+    /// pons extension: rlimits applied before the module's `exec`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
     /// pons extension: `"required"` blocks the module where Landlock is unavailable.

@@ -278,7 +278,7 @@ pub fn spawn_spec(
     }
     env.insert("PONS_HOME".into(), inp.home.to_string_lossy().into_owned());
 
-    // Sandbox: only what is specific to this module. The exec trampoline adds the system
+    // Sandbox: only what is specific to this module. The kernel's sandbox adds the system
     // defaults every program needs (shared libraries, locale and certificate data, `/proc`, a
     // few devices) and what the program and the `run` executables need to start (their loader,
     // `#!` interpreter and install-prefix library directories), see `pons::sandbox::rules`.

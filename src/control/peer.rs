@@ -2,7 +2,7 @@
 //!
 //! The socket's mode (0600) and the uid check keep other users out, but a sandboxed module runs
 //! as the kernel's user and Landlock below ABI 9 cannot stop it from connecting to a named Unix
-//! socket. Every module runs with `no_new_privs` (set by the exec trampoline, inherited by
+//! socket. Every module runs with `no_new_privs` (set before its `exec`, inherited by
 //! everything it starts, never cleared) while the CLI does not, so a peer with `NoNewPrivs: 1`
 //! in `/proc/<pid>/status` is refused — unless the kernel itself runs with `no_new_privs` (e.g.
 //! under systemd's `NoNewPrivileges=yes`), where that mark tells nothing. Independently, a peer

@@ -6,7 +6,7 @@
 //! 2. The directories the configuration asks deno to create (`node_modules/`, `vendor/`) are made.
 //! 3. The lock file beside the configuration is copied to the kernel's private copy (the copy is
 //!    removed when there is none, so deno starts afresh as it would).
-//! 4. `deno cache <entry>` runs through the exec trampoline, like the module, within
+//! 4. `deno cache <entry>` runs confined like the module (`crate::sandbox::command`), within
 //!    `lifecycle.readyTimeoutMs`; its output is logged with the module's id (debug when it
 //!    succeeds, warn when it fails).
 //! 5. When deno changed the copy, it is written back beside the configuration (temp file +

@@ -11,8 +11,9 @@
 use rustix::io::Errno;
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
-/// What [`CapDrop::apply`] does, decided in the kernel before the fork (capabilities are per
-/// thread: the forked child has those of the thread that forks, which prepares it just before).
+/// What [`CapDrop::apply`] does, decided in the kernel before the start (capabilities are per
+/// thread: the new process has those of the thread that starts it, which prepares it just
+/// before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapDrop {
     /// Whether the bounding set can be (and so is) emptied (`CAP_SETPCAP` is effective); the

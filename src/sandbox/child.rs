@@ -142,7 +142,7 @@ fn last_errno() -> Errno {
 }
 
 impl Prepared {
-    /// Runs the steps of the module docs in the forked child and `execve`s the module; never
+    /// Runs the steps of the module docs in the new process and `execve`s the module; never
     /// returns. Async-signal-safe.
     pub(super) fn exec_in_child(&self) -> ! {
         let program: &[u8] = &self.program_text;

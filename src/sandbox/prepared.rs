@@ -1,9 +1,9 @@
-//! [`Prepared`]: everything a module's process needs between `fork` and `exec`, computed in the
-//! kernel before the fork, so the child only makes system calls ([`super::child`]).
+//! [`Prepared`]: everything a module's process needs between its start and its `exec`, computed
+//! in the kernel before the start, so the child only makes system calls ([`super::child`]).
 //!
-//! The kernel is multi-threaded: a forked child holds a copy of every lock another thread held at
-//! the fork (the allocator's among them), so it may neither allocate nor take a lock. What it
-//! needs is therefore built here: the program, argument and environment strings and their
+//! The child runs in the kernel's memory while the kernel's other threads go on ([`super::vfork`]):
+//! any lock (the allocator's among them) may be held by one of them, so it may neither allocate
+//! nor take a lock. What it needs is therefore built here: the program, argument and environment strings and their
 //! pointer arrays, the working directory, the Landlock ruleset (a close-on-exec descriptor, closed
 //! in the kernel when the `Prepared` is dropped after the spawn), the rlimit values, the tag, what
 //! the capability drop does, and the text of every message the child may write.
@@ -90,7 +90,7 @@ pub(super) enum LandlockStep {
     Failed(Vec<u8>),
 }
 
-/// What a module's process does between `fork` and `exec` (see the module docs).
+/// What a module's process does between its start and its `exec` (see the module docs).
 pub struct Prepared {
     pub(super) program: CString,
     /// The program as the messages name it.
@@ -147,7 +147,7 @@ pub(super) fn line(what: &str) -> Vec<u8> {
 }
 
 impl Prepared {
-    /// Prepares the start of `spec` (runs in the kernel, before the fork).
+    /// Prepares the start of `spec` (runs in the kernel, before the start).
     pub fn new(spec: &ExecSpec) -> Prepared {
         let program_str = spec.program.display().to_string();
         let refused = (!spec.program.is_absolute()).then(|| {

@@ -1,6 +1,6 @@
 //! What a module may touch, as JSON for `pons status --json` and `pons modules list`.
 //!
-//! Built from the same rule list the trampoline enforces ([`rules::module_rules`]). Variable
+//! Built from the same rule list a module's process enforces ([`rules::module_rules`]). Variable
 //! *names* only are listed: values may be secrets.
 
 use pons_reconciler::desired::SandboxPolicy;
@@ -13,8 +13,8 @@ use super::support::support;
 /// "procIsolation":"landlock","read":[…],"write":[…],"exec":[…],"env":["HOME",…],"limits":{…},
 /// "system":{"read":[…],"write":[…],"exec":[…]}}`.
 ///
-/// `capabilities`: `"dropped"` when the kernel holds capabilities (it runs as root) and the
-/// trampoline drops them all, `"none"` when it has none to hand out. `procIsolation`: what keeps
+/// `capabilities`: `"dropped"` when the kernel holds capabilities (it runs as root) and each
+/// module process drops them all, `"none"` when it has none to hand out. `procIsolation`: what keeps
 /// the module out of other processes' `/proc/<pid>/environ`, `mem` and `fd` — `"landlock"` (a
 /// capability-less process in a Landlock domain may inspect only its own domain's processes) or
 /// `"none"` (without Landlock, a process of the same uid that holds no capabilities is readable).

@@ -1,8 +1,8 @@
 //! The filesystem rules of one module: its approved paths plus the system paths every program
 //! needs (libraries, locale and time zone data, name resolution files, `/proc`, a few devices).
 //!
-//! Both the trampoline (which turns them into a Landlock ruleset) and the status report use this
-//! list, so what `pons status` shows is what is enforced. Execute rights go only to the program,
+//! Both the start of a module ([`super::ruleset`] turns them into a Landlock ruleset) and the
+//! status report use this list, so what `pons status` shows is what is enforced. Execute rights go only to the program,
 //! the executables in `policy.exec`, their script interpreters (`#!`) and their ELF loaders
 //! (`PT_INTERP`, e.g. `/lib64/ld-linux-x86-64.so.2`): shared libraries are opened and mapped,
 //! which Landlock governs with the read right, so library directories are read-only.
@@ -112,7 +112,7 @@ pub fn module_rules(policy: &SandboxPolicy, program: Option<&Path>) -> Vec<Rule>
 }
 
 /// [`module_rules`] without probing the system paths: every system rule is listed, and the caller
-/// skips those whose path cannot be opened (the trampoline opens each path anyway, so a separate
+/// skips those whose path cannot be opened (building the ruleset opens each path anyway, so a separate
 /// existence check would only cost a second path walk). A program-derived rule beneath a
 /// system path that does not exist does not exist either, so both lists enforce the same.
 pub fn module_rules_unprobed(policy: &SandboxPolicy, program: Option<&Path>) -> Vec<Rule> {

@@ -1,6 +1,6 @@
-//! A module's Landlock ruleset, built in the kernel before the module's process is forked: the
-//! rules of [`rules::module_rules_unprobed`] turned into a ruleset file descriptor that the forked
-//! child only has to enforce (`landlock_restrict_self`, see [`super::child`]).
+//! A module's Landlock ruleset, built in the kernel before the module's process starts: the rules
+//! of [`rules::module_rules_unprobed`] turned into a ruleset file descriptor that the new process
+//! only has to enforce (`landlock_restrict_self`, see [`super::child`]).
 //!
 //! Filesystem rights are those of ABI 5 (up to `IOCTL_DEV`), scopes those of ABI 6 (the module can
 //! neither signal processes nor connect to abstract Unix sockets outside its sandbox); the

@@ -2,9 +2,9 @@
 //!
 //! A module's process group holds its children only until one calls `setsid()` or double-forks
 //! into a daemon; after that neither the group nor the process tree leads back to the module
-//! (orphans are re-parented to init, or to the nearest subreaper). So the trampoline marks the
-//! module process with a *tag* that every descendant inherits, and that `fork`, `exec`, `setsid`,
-//! new process groups and re-parenting all keep: the value of its `RLIMIT_LOCKS` limit (soft =
+//! (orphans are re-parented to init, or to the nearest subreaper). So every module process is
+//! marked, before its `exec`, with a *tag* that every descendant inherits, and that `fork`,
+//! `exec`, `setsid`, new process groups and re-parenting all keep: the value of its `RLIMIT_LOCKS` limit (soft =
 //! hard = tag). Linux has not enforced `RLIMIT_LOCKS` since 2.4.25, so the value changes nothing
 //! for the module; an unprivileged (or capability-less) process can lower its hard limit but never
 //! raise it, so a descendant cannot take another module's tag, and the kernel reads anyone's with
@@ -71,7 +71,7 @@ impl Scope {
     }
 }
 
-/// Tags the calling process (the trampoline, before it `exec`s the module).
+/// Tags the calling process (for tests; a module process is tagged by [`super::child`]).
 pub fn mark_self(tag: u64) -> io::Result<()> {
     let lim = rustix::process::Rlimit {
         current: Some(tag),

@@ -46,7 +46,9 @@ pub struct Raw {
     pub stderr: Option<OwnedFd>,
 }
 
-/// The child's stack: anonymous memory with a guard page below it, unmapped when dropped.
+/// The child's stack: anonymous memory with a guard page below it, unmapped when dropped. Each
+/// thread that spawns keeps one for its later spawns (only one child at a time uses it: the
+/// thread is suspended while it does).
 struct Stack {
     base: *mut c_void,
     len: usize,
@@ -213,7 +215,28 @@ pub fn spawn(prepared: &Prepared, stdio: [Stdio; 3]) -> io::Result<Raw> {
         child_ends[i] = child;
         ours[i] = kernel;
     }
-    let stack = Stack::new()?;
+    // One stack per spawning thread, kept: the child is done with it when `clone` returns.
+    thread_local! {
+        static STACK: std::cell::RefCell<Option<Stack>> = const { std::cell::RefCell::new(None) };
+    }
+    STACK.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Stack::new()?);
+        }
+        match slot.as_ref() {
+            Some(stack) => spawn_on(stack, prepared, child_ends, ours),
+            None => Err(io::Error::other("no stack for the child")),
+        }
+    })
+}
+
+fn spawn_on(
+    stack: &Stack,
+    prepared: &Prepared,
+    child_ends: [Option<OwnedFd>; 3],
+    ours: [Option<OwnedFd>; 3],
+) -> io::Result<Raw> {
     let args = ChildArgs {
         prepared,
         stdio: [0, 1, 2].map(|i: usize| child_ends[i].as_ref().map_or(-1, |fd| fd.as_raw_fd())),
@@ -255,7 +278,6 @@ pub fn spawn(prepared: &Prepared, stdio: [Stdio; 3]) -> io::Result<Raw> {
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
     }
-    drop(stack);
     drop(child_ends);
     if pid < 0 {
         return Err(err);
