@@ -30,7 +30,7 @@ pub fn call(home: &Home, args: &CallArgs) -> anyhow::Result<ExitCode> {
     let resp = send(home, &req, REPLY_TIMEOUT + rpc_timeout)?;
     match resp {
         Response { ok: true, data, .. } => {
-            output::print_json(&data.unwrap_or(serde_json::Value::Null))?;
+            output::print_json(&data.map_or(serde_json::Value::Null, |d| d.to_value()))?;
             Ok(ExitCode::SUCCESS)
         }
         Response { error, .. } => {
@@ -63,7 +63,7 @@ pub fn publish(home: &Home, args: &PublishArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     };
-    let data = data.unwrap_or(serde_json::Value::Null);
+    let data = data.map_or(serde_json::Value::Null, |d| d.to_value());
     if args.json {
         output::print_json(&data)?;
     } else {

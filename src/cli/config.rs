@@ -148,7 +148,7 @@ fn shown(value: &Value) -> String {
 /// Who applies a change to config.yaml: a running kernel in auto mode by itself, one in manual
 /// mode on `pons apply`.
 fn who_applies(home: &Home) -> &'static str {
-    let status = super::remote::call(home, &super::remote::cmd("status"), |_| {})
+    let status = super::remote::call(home, &super::status::request(true), |_| {})
         .ok()
         .flatten();
     match status.as_ref().and_then(|s| s["kernel"]["mode"].as_str()) {

@@ -10,7 +10,6 @@ use rustix::process::Signal;
 
 use super::args::StartArgs;
 use super::{offline, output, remote};
-use crate::control::api::StatusReport;
 use crate::control::client;
 use crate::home::Home;
 use crate::kernel::StartOptions;
@@ -64,7 +63,7 @@ fn running_kernel(home: &Home) -> anyhow::Result<Option<i32>> {
     if let Some(pid) = pidfile::live_pid(home) {
         return Ok(Some(pid));
     }
-    let answer = match remote::call(home, &remote::cmd("status"), |_| {}) {
+    let answer = match remote::call(home, &super::status::request(true), |_| {}) {
         Ok(answer) => answer,
         Err(e) => {
             // A socket that is there but does not answer properly: a new kernel refuses to bind
@@ -182,7 +181,7 @@ fn start_detached(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
                 log_path.display()
             );
         }
-        if let Ok(resp) = client::request(&home.socket(), &remote::cmd("status"), |_| {}) {
+        if let Ok(resp) = client::request(&home.socket(), &super::status::request(true), |_| {}) {
             if resp.ok {
                 break;
             }
@@ -203,10 +202,8 @@ fn start_detached(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
 
 /// `pons kernel status [--json]`.
 pub fn status(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
-    let report = match remote::call(home, &remote::cmd("status"), |_| {}) {
-        Ok(Some(data)) => Some(serde_json::from_value::<StatusReport>(data).map_err(|e| {
-            anyhow::anyhow!("the kernel's `status` answer does not match this pons version: {e}")
-        })?),
+    let report = match super::status::fetch(home, true) {
+        Ok(Some(raw)) => Some(super::status::decode(&raw)?),
         Ok(None) => None,
         Err(e) => {
             eprintln!("warning: {e:#}");

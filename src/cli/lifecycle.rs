@@ -403,15 +403,7 @@ fn knock_on(
 
 /// The running kernel's status (`None`: no kernel runs).
 fn status_of(home: &Home) -> anyhow::Result<Option<StatusReport>> {
-    remote::call(home, &remote::cmd("status"), |_| {})?
-        .map(|data| {
-            serde_json::from_value::<StatusReport>(data).map_err(|e| {
-                anyhow::anyhow!(
-                    "the kernel's `status` answer does not match this pons version: {e}"
-                )
-            })
-        })
-        .transpose()
+    super::status::summary_of(home)
 }
 
 fn find<'a>(report: &'a StatusReport, id: &str) -> Option<&'a ModuleStatus> {

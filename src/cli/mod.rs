@@ -15,6 +15,7 @@ mod colour;
 mod config;
 mod doctor;
 mod edit;
+mod json_text;
 mod kernel;
 mod lifecycle;
 mod logs;

@@ -1,7 +1,7 @@
 //! Talking to the running kernel from a command: one control request, kernel errors turned into
 //! CLI errors, "not running" as `None`.
 
-use crate::control::api::Request;
+use crate::control::api::{RawJson, Request};
 use crate::control::client::{self, ClientError};
 use crate::home::Home;
 
@@ -20,8 +20,18 @@ pub fn call(
     req: &Request,
     on_progress: impl FnMut(&str),
 ) -> anyhow::Result<Option<serde_json::Value>> {
+    Ok(call_raw(home, req, on_progress)?.map(|raw| raw.to_value()))
+}
+
+/// Like [`call`], the answer's data kept as the JSON text the kernel sent (`null` when it had
+/// none): for answers decoded into a type or printed as they are.
+pub fn call_raw(
+    home: &Home,
+    req: &Request,
+    on_progress: impl FnMut(&str),
+) -> anyhow::Result<Option<RawJson>> {
     match client::request(&home.socket(), req, on_progress) {
-        Ok(resp) if resp.ok => Ok(Some(resp.data.unwrap_or(serde_json::Value::Null))),
+        Ok(resp) if resp.ok => Ok(Some(resp.data.unwrap_or_else(RawJson::null))),
         Ok(resp) => Err(anyhow::anyhow!(
             "the kernel refused `{}`: {}",
             req.cmd,

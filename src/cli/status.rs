@@ -2,32 +2,79 @@
 //! from the files (runnable modules "stopped", disabled ones "stopped" with "disabled in
 //! config.yaml", blocked ones "blocked" with their reason).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use pons_reconciler::Desired;
 
-use super::{offline, output, remote};
-use crate::control::api::{KernelStatus, ModuleStatus, StatusReport};
+use super::{json_text, offline, output, remote};
+use crate::control::api::{KernelStatus, ModuleStatus, RawJson, Request, StatusReport};
 use crate::home::Home;
 
 pub fn run(home: &Home, json: bool) -> anyhow::Result<ExitCode> {
-    let report = match remote::call(home, &remote::cmd("status"), |_| {})? {
-        Some(data) => serde_json::from_value::<StatusReport>(data).map_err(|e| {
-            anyhow::anyhow!("the kernel's `status` answer does not match this pons version: {e}")
-        })?,
-        None => offline_report(home, &offline::desired(home)),
-    };
-    if json {
-        output::print_json(&report)?;
-    } else {
-        let text = render(&report);
-        if super::colour::enabled() {
-            print!("{}", super::colour::status(&text));
-        } else {
-            print!("{text}");
+    // The table shows no sandbox: without --json the kernel is asked for the summary.
+    match fetch(home, !json)? {
+        // Printed as the kernel wrote it, laid out (not decoded and encoded again).
+        Some(raw) if json => print_pretty(raw.get())?,
+        Some(raw) => print_human(&decode(&raw)?)?,
+        None => {
+            let report = offline_report(home, &offline::desired(home));
+            if json {
+                output::print_json(&report)?;
+            } else {
+                print_human(&report)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_human(report: &StatusReport) -> std::io::Result<()> {
+    let text = render(report);
+    let text = if super::colour::enabled() {
+        super::colour::status(&text)
+    } else {
+        text
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Compact JSON text printed as `pons status --json` prints (pretty, a newline at the end).
+fn print_pretty(compact: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    json_text::write_pretty(compact, &mut out)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// The running kernel's `status` answer as JSON text (`None`: no kernel runs). `summary`: without
+/// the modules' `sandbox` blocks.
+pub fn fetch(home: &Home, summary: bool) -> anyhow::Result<Option<RawJson>> {
+    remote::call_raw(home, &request(summary), |_| {})
+}
+
+/// The `status` request; `summary`: without the modules' `sandbox` blocks.
+pub fn request(summary: bool) -> Request {
+    Request {
+        cmd: "status".into(),
+        summary: summary.then_some(true),
+        ..Request::default()
+    }
+}
+
+/// A `status` answer decoded (from its text: no `serde_json::Value` in between).
+pub fn decode(raw: &RawJson) -> anyhow::Result<StatusReport> {
+    serde_json::from_str::<StatusReport>(raw.get()).map_err(|e| {
+        anyhow::anyhow!("the kernel's `status` answer does not match this pons version: {e}")
+    })
+}
+
+/// The running kernel's status without the sandbox blocks (`None`: no kernel runs): for the
+/// commands that only look at statuses.
+pub fn summary_of(home: &Home) -> anyhow::Result<Option<StatusReport>> {
+    fetch(home, true)?.as_ref().map(decode).transpose()
 }
 
 /// The status the files describe when no kernel runs.

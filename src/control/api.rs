@@ -1,6 +1,9 @@
 //! Types shared by the control server, the kernel and the CLI.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 /// One request line. `cmd` is one of [`COMMANDS`].
@@ -18,8 +21,8 @@ pub struct Request {
     /// kernel's `lifecycle.rpcTimeoutMs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// `status`: leave out what is costly to compute and only a full report needs (each
-    /// module's `sandbox` block); `pons top` asks this way every second.
+    /// `status`: leave out each module's `sandbox` block (what `pons status` without `--json`,
+    /// `pons top` and the commands that wait on a module's status ask for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<bool>,
     /// `call`: the service, method and params of an RPC made as the operator.
@@ -36,23 +39,34 @@ pub struct Request {
     pub payload: Option<serde_json::Value>,
 }
 
-/// The final answer to one request.
+/// The final answer to one request. `data` travels as JSON text: the kernel writes it once, and
+/// the CLI decodes it straight into the type it needs (or prints it as it came).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
+    pub data: Option<RawJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl Response {
     pub fn ok(data: serde_json::Value) -> Response {
+        Response::ok_raw(RawJson::from_value(&data))
+    }
+    /// An answer whose data is JSON text already (see [`RawJson`]).
+    pub fn ok_raw(data: RawJson) -> Response {
         Response {
             ok: true,
             data: Some(data),
             error: None,
         }
+    }
+    /// The data as a JSON value (`null` when there is none).
+    pub fn data_value(&self) -> serde_json::Value {
+        self.data
+            .as_ref()
+            .map_or(serde_json::Value::Null, RawJson::to_value)
     }
     pub fn ok_empty() -> Response {
         Response {
@@ -67,6 +81,72 @@ impl Response {
             data: None,
             error: Some(msg.into()),
         }
+    }
+}
+
+/// A JSON value kept as its (compact) text: serialized as is, so a value computed once — a
+/// module's sandbox report, a whole `status` answer — is neither rebuilt nor re-encoded on its
+/// way out. Decoded only from JSON text (`serde_json::from_str` / `from_slice`), never from a
+/// `serde_json::Value`.
+#[derive(Debug, Clone)]
+pub struct RawJson(Text);
+
+/// Decoded text is owned (taken as it was read); [`RawJson::shared`] text is cloned by reference
+/// count (a block handed out with every `status` answer).
+#[derive(Debug, Clone)]
+enum Text {
+    Owned(Box<RawValue>),
+    Shared(Arc<RawValue>),
+}
+
+impl RawJson {
+    /// The compact JSON text of `v`.
+    pub fn from_serialize(v: &impl Serialize) -> Result<RawJson, serde_json::Error> {
+        serde_json::value::to_raw_value(v).map(|raw| RawJson(Text::Owned(raw)))
+    }
+    pub fn from_value(v: &serde_json::Value) -> RawJson {
+        // A `Value` always serializes (its map keys are strings).
+        RawJson::from_serialize(v).unwrap_or_else(|_| RawJson::null())
+    }
+    pub fn null() -> RawJson {
+        RawJson(Text::Owned(RawValue::NULL.to_owned()))
+    }
+    /// The same text, cloned from now on by reference count.
+    pub fn shared(self) -> RawJson {
+        match self.0 {
+            Text::Owned(b) => RawJson(Text::Shared(b.into())),
+            shared => RawJson(shared),
+        }
+    }
+    fn raw(&self) -> &RawValue {
+        match &self.0 {
+            Text::Owned(b) => b,
+            Text::Shared(a) => a,
+        }
+    }
+    pub fn get(&self) -> &str {
+        self.raw().get()
+    }
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawJson, D::Error> {
+        Box::<RawValue>::deserialize(d).map(|raw| RawJson(Text::Owned(raw)))
     }
 }
 
@@ -140,8 +220,10 @@ pub struct ModuleStatus {
     pub msgs_in: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msgs_out: Option<u64>,
+    /// What the module may touch (`sandbox::module_sandbox_report`), computed once per
+    /// spawn; left out of summaries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<serde_json::Value>,
+    pub sandbox: Option<RawJson>,
 }
 
 impl ModuleStatus {
@@ -216,4 +298,45 @@ pub struct ApplyReport {
     /// Ids of the runnable modules that were not ready (or not in their desired state) when the
     /// pass ended or timed out.
     pub not_converged: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn raw_json_is_written_as_it_is_and_read_back_as_text() {
+        let block = RawJson::from_value(&json!({"read": ["/a", "/b"], "abi": 7})).shared();
+        let report = ModuleStatus {
+            id: "m".into(),
+            status: "ready".into(),
+            sandbox: Some(block.clone()),
+            ..ModuleStatus::default()
+        };
+        let text = serde_json::to_string(&report).unwrap();
+        assert!(
+            text.contains(r#""sandbox":{"read":["/a","/b"],"abi":7}"#),
+            "{text}"
+        );
+        let back: ModuleStatus = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, report, "owned and shared text compare by content");
+        assert_eq!(back.sandbox.unwrap().to_value()["abi"], 7);
+        // A summary has no block, and reads back without one.
+        let summary: ModuleStatus =
+            serde_json::from_str(&serde_json::to_string(&ModuleStatus::default()).unwrap())
+                .unwrap();
+        assert!(summary.sandbox.is_none());
+    }
+
+    #[test]
+    fn a_response_keeps_its_data_as_text() {
+        let resp = Response::ok(json!({"n": 1, "list": [true, null]}));
+        let line = serde_json::to_string(&resp).unwrap();
+        assert_eq!(line, r#"{"ok":true,"data":{"n":1,"list":[true,null]}}"#);
+        let back: Response = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, resp);
+        assert_eq!(back.data_value()["list"][0], true);
+        assert_eq!(Response::ok_empty().data_value(), serde_json::Value::Null);
+    }
 }

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::api::{Request, Response};
+use super::api::{RawJson, Request, Response};
 
 /// How long connecting may take before the kernel is declared unresponsive.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,7 +72,8 @@ pub fn request_within(
     // A server that refuses us (another uid) answers and closes at once: keep the write error
     // and read the refusal first.
     let mut write_err = stream.write_all(&line).err();
-    let mut reader = BufReader::new(stream);
+    // A `status` of hundreds of modules is hundreds of KiB: read in large chunks.
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -97,21 +98,35 @@ pub fn request_within(
         if text.is_empty() {
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(text).map_err(|e| ClientError::Protocol {
-                path: socket.into(),
-                detail: format!("not JSON ({e})"),
-            })?;
-        if value.get("ok").is_some() {
-            return serde_json::from_value(value).map_err(|e| ClientError::Protocol {
-                path: socket.into(),
-                detail: e.to_string(),
+        // Decoded in one go, `data` kept as text: no `serde_json::Value` is built for it.
+        let line: Line = serde_json::from_slice(text).map_err(|e| ClientError::Protocol {
+            path: socket.into(),
+            detail: format!("not a reply line ({e})"),
+        })?;
+        if let Some(ok) = line.ok {
+            return Ok(Response {
+                ok,
+                data: line.data,
+                error: line.error,
             });
         }
-        if let Some(p) = value.get("progress").and_then(|p| p.as_str()) {
+        if let Some(p) = &line.progress {
             on_progress(p);
         }
     }
+}
+
+/// One line from the kernel: the final [`Response`] (it has `ok`) or `{"progress": …}`.
+#[derive(serde::Deserialize)]
+struct Line {
+    #[serde(default)]
+    ok: Option<bool>,
+    #[serde(default)]
+    data: Option<RawJson>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    progress: Option<String>,
 }
 
 /// Maps an IO error to the client error it means.

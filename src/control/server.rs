@@ -247,14 +247,26 @@ async fn run_request(
             }
         }
     };
-    write_line(write, &response).await.is_ok()
+    let capacity = 64 + response.data.as_ref().map_or(0, |d| d.get().len());
+    write_line_sized(write, &response, capacity).await.is_ok()
 }
 
 async fn write_line(
     write: &mut tokio::net::unix::OwnedWriteHalf,
     value: &impl serde::Serialize,
 ) -> io::Result<()> {
-    let mut bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    write_line_sized(write, value, 128).await
+}
+
+/// [`write_line`] into a buffer of `capacity` bytes to begin with: a large answer (a `status` of
+/// hundreds of modules) is copied once, not at every doubling of the buffer.
+async fn write_line_sized(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    value: &impl serde::Serialize,
+    capacity: usize,
+) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut bytes, value).map_err(io::Error::other)?;
     bytes.push(b'\n');
     write.write_all(&bytes).await?;
     write.flush().await

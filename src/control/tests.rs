@@ -228,7 +228,7 @@ async fn client_gets_progress_and_answer() {
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(resp.data.unwrap()["id"].as_str().unwrap().len(), 10_000);
+    assert_eq!(resp.data_value()["id"].as_str().unwrap().len(), 10_000);
 
     handle.shutdown();
     assert!(!sock.exists());

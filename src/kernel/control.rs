@@ -9,7 +9,7 @@ use serde_json::json;
 use super::reconcile::{request_pass, PassKind};
 use super::supervisor::SupCmd;
 use super::{Kernel, KernelEvent};
-use crate::control::api::{ControlCommand, Response};
+use crate::control::api::{ControlCommand, RawJson, Response};
 
 pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
     let ControlCommand {
@@ -18,13 +18,16 @@ pub async fn handle(kernel: Arc<Kernel>, cmd: ControlCommand) {
         reply,
     } = cmd;
     let resp = match request.cmd.as_str() {
-        "status" => match serde_json::to_value(super::observe::status_report(
-            &kernel,
-            request.summary == Some(true),
-        )) {
-            Ok(v) => Response::ok(v),
-            Err(e) => Response::err(e.to_string()),
-        },
+        // Written straight to JSON text (the sandbox blocks are text already): no
+        // `serde_json::Value` is built for an answer that can hold hundreds of modules.
+        "status" => {
+            let summary = request.summary == Some(true);
+            let report = super::observe::status_report(&kernel, summary);
+            match RawJson::from_serialize(&report) {
+                Ok(data) => Response::ok_raw(data),
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
         "plan" => plan(&kernel).await,
         "apply" => apply(&kernel, request.timeout_ms, progress).await,
         "stop" => {

@@ -78,6 +78,8 @@ pub struct Kernel {
     pub prepare_locks: prepare::PrepareLocks,
     /// sd_notify to systemd ([`notify`]; a no-op outside a `Type=notify` service).
     pub notify: notify::Notifier,
+    /// Each module's sandbox block of `pons status --json`, made once per spawn.
+    pub sandbox_reports: observe::SandboxReports,
 }
 
 impl Kernel {

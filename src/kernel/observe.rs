@@ -1,12 +1,14 @@
 //! What the kernel reports about itself: the observed state handed to the planner, and the
-//! status report of `pons status`.
+//! status report of `pons status` (each module's sandbox block computed once per spawn, see
+//! [`SandboxReports`]).
 
 use std::sync::Arc;
 
-use pons_reconciler::{Observed, ObservedModule, Status};
+use pons_reconciler::{DesiredModule, Observed, ObservedModule, Status};
 
+use super::router::{Entry, FastMap, FastSet};
 use super::Kernel;
-use crate::control::api::{KernelStatus, ModuleStatus, ServiceEntry, StatusReport};
+use crate::control::api::{KernelStatus, ModuleStatus, RawJson, ServiceEntry, StatusReport};
 
 /// The supervisor's view, as the planner's input: the modules it manages, and those the last
 /// pass blocked (status `blocked`, their token as reason), so that a module blocked or disabled
@@ -78,9 +80,73 @@ pub fn down(kernel: &Kernel) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Each module's `sandbox` block of `pons status --json`, as JSON text, computed once per spawn:
+/// building it probes the file system (the system paths that exist, each program's loader and
+/// libraries), which cost about 75 µs per module and was redone for every module on every
+/// request. An entry holds while the module keeps the desired state and the process it was made
+/// for; it is made again after a respawn or a new desired state, and dropped with the module.
+#[derive(Default)]
+pub struct SandboxReports(parking_lot::Mutex<FastMap<Arc<str>, CachedReport>>);
+
+struct CachedReport {
+    /// Held (not only its address) so that a new desired state can never be taken for it.
+    desired: Arc<DesiredModule>,
+    pid: Option<u32>,
+    json: RawJson,
+}
+
+impl SandboxReports {
+    /// Makes the block of every module the kernel manages whose spawn has none yet (and drops
+    /// those of modules that are gone), probing the file system outside the router lock; then
+    /// hands out the blocks, by id. A module respawned since is served the block of its
+    /// previous spawn by this request, and gets its own with the next.
+    fn refreshed(
+        &self,
+        kernel: &Kernel,
+    ) -> parking_lot::MutexGuard<'_, FastMap<Arc<str>, CachedReport>> {
+        let running: Vec<(Arc<str>, Arc<DesiredModule>, Option<u32>)> = {
+            let core = kernel.core.lock();
+            core.modules
+                .values()
+                .map(|e| (e.id.clone(), e.desired.clone(), e.pid))
+                .collect()
+        };
+        let missing: Vec<&(Arc<str>, Arc<DesiredModule>, Option<u32>)> = {
+            let ids: FastSet<&str> = running.iter().map(|(id, _, _)| &**id).collect();
+            let mut cache = self.0.lock();
+            cache.retain(|id, _| ids.contains(&**id));
+            running
+                .iter()
+                .filter(|(id, d, pid)| {
+                    !cache
+                        .get(id)
+                        .is_some_and(|c| Arc::ptr_eq(&c.desired, d) && c.pid == *pid)
+                })
+                .collect()
+        };
+        let made: Vec<(Arc<str>, CachedReport)> = missing
+            .into_iter()
+            .map(|(id, d, pid)| {
+                let report = crate::sandbox::module_sandbox_report(&d.spawn.sandbox, &d.spawn.env);
+                let entry = CachedReport {
+                    desired: d.clone(),
+                    pid: *pid,
+                    json: RawJson::from_value(&report).shared(),
+                };
+                (id.clone(), entry)
+            })
+            .collect();
+        let mut cache = self.0.lock();
+        cache.extend(made);
+        cache
+    }
+}
+
 /// `pons status --json` of a running kernel; `summary` leaves out each module's `sandbox` block
-/// (the `status` request of `pons top`).
+/// (the `status` request of `pons top` and of `pons status` without `--json`).
 pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
+    // Lock order: the sandbox blocks, then the router.
+    let sandboxes = (!summary).then(|| kernel.sandbox_reports.refreshed(kernel));
     let st = kernel.state.lock();
     let desired = st.desired.clone();
     let pending = st.pending;
@@ -88,8 +154,9 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
     let plan_changes = st.pending;
     let mode = st.mode;
     drop(st);
-    // Position of each id in the dependency order (a map: `pons top` asks every second).
-    let order: std::collections::HashMap<&str, usize> = desired
+    // Position of each id in the dependency order; modules outside it (being stopped) come
+    // last, by id. Each position is looked up once, not in every comparison of the sort.
+    let order: FastMap<&str, usize> = desired
         .as_ref()
         .map(|d| {
             d.order
@@ -100,9 +167,12 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
         })
         .unwrap_or_default();
     let core = kernel.core.lock();
-    let mut ids: Vec<Arc<str>> = core.modules.keys().cloned().collect();
-    let pos = |id: &str| order.get(id).copied().unwrap_or(usize::MAX);
-    ids.sort_by(|a, b| pos(a).cmp(&pos(b)).then_with(|| a.cmp(b)));
+    let mut entries: Vec<(usize, &Entry)> = core
+        .modules
+        .values()
+        .map(|e| (order.get(&*e.id).copied().unwrap_or(usize::MAX), e))
+        .collect();
+    entries.sort_unstable_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| a.id.cmp(&b.id)));
     let disabled = |id: &str| {
         desired.as_ref().is_some_and(|d| {
             d.kernel
@@ -111,10 +181,9 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
                 .is_ok()
         })
     };
-    let mut modules: Vec<ModuleStatus> = ids
+    let mut modules: Vec<ModuleStatus> = entries
         .iter()
-        .filter_map(|id| core.modules.get(id))
-        .map(|e| ModuleStatus {
+        .map(|&(_, e)| ModuleStatus {
             id: e.id.to_string(),
             status: e.status.as_str().to_string(),
             pid: e.pid,
@@ -132,12 +201,9 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
             dropped: Some(e.dropped()),
             msgs_in: Some(e.msgs_in),
             msgs_out: Some(e.msgs_out()),
-            sandbox: (!summary).then(|| {
-                crate::sandbox::module_sandbox_report(
-                    &e.desired.spawn.sandbox,
-                    &e.desired.spawn.env,
-                )
-            }),
+            sandbox: sandboxes
+                .as_ref()
+                .and_then(|c| Some(c.get(&e.id)?.json.clone())),
             disabled: disabled(&e.id),
             last_error: e
                 .last_error

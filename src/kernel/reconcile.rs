@@ -122,6 +122,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
         forced_log_level: opts.log_level.clone(),
         prepare_locks: Default::default(),
         notify: super::notify::Notifier::from_env(),
+        sandbox_reports: Default::default(),
     });
 
     crate::watch::spawn_signals(trigger_tx.clone())?;

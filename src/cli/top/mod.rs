@@ -181,7 +181,8 @@ fn fetcher(
     loop {
         let fetch = match client::request(socket, &req, |_| {}) {
             Ok(resp) if resp.ok => {
-                match serde_json::from_value::<Report>(resp.data.unwrap_or_default()) {
+                let text = resp.data.as_ref().map_or("null", |d| d.get());
+                match serde_json::from_str::<Report>(text) {
                     Ok(report) => Fetch::Report(Sample {
                         at: Instant::now(),
                         report,
