@@ -87,10 +87,20 @@ pub fn read_snapshot(home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
             .landlock_abi
             .and_then(|abi| u32::try_from(abi).ok()),
         down: Default::default(),
+        host_name: host_name(),
     }
 }
 
 /// Reads a whole file: missing → `Missing`, too large or unreadable → `Error`.
+/// The machine's host name (`uname` nodename; empty when it cannot be had): the default
+/// `cluster.node`.
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub fn read_file(path: &Path) -> FileRead {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileRead::Missing,

@@ -77,6 +77,7 @@ fn snapshot(n: usize) -> Snapshot {
         which: BTreeMap::new(),
         landlock_abi: Some(4),
         down: Default::default(),
+        host_name: String::new(),
     }
 }
 

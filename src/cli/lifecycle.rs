@@ -484,6 +484,7 @@ mod tests {
             modules,
             services: vec![],
             converged: true,
+            cluster: None,
             errors: vec![],
             pending: None,
         }
