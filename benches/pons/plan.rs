@@ -42,10 +42,11 @@ pub fn run(opts: &Opts) -> Vec<Figure> {
             .iter()
             .map(|(id, m)| (id.clone(), ObservedModule::applied(m, Status::Ready)))
             .collect(),
+        ..Observed::default()
     };
     let empty = Observed {
         kernel_running: true,
-        modules: BTreeMap::new(),
+        ..Observed::default()
     };
 
     let mut cold = Vec::new();
