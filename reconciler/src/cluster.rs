@@ -77,9 +77,16 @@ impl Serialize for Secret {
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Credentials {
     /// A NATS `.creds` file (JWT + nkey seed); the path is no secret, its content is.
-    File { path: String },
-    Token { token: Secret },
-    UserPassword { user: String, password: Secret },
+    File {
+        path: String,
+    },
+    Token {
+        token: Secret,
+    },
+    UserPassword {
+        user: String,
+        password: Secret,
+    },
 }
 
 impl Credentials {
@@ -162,7 +169,10 @@ impl ClusterConfig {
 
     /// Whether `service` is imported from other nodes.
     pub fn imports_service(&self, service: &str) -> bool {
-        self.import.services.binary_search_by(|s| s.as_str().cmp(service)).is_ok()
+        self.import
+            .services
+            .binary_search_by(|s| s.as_str().cmp(service))
+            .is_ok()
     }
 }
 
@@ -428,10 +438,7 @@ fn split_url(s: &str) -> Result<(String, Option<Credentials>), String> {
         None => (None, rest),
     };
     let hostport = hostport.trim_end_matches('/');
-    if hostport.is_empty()
-        || hostport.contains(['/', '?', '#', ' '])
-        || hostport.starts_with(':')
-    {
+    if hostport.is_empty() || hostport.contains(['/', '?', '#', ' ']) || hostport.starts_with(':') {
         return Err("must be a nats:// URL with a host (nats://host:port)".into());
     }
     let port_ok = match hostport.rsplit_once(':') {
@@ -531,15 +538,13 @@ fn credentials(v: &Value) -> Result<Option<Credentials>, String> {
                         password: Secret::new(password),
                     }))
                 }
-                (None, None, Some(_), None) => {
-                    Err("`cluster.credentials.password` is missing (a user needs a password)".into())
-                }
+                (None, None, Some(_), None) => Err(
+                    "`cluster.credentials.password` is missing (a user needs a password)".into(),
+                ),
                 (None, None, None, Some(_)) => {
                     Err("`cluster.credentials.user` is missing (a password needs a user)".into())
                 }
-                (None, Some(_), None, None) => {
-                    Err("`cluster.credentials.token` is empty".into())
-                }
+                (None, Some(_), None, None) => Err("`cluster.credentials.token` is empty".into()),
                 _ => Err(format!(
                     "`cluster.credentials` must be one of {SHAPES}, not a mix of them"
                 )),
@@ -580,9 +585,7 @@ fn share(v: Option<&Value>, key: &str, errors: &mut Vec<String>) -> Share {
                     match item.as_str().map(str::trim) {
                         Some(s) => match check(s) {
                             None => out.push(s.to_string()),
-                            Some(why) => errors.push(format!(
-                                "`{key}.{field}.{i}` ({s:?}) {why}"
-                            )),
+                            Some(why) => errors.push(format!("`{key}.{field}.{i}` ({s:?}) {why}")),
                         },
                         None => errors.push(format!(
                             "`{key}.{field}.{i}` must be a string, found {}",
@@ -625,7 +628,9 @@ fn check_topic(s: &str) -> Option<&'static str> {
     }
     let body = body.trim_end_matches('.');
     if body.contains('*') || !subject_safe(body) {
-        return Some("is not a topic that can cross nodes (no spaces, `>`, empty or leading `.`, `..`)");
+        return Some(
+            "is not a topic that can cross nodes (no spaces, `>`, empty or leading `.`, `..`)",
+        );
     }
     None
 }
@@ -635,7 +640,9 @@ fn check_topic(s: &str) -> Option<&'static str> {
 pub fn subject_safe(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|t| !t.is_empty() && t != ">" && t != "*")
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '>')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '>')
 }
 
 /// The section as written, canonical, with every secret redacted: credentials' `token` and
@@ -694,7 +701,11 @@ mod tests {
 
     fn parse_yaml(y: &str) -> Result<Option<DesiredCluster>, Vec<String>> {
         let root = config::parse(y.as_bytes()).unwrap();
-        parse(&root, &env(&[("TOK", "s3cret-token")]), "host-a.example.com")
+        parse(
+            &root,
+            &env(&[("TOK", "s3cret-token")]),
+            "host-a.example.com",
+        )
     }
 
     #[test]
@@ -743,11 +754,7 @@ mod tests {
         assert_eq!(cfg.stale_ms, 1000);
         assert!(cfg.imports_service("db") && !cfg.imports_service("echo"));
         // The secret appears nowhere: not in Debug, JSON or the text plans diff.
-        let shown = format!(
-            "{c:?} {} {}",
-            serde_json::to_string(&c).unwrap(),
-            c.text
-        );
+        let shown = format!("{c:?} {} {}", serde_json::to_string(&c).unwrap(), c.text);
         assert!(!shown.contains("s3cret-token"), "{shown}");
         assert!(c.text.contains("token: <redacted>"), "{}", c.text);
     }
@@ -765,11 +772,18 @@ mod tests {
                 password: Secret::new("pa@ss")
             })
         );
-        assert!(!c.text.contains("pa%40ss") && !c.text.contains("bob"), "{}", c.text);
+        assert!(
+            !c.text.contains("pa%40ss") && !c.text.contains("bob"),
+            "{}",
+            c.text
+        );
         let t = parse_yaml("cluster: {url: 'nats://tok123@h:1'}\n")
             .unwrap()
             .unwrap();
-        assert!(matches!(t.config.credentials, Some(Credentials::Token { .. })));
+        assert!(matches!(
+            t.config.credentials,
+            Some(Credentials::Token { .. })
+        ));
         assert_eq!(redact_url("nats://a:b@h:1"), "nats://<redacted>@h:1");
         assert_eq!(redact_url("nats://h:1"), "nats://h:1");
     }
@@ -779,22 +793,38 @@ mod tests {
         let errs = |y: &str| parse_yaml(y).unwrap_err().join("\n");
         assert!(errs("cluster: {}\n").contains("`cluster.url` is missing"));
         assert!(errs("cluster: 3\n").contains("`cluster` must be a mapping"));
-        assert!(errs("cluster: {url: 'http://x:1'}\n").contains("`cluster.url` must be a nats:// URL"));
+        assert!(
+            errs("cluster: {url: 'http://x:1'}\n").contains("`cluster.url` must be a nats:// URL")
+        );
         assert!(errs("cluster: {url: 'nats://x:99999'}\n").contains("`cluster.url` has a port"));
         assert!(errs("cluster: {url: nats://x, urls: [nats://y]}\n").contains("keep one"));
         assert!(errs("cluster: {url: nats://x, name: 'a.b'}\n").contains("`cluster.name`"));
         assert!(errs("cluster: {url: nats://x, node: 'a b'}\n").contains("`cluster.node`"));
-        assert!(errs("cluster: {url: nats://x, staleMs: 10}\n").contains("`cluster.staleMs` must be an integer of at least 300"));
-        assert!(errs("cluster: {url: nats://x, bogus: 1}\n").contains("`cluster.bogus` is not a known key"));
-        assert!(errs("cluster: {url: nats://x, export: {services: ['a b']}}\n").contains("`cluster.export.services.0`"));
-        assert!(errs("cluster: {url: nats://x, import: {topics: ['a*']}}\n").contains("`cluster.import.topics.0`"));
-        assert!(errs("cluster: {url: nats://x, export: [a]}\n").contains("`cluster.export` must be a mapping"));
-        assert!(errs("cluster: {url: nats://x, credentials: {user: u}}\n").contains("`cluster.credentials.password` is missing"));
-        assert!(errs("cluster: {url: nats://x, credentials: {token: t, user: u, password: p}}\n").contains("not a mix"));
+        assert!(errs("cluster: {url: nats://x, staleMs: 10}\n")
+            .contains("`cluster.staleMs` must be an integer of at least 300"));
+        assert!(errs("cluster: {url: nats://x, bogus: 1}\n")
+            .contains("`cluster.bogus` is not a known key"));
+        assert!(
+            errs("cluster: {url: nats://x, export: {services: ['a b']}}\n")
+                .contains("`cluster.export.services.0`")
+        );
+        assert!(errs("cluster: {url: nats://x, import: {topics: ['a*']}}\n")
+            .contains("`cluster.import.topics.0`"));
+        assert!(errs("cluster: {url: nats://x, export: [a]}\n")
+            .contains("`cluster.export` must be a mapping"));
+        assert!(errs("cluster: {url: nats://x, credentials: {user: u}}\n")
+            .contains("`cluster.credentials.password` is missing"));
+        assert!(
+            errs("cluster: {url: nats://x, credentials: {token: t, user: u, password: p}}\n")
+                .contains("not a mix")
+        );
         let e = errs("cluster: {url: 'nats://u:p@x', credentials: {token: hidden-tok}}\n");
         assert!(e.contains("keep one") && !e.contains("hidden-tok"), "{e}");
         let e = errs("cluster: {url: nats://x, credentials: {token: '${UNSET_SECRET_VAR'}}\n");
-        assert!(e.contains("`cluster.credentials.token`") && !e.contains("UNSET_SECRET"), "{e}");
+        assert!(
+            e.contains("`cluster.credentials.token`") && !e.contains("UNSET_SECRET"),
+            "{e}"
+        );
         let e = errs("cluster: {url: nats://x, node: '${NOPE}'}\n");
         assert!(e.contains("`cluster.node`: `${NOPE}` is not set"), "{e}");
     }
@@ -814,7 +844,10 @@ mod tests {
         let c = parse_yaml("cluster: {url: nats://x, credentials: {user: u, password: pw-123}}\n")
             .unwrap()
             .unwrap();
-        assert_eq!(c.config.credentials.as_ref().map(Credentials::kind), Some("user and password"));
+        assert_eq!(
+            c.config.credentials.as_ref().map(Credentials::kind),
+            Some("user and password")
+        );
         assert!(!c.text.contains("pw-123"));
     }
 
@@ -832,7 +865,10 @@ mod tests {
         let c = parse_yaml("cluster: {url: nats://y, export: {services: [e]}}\n")
             .unwrap()
             .unwrap();
-        assert_eq!(a.config.changed_keys(&c.config), ["url", "credentials", "export"]);
+        assert_eq!(
+            a.config.changed_keys(&c.config),
+            ["url", "credentials", "export"]
+        );
     }
 
     #[test]

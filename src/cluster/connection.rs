@@ -56,7 +56,9 @@ pub async fn run(kernel: Arc<Kernel>, link: Arc<Link>, mut stop: watch::Receiver
 
     let mut tasks = Tasks::default();
     let hb_now = Arc::new(Notify::new());
-    tasks.0.push(tokio::spawn(writer(client.clone(), link.clone())));
+    tasks
+        .0
+        .push(tokio::spawn(writer(client.clone(), link.clone())));
     if let Err(e) = subscribe_all(&kernel, &link, &client, &hb_now, &mut tasks).await {
         tracing::error!(node = %c.node, error = %e, "cluster: cannot subscribe; the link stays down until the cluster section changes");
         link.state.lock().last_error = Some(format!("cannot subscribe: {e}"));
@@ -183,7 +185,10 @@ fn connect_error(c: &ClusterConfig, e: &async_nats::ConnectError) -> String {
 /// The connection options: credentials, no echo of our own messages, pings at half `staleMs`
 /// (a hung server is noticed), reconnect backoff 100 ms doubling to 2 s, bounded client and
 /// subscription buffers.
-async fn options(c: &ClusterConfig, events: mpsc::UnboundedSender<Event>) -> Result<ConnectOptions, String> {
+async fn options(
+    c: &ClusterConfig,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<ConnectOptions, String> {
     let mut o = ConnectOptions::new()
         .name(format!("pons node {} (cluster {})", c.node, c.name))
         .no_echo()
@@ -204,7 +209,9 @@ async fn options(c: &ClusterConfig, events: mpsc::UnboundedSender<Event>) -> Res
         None => {}
         Some(Credentials::File { path }) => {
             o = o.credentials_file(path).await.map_err(|e| {
-                format!("cannot read the creds file {path} (`cluster.credentials` in config.yaml): {e}")
+                format!(
+                    "cannot read the creds file {path} (`cluster.credentials` in config.yaml): {e}"
+                )
             })?;
         }
         Some(Credentials::Token { token }) => o = o.token(token.expose().to_string()),
@@ -227,10 +234,15 @@ fn on_event(kernel: &Kernel, link: &Link, ev: Event) -> bool {
         }
         Event::Disconnected => {
             link.set_connected(false);
-            link.state.lock().last_error = Some("connection to the NATS server lost; reconnecting".into());
+            link.state.lock().last_error =
+                Some("connection to the NATS server lost; reconnecting".into());
             tracing::warn!(node = %node, "cluster: connection to NATS lost: remote services are unavailable until it is back");
             let mut core = kernel.core.lock();
-            let gone = match core.cluster.as_mut().filter(|a| std::ptr::eq(&*a.link, link)) {
+            let gone = match core
+                .cluster
+                .as_mut()
+                .filter(|a| std::ptr::eq(&*a.link, link))
+            {
                 Some(a) => a.dir.clear(),
                 None => Vec::new(),
             };
@@ -259,7 +271,11 @@ fn on_event(kernel: &Kernel, link: &Link, ev: Event) -> bool {
 }
 
 /// Runs `f` on the router's attached link if it is still `link`.
-fn with_attached<T>(kernel: &Kernel, link: &Link, f: impl FnOnce(&mut super::Attached) -> T) -> Option<T> {
+fn with_attached<T>(
+    kernel: &Kernel,
+    link: &Link,
+    f: impl FnOnce(&mut super::Attached) -> T,
+) -> Option<T> {
     let mut core = kernel.core.lock();
     core.cluster
         .as_mut()
@@ -277,7 +293,11 @@ fn peer_event(core: &Core, what: &str, node: &str) {
 /// Drops the peers not heard from for `stale`.
 fn sweep(kernel: &Kernel, link: &Link, stale: Duration) {
     let mut core = kernel.core.lock();
-    let Some(a) = core.cluster.as_mut().filter(|a| std::ptr::eq(&*a.link, link)) else {
+    let Some(a) = core
+        .cluster
+        .as_mut()
+        .filter(|a| std::ptr::eq(&*a.link, link))
+    else {
         return;
     };
     let gone = a.dir.sweep(Instant::now(), stale);
@@ -287,7 +307,13 @@ fn sweep(kernel: &Kernel, link: &Link, stale: Duration) {
     }
 }
 
-async fn heartbeat(client: &Client, link: &Link, services: &[RemoteService], hello: bool, bye: bool) {
+async fn heartbeat(
+    client: &Client,
+    link: &Link,
+    services: &[RemoteService],
+    hello: bool,
+    bye: bool,
+) {
     let hb = Heartbeat {
         node: link.config.node.clone(),
         services: services.to_vec(),
@@ -315,14 +341,23 @@ async fn subscribe_all(
 ) -> Result<(), async_nats::SubscribeError> {
     let name = &link.config.name;
     let sub = client.subscribe(subjects::heartbeat(name)).await?;
-    tasks.0.push(tokio::spawn(heartbeats(kernel.clone(), link.clone(), sub, hb_now.clone())));
+    tasks.0.push(tokio::spawn(heartbeats(
+        kernel.clone(),
+        link.clone(),
+        sub,
+        hb_now.clone(),
+    )));
     let sub = client.subscribe(format!("{}.*", link.inbox)).await?;
-    tasks.0.push(tokio::spawn(answers(kernel.clone(), link.clone(), sub)));
+    tasks
+        .0
+        .push(tokio::spawn(answers(kernel.clone(), link.clone(), sub)));
     for (i, pattern) in link.config.import.topics.iter().enumerate() {
         let sub = client
             .subscribe(subjects::import_subscription(name, pattern))
             .await?;
-        tasks.0.push(tokio::spawn(topics(kernel.clone(), link.clone(), sub, i)));
+        tasks
+            .0
+            .push(tokio::spawn(topics(kernel.clone(), link.clone(), sub, i)));
     }
     Ok(())
 }
@@ -364,7 +399,12 @@ async fn sync_services(
         let subject = subjects::service(&link.config.name, &r.service);
         match client.queue_subscribe(subject.clone(), subject).await {
             Ok(sub) => {
-                let task = tokio::spawn(requests(kernel.clone(), link.clone(), sub, r.service.clone()));
+                let task = tokio::spawn(requests(
+                    kernel.clone(),
+                    link.clone(),
+                    sub,
+                    r.service.clone(),
+                ));
                 subs.insert(r.service.clone(), task);
             }
             Err(e) => {
@@ -402,7 +442,12 @@ async fn wait_congested(kernel: &Kernel, congested: &mut Vec<Arc<Outbox>>) {
     }
 }
 
-async fn heartbeats(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subscriber, hb_now: Arc<Notify>) {
+async fn heartbeats(
+    kernel: Arc<Kernel>,
+    link: Arc<Link>,
+    mut sub: Subscriber,
+    hb_now: Arc<Notify>,
+) {
     let mut warned_twin = false;
     while let Some(msg) = sub.next().await {
         let Ok(mut hb) = serde_json::from_slice::<Heartbeat>(&msg.payload) else {
@@ -423,7 +468,11 @@ async fn heartbeats(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subscriber, h
         }
         hb.services.truncate(MAX_PEER_SERVICES);
         let mut core = kernel.core.lock();
-        let Some(a) = core.cluster.as_mut().filter(|a| Arc::ptr_eq(&a.link, &link)) else {
+        let Some(a) = core
+            .cluster
+            .as_mut()
+            .filter(|a| Arc::ptr_eq(&a.link, &link))
+        else {
             return;
         };
         if hb.bye {
@@ -496,7 +545,7 @@ async fn topics(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subscriber, index
                 if link.import_index(topic) != Some(index) {
                     continue;
                 }
-                let Ok(payload) = wire::payload(&msg.payload) else {
+                let Some(payload) = wire::payload(&msg.payload) else {
                     link.counters.dropped_in.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
@@ -525,7 +574,9 @@ async fn requests(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subscriber, ser
                     .flatten()
                     .filter(|b| !b.f.contains(char::is_control) && b.f.len() <= 256);
                 match body {
-                    Some(b) => core.remote_request(&link, reply, &service, &b.m, &b.f, b.p, &mut congested),
+                    Some(b) => {
+                        core.remote_request(&link, reply, &service, &b.m, &b.f, b.p, &mut congested)
+                    }
                     None => {
                         link.counters.dropped_in.fetch_add(1, Ordering::Relaxed);
                         link.reply_error(&reply, "invalid request from another node");
@@ -563,12 +614,21 @@ async fn writer(client: Client, link: Arc<Link>) {
             let subject = r.subject.to_string();
             let sent = match r.kind {
                 Kind::Publish => {
-                    tokio::time::timeout(max, client.publish_with_headers(subject, origin.clone(), body)).await
+                    tokio::time::timeout(
+                        max,
+                        client.publish_with_headers(subject, origin.clone(), body),
+                    )
+                    .await
                 }
                 Kind::Request => {
                     tokio::time::timeout(
                         max,
-                        client.publish_with_reply_and_headers(subject, r.reply.to_string(), origin.clone(), body),
+                        client.publish_with_reply_and_headers(
+                            subject,
+                            r.reply.to_string(),
+                            origin.clone(),
+                            body,
+                        ),
                     )
                     .await
                 }

@@ -118,7 +118,11 @@ mod tests {
         assert!(s.joined);
         assert_eq!(s.appeared, ["echo"]);
         assert!(d.provides("echo") && !d.provides("db"));
-        let s = d.seen("a", vec![svc("echo"), svc("db")], t0 + Duration::from_millis(500));
+        let s = d.seen(
+            "a",
+            vec![svc("echo"), svc("db")],
+            t0 + Duration::from_millis(500),
+        );
         assert!(!s.joined);
         assert_eq!(s.appeared, ["db"]);
         d.seen("b", vec![], t0 + Duration::from_millis(900));

@@ -44,9 +44,7 @@ impl Attached {
     /// Whether a peer has a ready provider of `service` and this node imports it.
     #[inline]
     pub fn provides(&self, service: &str) -> bool {
-        self.link.imports_service(service)
-            && self.link.is_connected()
-            && self.dir.provides(service)
+        self.link.imports_service(service) && self.link.is_connected() && self.dir.provides(service)
     }
 }
 

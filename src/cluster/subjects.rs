@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn subjects() {
         assert_eq!(service("p", "echo"), "p.svc.echo");
-        assert_eq!(topic("p", "metrics.cpu").as_deref(), Some("p.topic.metrics.cpu"));
+        assert_eq!(
+            topic("p", "metrics.cpu").as_deref(),
+            Some("p.topic.metrics.cpu")
+        );
         assert_eq!(topic("p", "news:a").as_deref(), Some("p.topic.news:a"));
         assert_eq!(topic("p", "a b"), None);
         assert_eq!(topic("p", "a..b"), None);

@@ -136,17 +136,17 @@ pub fn one_line(b: &[u8]) -> bool {
     memchr::memchr2(b'\n', b'\r', b).is_none()
 }
 
-/// A topic payload from the network as raw JSON (`None` for an empty body); `Err` when it is
-/// not one line of JSON.
-pub fn payload(b: &[u8]) -> Result<Option<&RawValue>, ()> {
+/// A topic payload from the network as raw JSON (`Some(None)` for an empty body); `None` when
+/// it is not one line of JSON.
+pub fn payload(b: &[u8]) -> Option<Option<&RawValue>> {
     if b.is_empty() {
-        return Ok(None);
+        return Some(None);
     }
     if !one_line(b) {
-        return Err(());
+        return None;
     }
-    let s = std::str::from_utf8(b).map_err(|_| ())?;
-    serde_json::from_str::<&RawValue>(s).map(Some).map_err(|_| ())
+    let s = std::str::from_utf8(b).ok()?;
+    serde_json::from_str::<&RawValue>(s).ok().map(Some)
 }
 
 /// One exported service with a ready provider on the sending node.
@@ -186,7 +186,11 @@ mod tests {
         assert_eq!(got[1].kind, Kind::Request);
         assert_eq!(got[1].reply, "_INBOX.1");
         assert_eq!(got[2].body, b"");
-        assert_eq!(records(&buf[..buf.len() - 1]).count(), 2, "a cut record is not read");
+        assert_eq!(
+            records(&buf[..buf.len() - 1]).count(),
+            2,
+            "a cut record is not read"
+        );
     }
 
     #[test]
@@ -209,8 +213,11 @@ mod tests {
     fn payloads_from_the_network() {
         assert!(payload(b"").unwrap().is_none());
         assert_eq!(payload(b"{\"a\":1}").unwrap().unwrap().get(), "{\"a\":1}");
-        assert!(payload(b"{\"a\":\n1}").is_err(), "a raw newline would split the line");
-        assert!(payload(b"{nope").is_err());
+        assert!(
+            payload(b"{\"a\":\n1}").is_none(),
+            "a raw newline would split the line"
+        );
+        assert!(payload(b"{nope").is_none());
     }
 
     #[test]
@@ -225,7 +232,10 @@ mod tests {
             bye: false,
         };
         let s = serde_json::to_string(&hb).unwrap();
-        assert_eq!(s, r#"{"node":"a","services":[{"service":"echo","module":"prov"}]}"#);
+        assert_eq!(
+            s,
+            r#"{"node":"a","services":[{"service":"echo","module":"prov"}]}"#
+        );
         let back: Heartbeat = serde_json::from_str(&s).unwrap();
         assert_eq!(back, hb);
     }

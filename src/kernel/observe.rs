@@ -179,15 +179,13 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
     // Other nodes' providers of imported services, with their node.
     let cluster = core.cluster.as_ref().map(crate::cluster::status::report);
     if let Some(a) = &core.cluster {
-        services.extend(
-            crate::cluster::status::remote_services(a)
-                .into_iter()
-                .map(|(service, module, node)| ServiceEntry {
-                    service,
-                    module,
-                    node: Some(node),
-                }),
-        );
+        services.extend(crate::cluster::status::remote_services(a).into_iter().map(
+            |(service, module, node)| ServiceEntry {
+                service,
+                module,
+                node: Some(node),
+            },
+        ));
     }
     StatusReport {
         kernel: KernelStatus {

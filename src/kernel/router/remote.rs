@@ -188,7 +188,10 @@ impl Core {
             .modules
             .values()
             .filter(|w| w.status == Status::Waiting)
-            .filter(|w| self.missing_requires(&w.desired.manifest.requires).is_empty())
+            .filter(|w| {
+                self.missing_requires(&w.desired.manifest.requires)
+                    .is_empty()
+            })
             .map(|w| w.id.clone())
             .collect();
         for w in waiting {
