@@ -9,9 +9,12 @@
 //! cargo bench --bench pons -- --json            # JSON on stdout, human output on stderr
 //! ```
 //!
-//! Benchmarks: `route`, `rpc`, `throughput`, `burst`, `startup` (with `rss`), `plan`, `config`.
+//! Benchmarks: `route`, `rpc`, `throughput`, `burst`, `startup` (with `rss`), `plan`, `config`,
+//! `cluster`.
 //! Results of a full run are kept in benches/RESULTS.md.
 
+#[path = "pons/cluster.rs"]
+mod cluster;
 #[path = "pons/config.rs"]
 mod config;
 #[path = "pons/harness.rs"]
@@ -87,10 +90,16 @@ const BENCHES: &[(&str, &[&str], &str, BenchFn)] = &[
         "config.yaml saved / SIGUSR1 → config:update",
         config::run,
     ),
+    (
+        "cluster",
+        &["nats"],
+        "two kernels through nats-server: RPC p50 and pub/sub vs plain NATS clients",
+        cluster::run,
+    ),
 ];
 
 const USAGE: &str = "usage: cargo bench --bench pons -- [--quick] [--json] [NAME…]
-  NAME      run only benchmarks whose name contains NAME: route rpc throughput burst startup rss plan config
+  NAME      run only benchmarks whose name contains NAME: route rpc throughput burst startup rss plan config cluster
   --quick   smaller counts (whole run under 30 s)
   --json    print the results as JSON on stdout (human output goes to stderr)
 ";
