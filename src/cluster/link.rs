@@ -52,6 +52,9 @@ pub struct Link {
     pub inbox: String,
     pub counters: Counters,
     pub state: parking_lot::Mutex<LinkState>,
+    /// Requests from other nodes forwarded to local providers and not answered yet (capped at
+    /// `lifecycle.maxPendingRpcs`, like a local caller's).
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Link {
@@ -80,6 +83,7 @@ impl Link {
             connected: AtomicBool::new(false),
             counters: Counters::default(),
             state: Default::default(),
+            in_flight: Default::default(),
         })
     }
 
@@ -171,6 +175,35 @@ impl Link {
         let ok = self.push(Kind::Request, &subject, &reply, &body);
         self.note_congested(congested);
         ok
+    }
+
+    /// Requests from other nodes in flight here.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// A request from another node was forwarded to a local provider.
+    pub fn started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The answer to a request counted by [`Link::started`].
+    pub fn answer(&self, reply: &str, result: Option<&RawValue>, error: Option<&RawValue>) {
+        self.finished();
+        self.reply(reply, result, error);
+    }
+
+    /// A kernel-made error answer (`timeout`, the provider stopped) to a request counted by
+    /// [`Link::started`].
+    pub fn answer_error(&self, reply: &str, error: &str) {
+        self.finished();
+        self.reply_error(reply, error);
+    }
+
+    fn finished(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// The answer to a remote caller.

@@ -120,6 +120,12 @@ impl Core {
                 return;
             }
         };
+        let max = self.settings.max_pending_rpcs;
+        if link.in_flight() >= max {
+            link.reply_error(&reply, &format!("too_many_pending: {max} RPCs in flight"));
+            return;
+        }
+        link.started();
         let deadline = Instant::now() + self.settings.rpc_timeout;
         let caller = Caller::Remote {
             link: link.clone(),

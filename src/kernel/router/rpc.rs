@@ -348,7 +348,7 @@ impl Core {
                 let _ = reply.send(answer);
             }
             Caller::Remote { link, reply } => {
-                link.reply(&reply, result, error);
+                link.answer(&reply, result, error);
                 if link.outbox.is_congested() {
                     congested.push(link.outbox.clone());
                 }
@@ -417,7 +417,7 @@ impl Core {
             Caller::Operator { reply, .. } => {
                 let _ = reply.send(Err(error.to_string()));
             }
-            Caller::Remote { link, reply } => link.reply_error(&reply, error),
+            Caller::Remote { link, reply } => link.answer_error(&reply, error),
         }
     }
 }
