@@ -67,8 +67,7 @@ pub async fn run(kernel: Arc<Kernel>, link: Arc<Link>, mut stop: watch::Receiver
         return;
     }
 
-    let stale = Duration::from_millis(c.stale_ms);
-    let mut hb_tick = tokio::time::interval(Duration::from_millis((c.stale_ms / 3).max(100)));
+    let mut hb_tick = tokio::time::interval(heartbeat_every(c));
     hb_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut services: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
     let mut advertised: Option<Vec<RemoteService>> = None;
@@ -81,7 +80,7 @@ pub async fn run(kernel: Arc<Kernel>, link: Arc<Link>, mut stop: watch::Receiver
             advertised = Some(ready);
             hello = false;
         }
-        let next_stale = with_attached(&kernel, &link, |a| a.dir.next_stale(stale)).flatten();
+        let next_stale = with_attached(&kernel, &link, |a| a.dir.next_stale()).flatten();
         let changed = kernel.changed.notified();
         tokio::select! {
             _ = stop.changed() => break,
@@ -99,7 +98,7 @@ pub async fn run(kernel: Arc<Kernel>, link: Arc<Link>, mut stop: watch::Receiver
                     heartbeat(&client, &link, ready, false, false).await;
                 }
             }
-            _ = sleep_until(next_stale) => sweep(&kernel, &link, stale),
+            _ = sleep_until(next_stale) => sweep(&kernel, &link),
             _ = changed => {}
         }
     }
@@ -113,6 +112,11 @@ pub async fn run(kernel: Arc<Kernel>, link: Arc<Link>, mut stop: watch::Receiver
     drop(services);
     drop(tasks);
     tracing::info!(node = %link.config.node, "cluster: disconnected");
+}
+
+/// How often this node sends a heartbeat: a third of `staleMs`.
+fn heartbeat_every(c: &ClusterConfig) -> Duration {
+    Duration::from_millis((c.stale_ms / 3).max(100))
 }
 
 async fn sleep_until(t: Option<Instant>) {
@@ -290,8 +294,8 @@ fn peer_event(core: &Core, what: &str, node: &str) {
     );
 }
 
-/// Drops the peers not heard from for `stale`.
-fn sweep(kernel: &Kernel, link: &Link, stale: Duration) {
+/// Drops the peers silent for too long.
+fn sweep(kernel: &Kernel, link: &Link) {
     let mut core = kernel.core.lock();
     let Some(a) = core
         .cluster
@@ -300,9 +304,9 @@ fn sweep(kernel: &Kernel, link: &Link, stale: Duration) {
     else {
         return;
     };
-    let gone = a.dir.sweep(Instant::now(), stale);
+    let gone = a.dir.sweep(Instant::now());
     for n in gone {
-        tracing::warn!(node = %link.config.node, peer = %n, staleMs = stale.as_millis() as u64, "cluster: a node went silent: its services leave the directory");
+        tracing::warn!(node = %link.config.node, peer = %n, "cluster: a node went silent: its services leave the directory");
         peer_event(&core, "left", &n);
     }
 }
@@ -319,6 +323,7 @@ async fn heartbeat(
         services: services.to_vec(),
         hello,
         bye,
+        every_ms: heartbeat_every(&link.config).as_millis() as u64,
     };
     let Ok(body) = serde_json::to_vec(&hb) else {
         return;
@@ -448,12 +453,13 @@ async fn heartbeats(
     mut sub: Subscriber,
     hb_now: Arc<Notify>,
 ) {
+    let stale = Duration::from_millis(link.config.stale_ms);
     let mut warned_twin = false;
     while let Some(msg) = sub.next().await {
         let Ok(mut hb) = serde_json::from_slice::<Heartbeat>(&msg.payload) else {
             continue;
         };
-        if hb.node.is_empty() || hb.node.len() > 64 || hb.node.contains(char::is_control) {
+        if !wire::sane_node(&hb.node) {
             continue;
         }
         if hb.node == link.config.node {
@@ -466,7 +472,9 @@ async fn heartbeats(
         if hb.hello {
             hb_now.notify_one();
         }
+        hb.services.retain(RemoteService::is_sane);
         hb.services.truncate(MAX_PEER_SERVICES);
+        let grace = stale.max(Duration::from_millis(hb.every_ms.min(600_000) * 3));
         let mut core = kernel.core.lock();
         let Some(a) = core
             .cluster
@@ -482,7 +490,7 @@ async fn heartbeats(
             }
             continue;
         }
-        let seen = a.dir.seen(&hb.node, hb.services, Instant::now());
+        let seen = a.dir.seen(&hb.node, hb.services, Instant::now(), grace);
         if seen.joined {
             tracing::info!(node = %link.config.node, peer = %hb.node, services = ?seen.appeared, "cluster: a node joined");
             peer_event(&core, "joined", &hb.node);

@@ -13,6 +13,9 @@ use super::wire::RemoteService;
 pub struct Peer {
     pub services: Vec<RemoteService>,
     pub last_seen: Instant,
+    /// How long it may stay silent: this node's `staleMs`, or three of the peer's heartbeat
+    /// intervals if that is longer (nodes may be configured differently).
+    pub stale: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -30,8 +33,15 @@ pub struct Seen {
 }
 
 impl Directory {
-    /// A heartbeat from `node` listing `services` at `now`.
-    pub fn seen(&mut self, node: &str, mut services: Vec<RemoteService>, now: Instant) -> Seen {
+    /// A heartbeat from `node` listing `services` at `now`; `stale`: how long it may stay
+    /// silent.
+    pub fn seen(
+        &mut self,
+        node: &str,
+        mut services: Vec<RemoteService>,
+        now: Instant,
+        stale: Duration,
+    ) -> Seen {
         services.sort();
         services.dedup();
         let mut out = Seen::default();
@@ -44,6 +54,7 @@ impl Directory {
                     .collect();
                 p.services = services;
                 p.last_seen = now;
+                p.stale = stale;
             }
             None => {
                 out.joined = true;
@@ -53,6 +64,7 @@ impl Directory {
                     Peer {
                         services,
                         last_seen: now,
+                        stale,
                     },
                 );
             }
@@ -66,12 +78,12 @@ impl Directory {
         self.peers.remove(node).is_some()
     }
 
-    /// Drops the nodes not heard from for `stale` at `now`; returns them.
-    pub fn sweep(&mut self, now: Instant, stale: Duration) -> Vec<String> {
+    /// Drops the nodes silent for longer than they may be at `now`; returns them.
+    pub fn sweep(&mut self, now: Instant) -> Vec<String> {
         let gone: Vec<String> = self
             .peers
             .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.last_seen) >= stale)
+            .filter(|(_, p)| now.saturating_duration_since(p.last_seen) >= p.stale)
             .map(|(n, _)| n.clone())
             .collect();
         for n in &gone {
@@ -93,8 +105,8 @@ impl Directory {
     }
 
     /// The earliest time a node would become stale.
-    pub fn next_stale(&self, stale: Duration) -> Option<Instant> {
-        self.peers.values().map(|p| p.last_seen + stale).min()
+    pub fn next_stale(&self) -> Option<Instant> {
+        self.peers.values().map(|p| p.last_seen + p.stale).min()
     }
 }
 
@@ -114,7 +126,7 @@ mod tests {
         let t0 = Instant::now();
         let stale = Duration::from_millis(1000);
         let mut d = Directory::default();
-        let s = d.seen("a", vec![svc("echo")], t0);
+        let s = d.seen("a", vec![svc("echo")], t0, stale);
         assert!(s.joined);
         assert_eq!(s.appeared, ["echo"]);
         assert!(d.provides("echo") && !d.provides("db"));
@@ -122,17 +134,18 @@ mod tests {
             "a",
             vec![svc("echo"), svc("db")],
             t0 + Duration::from_millis(500),
+            stale,
         );
         assert!(!s.joined);
         assert_eq!(s.appeared, ["db"]);
-        d.seen("b", vec![], t0 + Duration::from_millis(900));
-        assert!(d.sweep(t0 + Duration::from_millis(1400), stale).is_empty());
-        assert_eq!(d.sweep(t0 + Duration::from_millis(1500), stale), ["a"]);
+        d.seen("b", vec![], t0 + Duration::from_millis(900), stale);
+        assert!(d.sweep(t0 + Duration::from_millis(1400)).is_empty());
+        assert_eq!(d.sweep(t0 + Duration::from_millis(1500)), ["a"]);
         assert!(!d.provides("echo"));
-        assert_eq!(d.next_stale(stale), Some(t0 + Duration::from_millis(1900)));
+        assert_eq!(d.next_stale(), Some(t0 + Duration::from_millis(1900)));
         assert_eq!(d.clear(), ["b"]);
         assert!(d.peers.is_empty());
-        d.seen("c", vec![svc("x")], t0);
+        d.seen("c", vec![svc("x")], t0, stale);
         assert!(d.leave("c") && !d.leave("c"));
     }
 }

@@ -168,6 +168,35 @@ pub struct Heartbeat {
     /// The node is leaving: the others drop it at once.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bye: bool,
+    /// The sender's heartbeat interval (ms): a receiver waits at least three of them before it
+    /// counts the sender silent.
+    #[serde(default, rename = "everyMs", skip_serializing_if = "is_zero")]
+    pub every_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl RemoteService {
+    /// Whether an entry from the network is fit to keep and show (a service name that can be a
+    /// subject, a module id without control characters).
+    pub fn is_sane(&self) -> bool {
+        pons_reconciler::cluster::subject_safe(&self.service)
+            && self.service.len() <= 256
+            && self.module.len() <= 256
+            && !self.module.contains(char::is_control)
+            && !self.service.contains(char::is_control)
+    }
+}
+
+/// Whether a node name from the network is one `cluster.node` could be.
+pub fn sane_node(node: &str) -> bool {
+    !node.is_empty()
+        && node.len() <= 64
+        && node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -230,6 +259,7 @@ mod tests {
             }],
             hello: false,
             bye: false,
+            every_ms: 0,
         };
         let s = serde_json::to_string(&hb).unwrap();
         assert_eq!(
