@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, StatusCode, Subscriber};
+use async_nats::{Client, ConnectOptions, Event, Message, StatusCode, Subscriber};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use pons_reconciler::cluster::{ClusterConfig, Credentials};
@@ -50,6 +50,7 @@ pub async fn run(kernel: Arc<Kernel>, link: Arc<Link>, mut stop: watch::Receiver
         return;
     };
     let c = &link.config;
+    link.set_client(client.clone());
     link.set_connected(true);
     link.state.lock().last_error = None;
     tracing::info!(node = %c.node, cluster = %c.name, url = %c.urls.join(", "), "cluster: connected");
@@ -599,8 +600,7 @@ async fn requests(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subscriber, ser
 /// Writes the link's queue to NATS. While the connection is down, records are dropped and
 /// counted: nothing waits for a server that is gone.
 async fn writer(client: Client, link: Arc<Link>) {
-    let mut origin = HeaderMap::new();
-    origin.insert(subjects::ORIGIN, link.config.node.as_str());
+    let origin = link.origin().clone();
     let max = Duration::from_millis(link.config.stale_ms);
     let mut batch: Vec<u8> = Vec::with_capacity(8 << 10);
     loop {

@@ -55,6 +55,9 @@ pub struct Link {
     /// Requests from other nodes forwarded to local providers and not answered yet (capped at
     /// `lifecycle.maxPendingRpcs`, like a local caller's).
     in_flight: std::sync::atomic::AtomicUsize,
+    client: std::sync::OnceLock<async_nats::Client>,
+    /// `Pons-Node: <node>`.
+    origin: async_nats::HeaderMap,
 }
 
 impl std::fmt::Debug for Link {
@@ -68,6 +71,8 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     pub fn new(config: ClusterConfig) -> Arc<Link> {
+        let mut origin = async_nats::HeaderMap::new();
+        origin.insert(subjects::ORIGIN, config.node.as_str());
         Arc::new(Link {
             export_topics: PatternSet::new(config.export.topics.iter()),
             import_topics: config
@@ -84,6 +89,8 @@ impl Link {
             counters: Counters::default(),
             state: Default::default(),
             in_flight: Default::default(),
+            client: Default::default(),
+            origin,
         })
     }
 
@@ -119,9 +126,14 @@ impl Link {
         self.import_topics.iter().position(|p| p.matches(topic))
     }
 
-    /// Queues one record; wakes the writer when the queue was empty.
+    /// Sends one message: straight to the NATS client when nothing waits in the queue and the
+    /// client takes it at once (its channel has room), else queued for the writer (order is
+    /// kept: nothing overtakes a queued message). Wakes the writer when the queue was empty.
     fn push(&self, kind: Kind, subject: &str, reply: &str, body: &[u8]) -> bool {
         let was_empty = self.outbox.queued() == 0;
+        if was_empty && self.send_now(kind, subject, reply, body) {
+            return true;
+        }
         let ok = self
             .outbox
             .push_with(|b| wire::push_record(b, kind, subject, reply, body));
@@ -129,6 +141,52 @@ impl Link {
             self.wake.notify_one();
         }
         ok
+    }
+
+    /// Hands one message to the NATS client if it takes it without waiting. True when the
+    /// message is dealt with (sent, or refused by the client and counted as dropped).
+    fn send_now(&self, kind: Kind, subject: &str, reply: &str, body: &[u8]) -> bool {
+        use futures_util::FutureExt;
+        let Some(client) = self.client.get().filter(|_| self.is_connected()) else {
+            return false;
+        };
+        let body = bytes::Bytes::copy_from_slice(body);
+        let subject = subject.to_string();
+        let done = match kind {
+            Kind::Publish => client
+                .publish_with_headers(subject, self.origin.clone(), body)
+                .now_or_never(),
+            Kind::Request => client
+                .publish_with_reply_and_headers(
+                    subject,
+                    reply.to_string(),
+                    self.origin.clone(),
+                    body,
+                )
+                .now_or_never(),
+            Kind::Reply => client.publish(subject, body).now_or_never(),
+        };
+        match done {
+            Some(Ok(())) => {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Some(Err(_)) => {
+                self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The connected client (set once by the connection task).
+    pub(super) fn set_client(&self, client: async_nats::Client) {
+        let _ = self.client.set(client);
+    }
+
+    /// The header naming this node as a message's origin.
+    pub(super) fn origin(&self) -> &async_nats::HeaderMap {
+        &self.origin
     }
 
     fn note_congested(&self, congested: &mut Vec<Arc<Outbox>>) {
