@@ -1,8 +1,9 @@
 //! The connection task of one [`Link`]: connect to NATS (retried with backoff; a refused
 //! credential is logged once and shown in `pons status`), subscribe (heartbeats, this link's
 //! answers, imported topics, and — while a local provider is ready — each exported service in
-//! its queue group), send heartbeats every `staleMs / 3`, drop peers that went silent, write the
-//! link's queue to NATS, and say goodbye when the link is replaced or the kernel stops.
+//! its queue group; their tasks are in [`super::inbound`]), send heartbeats every `staleMs / 3`,
+//! drop peers that went silent, start the [`super::writer`], and say goodbye when the link is
+//! replaced or the kernel stops.
 //! async-nats reconnects by itself after a lost connection (with the backoff given here); the
 //! task follows its events: a lost connection empties the directory at once.
 
@@ -11,24 +12,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, ConnectOptions, Event, Message, StatusCode, Subscriber};
+use async_nats::{Client, ConnectOptions, Event};
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
 use pons_reconciler::cluster::{ClusterConfig, Credentials};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::inbound;
 use super::link::Link;
 use super::subjects;
-use super::wire::{self, Heartbeat, Kind, RemoteService};
-use crate::kernel::outbox::Outbox;
+use super::wire::{Heartbeat, RemoteService};
 use crate::kernel::router::Core;
 use crate::kernel::Kernel;
-
-/// Messages routed per hold of the router lock.
-const BATCH: usize = 64;
-/// At most this many services in a peer's heartbeat are kept.
-const MAX_PEER_SERVICES: usize = 1024;
 
 /// Tasks of the link, aborted when it ends.
 #[derive(Default)]
@@ -57,9 +52,10 @@ pub async fn run(kernel: Arc<Kernel>, link: Arc<Link>, mut stop: watch::Receiver
 
     let mut tasks = Tasks::default();
     let hb_now = Arc::new(Notify::new());
-    tasks
-        .0
-        .push(tokio::spawn(writer(client.clone(), link.clone())));
+    tasks.0.push(tokio::spawn(super::writer::run(
+        client.clone(),
+        link.clone(),
+    )));
     if let Err(e) = subscribe_all(&kernel, &link, &client, &hb_now, &mut tasks).await {
         tracing::error!(node = %c.node, error = %e, "cluster: cannot subscribe; the link stays down until the cluster section changes");
         link.state.lock().last_error = Some(format!("cannot subscribe: {e}"));
@@ -288,7 +284,7 @@ fn with_attached<T>(
         .map(f)
 }
 
-fn peer_event(core: &Core, what: &str, node: &str) {
+pub(super) fn peer_event(core: &Core, what: &str, node: &str) {
     core.emit(
         &format!("system:cluster:peer:{what}"),
         &serde_json::json!({ "node": node }),
@@ -347,23 +343,28 @@ async fn subscribe_all(
 ) -> Result<(), async_nats::SubscribeError> {
     let name = &link.config.name;
     let sub = client.subscribe(subjects::heartbeat(name)).await?;
-    tasks.0.push(tokio::spawn(heartbeats(
+    tasks.0.push(tokio::spawn(inbound::heartbeats(
         kernel.clone(),
         link.clone(),
         sub,
         hb_now.clone(),
     )));
     let sub = client.subscribe(format!("{}.*", link.inbox)).await?;
-    tasks
-        .0
-        .push(tokio::spawn(answers(kernel.clone(), link.clone(), sub)));
+    tasks.0.push(tokio::spawn(inbound::answers(
+        kernel.clone(),
+        link.clone(),
+        sub,
+    )));
     for (i, pattern) in link.config.import.topics.iter().enumerate() {
         let sub = client
             .subscribe(subjects::import_subscription(name, pattern))
             .await?;
-        tasks
-            .0
-            .push(tokio::spawn(topics(kernel.clone(), link.clone(), sub, i)));
+        tasks.0.push(tokio::spawn(inbound::topics(
+            kernel.clone(),
+            link.clone(),
+            sub,
+            i,
+        )));
     }
     Ok(())
 }
@@ -405,7 +406,7 @@ async fn sync_services(
         let subject = subjects::service(&link.config.name, &r.service);
         match client.queue_subscribe(subject.clone(), subject).await {
             Ok(sub) => {
-                let task = tokio::spawn(requests(
+                let task = tokio::spawn(inbound::requests(
                     kernel.clone(),
                     link.clone(),
                     sub,
@@ -422,239 +423,4 @@ async fn sync_services(
         .into_iter()
         .filter(|r| subs.contains_key(&r.service))
         .collect()
-}
-
-/// The next message and those already waiting behind it (at most [`BATCH`]).
-async fn batch(sub: &mut Subscriber, out: &mut Vec<Message>) -> bool {
-    let Some(first) = sub.next().await else {
-        return false;
-    };
-    out.push(first);
-    while out.len() < BATCH {
-        match sub.next().now_or_never() {
-            Some(Some(m)) => out.push(m),
-            _ => break,
-        }
-    }
-    true
-}
-
-/// Waits (bounded) for local outboxes a remote message made congested: lossless while the
-/// local consumers keep up; meanwhile NATS buffers (bounded) for this subscription.
-async fn wait_congested(kernel: &Kernel, congested: &mut Vec<Arc<Outbox>>) {
-    let wait = Duration::from_millis(kernel.lifecycle().slow_consumer_ms + 1000);
-    for ob in congested.drain(..) {
-        ob.wait_drained(wait).await;
-    }
-}
-
-async fn heartbeats(
-    kernel: Arc<Kernel>,
-    link: Arc<Link>,
-    mut sub: Subscriber,
-    hb_now: Arc<Notify>,
-) {
-    let stale = Duration::from_millis(link.config.stale_ms);
-    let mut warned_twin = false;
-    while let Some(msg) = sub.next().await {
-        let Ok(mut hb) = serde_json::from_slice::<Heartbeat>(&msg.payload) else {
-            continue;
-        };
-        if !wire::sane_node(&hb.node) {
-            continue;
-        }
-        if hb.node == link.config.node {
-            if !warned_twin {
-                tracing::warn!(node = %hb.node, "cluster: another kernel uses this node name: give each node its own `cluster.node`");
-                warned_twin = true;
-            }
-            continue;
-        }
-        if hb.hello {
-            hb_now.notify_one();
-        }
-        hb.services.retain(RemoteService::is_sane);
-        hb.services.truncate(MAX_PEER_SERVICES);
-        let grace = stale.max(Duration::from_millis(hb.every_ms.min(600_000) * 3));
-        let mut core = kernel.core.lock();
-        let Some(a) = core
-            .cluster
-            .as_mut()
-            .filter(|a| Arc::ptr_eq(&a.link, &link))
-        else {
-            return;
-        };
-        if hb.bye {
-            if a.dir.leave(&hb.node) {
-                tracing::info!(node = %link.config.node, peer = %hb.node, "cluster: a node left");
-                peer_event(&core, "left", &hb.node);
-            }
-            continue;
-        }
-        let seen = a.dir.seen(&hb.node, hb.services, Instant::now(), grace);
-        if seen.joined {
-            tracing::info!(node = %link.config.node, peer = %hb.node, services = ?seen.appeared, "cluster: a node joined");
-            peer_event(&core, "joined", &hb.node);
-        }
-        if !seen.appeared.is_empty() {
-            core.remote_services_appeared(&seen.appeared);
-        }
-    }
-}
-
-/// Answers to this node's RPCs.
-async fn answers(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subscriber) {
-    let mut msgs = Vec::new();
-    let mut congested = Vec::new();
-    while batch(&mut sub, &mut msgs).await {
-        {
-            let mut core = kernel.core.lock();
-            for msg in msgs.drain(..) {
-                let Some(kid) = link.kid_of(msg.subject.as_str()) else {
-                    continue;
-                };
-                if msg.status == Some(StatusCode::NO_RESPONDERS) {
-                    // Nobody serves it (any more): as for a local service without a provider.
-                    core.remote_answer_error(kid, "service_not_found");
-                    continue;
-                }
-                let body = wire::one_line(&msg.payload)
-                    .then(|| serde_json::from_slice::<wire::ReplyBody>(&msg.payload).ok())
-                    .flatten();
-                match body {
-                    Some(b) => core.remote_answer(kid, b.result, b.error, &mut congested),
-                    None => {
-                        link.counters.dropped_in.fetch_add(1, Ordering::Relaxed);
-                        core.remote_answer_error(kid, "invalid answer from another node");
-                    }
-                }
-            }
-        }
-        wait_congested(&kernel, &mut congested).await;
-    }
-}
-
-/// Messages of imported topics, delivered to local subscribers (never those this node sent).
-async fn topics(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subscriber, index: usize) {
-    let prefix = subjects::topic_prefix(&link.config.name);
-    let mut msgs = Vec::new();
-    let mut congested = Vec::new();
-    while batch(&mut sub, &mut msgs).await {
-        {
-            let mut core = kernel.core.lock();
-            for msg in msgs.drain(..) {
-                let origin = msg.headers.as_ref().and_then(|h| h.get(subjects::ORIGIN));
-                if origin.is_some_and(|o| o.as_str() == link.config.node) {
-                    continue;
-                }
-                let Some(topic) = msg.subject.as_str().strip_prefix(prefix.as_str()) else {
-                    continue;
-                };
-                // Several import patterns may match: delivered through the first only.
-                if link.import_index(topic) != Some(index) {
-                    continue;
-                }
-                let Some(payload) = wire::payload(&msg.payload) else {
-                    link.counters.dropped_in.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                link.counters.received.fetch_add(1, Ordering::Relaxed);
-                core.remote_deliver(topic, payload, &mut congested);
-            }
-        }
-        wait_congested(&kernel, &mut congested).await;
-    }
-}
-
-/// Requests to an exported service, forwarded to the local provider.
-async fn requests(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subscriber, service: String) {
-    let mut msgs = Vec::new();
-    let mut congested = Vec::new();
-    while batch(&mut sub, &mut msgs).await {
-        {
-            let mut core = kernel.core.lock();
-            for msg in msgs.drain(..) {
-                let Some(reply) = msg.reply.as_ref().map(|r| r.to_string()) else {
-                    continue;
-                };
-                link.counters.received.fetch_add(1, Ordering::Relaxed);
-                let body = wire::one_line(&msg.payload)
-                    .then(|| serde_json::from_slice::<wire::RequestBody>(&msg.payload).ok())
-                    .flatten()
-                    .filter(|b| !b.f.contains(char::is_control) && b.f.len() <= 256);
-                match body {
-                    Some(b) => {
-                        core.remote_request(&link, reply, &service, &b.m, &b.f, b.p, &mut congested)
-                    }
-                    None => {
-                        link.counters.dropped_in.fetch_add(1, Ordering::Relaxed);
-                        link.reply_error(&reply, "invalid request from another node");
-                    }
-                }
-            }
-        }
-        wait_congested(&kernel, &mut congested).await;
-    }
-}
-
-/// Writes the link's queue to NATS. While the connection is down, records are dropped and
-/// counted: nothing waits for a server that is gone.
-async fn writer(client: Client, link: Arc<Link>) {
-    let origin = link.origin().clone();
-    let max = Duration::from_millis(link.config.stale_ms);
-    let mut batch: Vec<u8> = Vec::with_capacity(8 << 10);
-    loop {
-        link.outbox.swap_queued(&mut batch);
-        if batch.is_empty() {
-            if link.outbox.is_closed() {
-                return;
-            }
-            link.wake.notified().await;
-            continue;
-        }
-        let n = batch.len();
-        for r in wire::records(&batch) {
-            if !link.is_connected() {
-                link.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let body = Bytes::copy_from_slice(r.body);
-            let subject = r.subject.to_string();
-            let sent = match r.kind {
-                Kind::Publish => {
-                    tokio::time::timeout(
-                        max,
-                        client.publish_with_headers(subject, origin.clone(), body),
-                    )
-                    .await
-                }
-                Kind::Request => {
-                    tokio::time::timeout(
-                        max,
-                        client.publish_with_reply_and_headers(
-                            subject,
-                            r.reply.to_string(),
-                            origin.clone(),
-                            body,
-                        ),
-                    )
-                    .await
-                }
-                Kind::Reply => tokio::time::timeout(max, client.publish(subject, body)).await,
-            };
-            match sent {
-                Ok(Ok(())) => {
-                    link.counters.sent.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {
-                    link.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        batch.clear();
-        if batch.capacity() > (4 << 20) {
-            batch.shrink_to(64 << 10);
-        }
-        link.outbox.written(n);
-    }
 }

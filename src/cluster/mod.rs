@@ -7,16 +7,19 @@
 //! - [`link::Link`]: what the router calls under its lock (export a topic, send a request,
 //!   answer a remote caller), never waiting; [`directory::Directory`]: the other nodes and their
 //!   ready exported services, consulted by the router after local providers (local wins).
-//! - [`connection`]: the task that connects (with backoff), subscribes, sends heartbeats, sweeps
-//!   silent peers and writes the link's queue to NATS; [`subjects`] and [`wire`]: what crosses.
+//! - [`connection`]: the task that connects (with backoff), subscribes, sends heartbeats and
+//!   sweeps silent peers; [`inbound`]: its subscriptions' tasks; [`writer`]: what waits in the
+//!   link's queue, sent in order; [`subjects`] and [`wire`]: what crosses.
 //! - [`status`]: the `cluster` block of `pons status --json`.
 
 pub mod connection;
 pub mod directory;
+pub mod inbound;
 pub mod link;
 pub mod status;
 pub mod subjects;
 pub mod wire;
+pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
