@@ -12,9 +12,11 @@
 //! ```
 //!
 //! Benchmarks: `route`, `rpc`, `throughput`, `burst`, `startup`, `resources` (`rss`, `status`,
-//! `idle`), `restart`, `config`, `plan`, `scale`.
+//! `idle`), `restart`, `config`, `plan`, `scale`, `cluster`.
 //! Results of a full run are kept in benches/RESULTS.md.
 
+#[path = "pons/cluster.rs"]
+mod cluster;
 #[path = "pons/config.rs"]
 mod config;
 #[path = "pons/fleet.rs"]
@@ -122,11 +124,17 @@ const BENCHES: &[(&str, &[&str], &str, BenchFn)] = &[
         "10 / 100 / 1,000 modules: all ready, RSS, status, idle CPU, plan; growth vs linear",
         scale::run,
     ),
+    (
+        "cluster",
+        &["nats"],
+        "two kernels through nats-server: RPC p50 and pub/sub vs plain NATS clients",
+        cluster::run,
+    ),
 ];
 
 const USAGE: &str = "usage: cargo bench --bench pons -- [--quick] [--json] [NAME…]
   NAME      run only benchmarks whose name contains NAME: route rpc throughput burst startup
-            resources (rss status idle) restart config plan scale
+            resources (rss status idle) restart config plan scale cluster
   --quick   smaller counts (whole run under 30 s)
   --json    print the results as JSON on stdout (human output goes to stderr)
 ";

@@ -5,6 +5,7 @@
 //! for the code map and the invariants.
 
 pub mod cli;
+pub mod cluster;
 pub mod control;
 pub mod home;
 pub mod kernel;

@@ -260,7 +260,17 @@ fn read_home(r: &mut Reader<'_>, home: &Home, env: &BTreeMap<String, String>) ->
             .landlock_abi
             .and_then(|abi| u32::try_from(abi).ok()),
         down: Default::default(),
+        host_name: host_name(),
     }
+}
+
+/// The machine's host name (`uname` nodename; empty when it cannot be had): the default
+/// `cluster.node`.
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Reads a whole file, unchanged under the read: missing → `Missing`, too large or unreadable →

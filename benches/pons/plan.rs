@@ -51,10 +51,11 @@ pub fn measure(modules: usize, iters: usize) -> PlanTimes {
             .iter()
             .map(|(id, m)| (id.clone(), ObservedModule::applied(m, Status::Ready)))
             .collect(),
+        ..Observed::default()
     };
     let empty = Observed {
         kernel_running: true,
-        modules: BTreeMap::new(),
+        ..Observed::default()
     };
 
     let mut t = PlanTimes {

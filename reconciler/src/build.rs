@@ -44,6 +44,24 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
             error: e,
         });
     }
+    // The cluster section: an invalid one keeps the last good one.
+    match crate::cluster::parse(&d.config_raw, &snapshot.env, &snapshot.host_name) {
+        Ok(c) => d.cluster = c,
+        Err(errs) => {
+            d.cluster = previous.and_then(|p| p.cluster.clone());
+            let kept = if d.cluster.is_some() {
+                "the last good cluster section is kept"
+            } else {
+                "no cluster connection until it is fixed"
+            };
+            for e in errs {
+                d.errors.push(InputError {
+                    file: config_file.clone(),
+                    error: format!("{e}; {kept}"),
+                });
+            }
+        }
+    }
 
     let prev_by_dir: BTreeMap<&str, &DesiredModule> = previous
         .map(|p| {
@@ -122,10 +140,15 @@ pub fn build_desired(snapshot: &Snapshot, previous: Option<&Desired>) -> Desired
         }));
     }
     let incumbents: BTreeSet<&str> = prev_by_dir.values().map(|m| m.id.as_str()).collect();
+    let no_imports = Vec::new();
     let claims = Claims {
         incumbents: &incumbents,
         down: &snapshot.down,
         pinned: &d.permissions.service_providers,
+        imported: d
+            .cluster
+            .as_ref()
+            .map_or(&no_imports, |c| &c.config.import.services),
     };
     let (kept, blocked) = check_graph(runnable, &claims);
     d.blocked.extend(blocked);
@@ -719,6 +742,9 @@ struct Claims<'a> {
     down: &'a BTreeSet<String>,
     /// `serviceProviders` of permissions.yaml: service → module.
     pinned: &'a BTreeMap<String, String>,
+    /// `cluster.import.services` (sorted): other nodes may provide them, so a module requiring
+    /// one is runnable without a local provider; it waits (`waiting`) until one is ready.
+    imported: &'a Vec<String>,
 }
 
 impl Claims<'_> {
@@ -869,7 +895,8 @@ fn graph_verdicts(
                     .manifest
                     .requires
                     .iter()
-                    .filter(|s| !provided.contains(s.as_str())),
+                    .filter(|s| !provided.contains(s.as_str()))
+                    .filter(|s| claims.imported.binary_search(s).is_err()),
             );
             if missing.is_empty() {
                 stay.push(i);

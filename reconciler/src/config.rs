@@ -103,8 +103,8 @@ pub struct KernelConfig {
 }
 
 /// Sections of config.yaml owned by the kernel: modules may neither read nor write them, and a
-/// module's `configKey` may not name one.
-pub const KERNEL_SECTIONS: [&str; 4] = ["logging", "lifecycle", "security", "kernel"];
+/// module's `configKey` may not name one (`cluster` holds credentials: crate::cluster).
+pub const KERNEL_SECTIONS: [&str; 5] = ["logging", "lifecycle", "security", "kernel", "cluster"];
 
 /// Parses config.yaml. An empty document is `{}`; the top level must be a mapping.
 pub fn parse(bytes: &[u8]) -> Result<Value, YamlError> {
@@ -648,7 +648,7 @@ pub fn check_scope(key: &str, caller_config_key: Option<&str>, write: bool) -> R
 }
 
 /// The first segment of `key` is a kernel section (`security`, `kernel`, `logging`,
-/// `lifecycle`) that modules may not write.
+/// `lifecycle`, `cluster`) that modules may not write.
 pub fn is_protected(key: &str) -> bool {
     let first = key.split('.').next().unwrap_or("");
     KERNEL_SECTIONS.contains(&first)

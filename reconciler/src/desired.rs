@@ -365,6 +365,9 @@ pub struct Desired {
     pub errors: Vec<InputError>,
     /// The warnings of every parsed manifest that has some, by directory name.
     pub manifest_warnings: Vec<ManifestWarnings>,
+    /// The `cluster` section (`None`: no cluster; on an invalid section, the last good one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::DesiredCluster>,
     /// Digests of the bytes `permissions` and `config_raw` were parsed from: a pass given this
     /// state as `previous` reuses a value whose file did not change instead of parsing it again.
     #[serde(skip)]

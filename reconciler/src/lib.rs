@@ -9,6 +9,7 @@
 //! Everything here is deterministic and tested table-driven from `specs/`.
 
 pub mod build;
+pub mod cluster;
 pub mod config;
 pub mod deno;
 pub mod desired;
@@ -25,7 +26,7 @@ pub mod spawn;
 pub mod yaml;
 
 pub use desired::{build_desired, BlockReason, Desired, DesiredModule};
-pub use observed::{Observed, ObservedModule, Status};
+pub use observed::{Observed, ObservedCluster, ObservedModule, Status};
 pub use plan::{plan, Action, ActionKind, Plan, PlanOptions};
 pub use render::{plan_json, plan_text};
 pub use snapshot::Snapshot;

@@ -102,4 +102,30 @@ impl ObservedModule {
 pub struct Observed {
     pub kernel_running: bool,
     pub modules: BTreeMap<String, ObservedModule>,
+    /// The cluster connection the kernel runs, as last applied (`None`: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ObservedCluster>,
+}
+
+/// The `cluster` section the kernel's connection was started with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedCluster {
+    /// [`crate::cluster::ClusterConfig::fingerprint`] (never shown).
+    #[serde(skip)]
+    pub fingerprint: String,
+    /// The section's redacted text (for diffs).
+    pub text: String,
+    pub config: crate::cluster::ClusterConfig,
+}
+
+impl ObservedCluster {
+    /// What the kernel observes once it applied `c`.
+    pub fn applied(c: &crate::cluster::DesiredCluster) -> ObservedCluster {
+        ObservedCluster {
+            fingerprint: c.fingerprint.clone(),
+            text: c.text.clone(),
+            config: c.config.clone(),
+        }
+    }
 }

@@ -31,17 +31,23 @@
 //!   dependents first, and spawned again once a provider is back.
 //! - Blocked modules are listed on every plan (`blocked` actions) but are not changes:
 //!   [`Plan::has_changes`] is true only for spawn, stop, restart and config.
-//! - Order: stops (reverse dependency order of what runs), restarts, spawns (dependency order:
-//!   providers first, then priority, then id), config pushes, blocked entries (by id).
+//! - The `cluster` section: a link to connect (section added), reconnect (its fingerprint —
+//!   secrets included — changed) or disconnect (section removed) is one `cluster` action
+//!   (module [`CLUSTER_ACTION_MODULE`]); it restarts no module. Its diff shows the section as
+//!   written with secrets redacted; its reason names the changed keys.
+//! - Order: stops (reverse dependency order of what runs), the cluster link, restarts, spawns
+//!   (dependency order: providers first, then priority, then id), config pushes, blocked
+//!   entries (by id).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cluster::DesiredCluster;
 use crate::desired::{BlockReason, Desired, DesiredModule, InputError, Warning};
 use crate::graph::{self, Node};
-use crate::observed::{Observed, ObservedModule, Status};
+use crate::observed::{Observed, ObservedCluster, ObservedModule, Status};
 use crate::reason::{self, Reason};
 
 /// What to do to one module.
@@ -53,7 +59,13 @@ pub enum ActionKind {
     Restart,
     Config,
     Blocked,
+    /// Connect, reconnect or disconnect the cluster link (module [`CLUSTER_ACTION_MODULE`]);
+    /// restarts nothing.
+    Cluster,
 }
+
+/// The `module` of a [`ActionKind::Cluster`] action (no module id has parentheses).
+pub const CLUSTER_ACTION_MODULE: &str = "(cluster)";
 
 impl ActionKind {
     pub fn as_str(self) -> &'static str {
@@ -63,6 +75,7 @@ impl ActionKind {
             ActionKind::Restart => "restart",
             ActionKind::Config => "config",
             ActionKind::Blocked => "blocked",
+            ActionKind::Cluster => "cluster",
         }
     }
 }
@@ -124,6 +137,8 @@ pub struct Summary {
     pub restart: usize,
     pub config: usize,
     pub blocked: usize,
+    /// Cluster (re)connections: 0 or 1.
+    pub cluster: usize,
 }
 
 impl Plan {
@@ -142,6 +157,7 @@ impl Plan {
                 ActionKind::Restart => s.restart += 1,
                 ActionKind::Config => s.config += 1,
                 ActionKind::Blocked => s.blocked += 1,
+                ActionKind::Cluster => s.cluster += 1,
             }
         }
         s
@@ -288,6 +304,12 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
 
     blocked.sort_by(|a, b| a.module.cmp(&b.module));
     let mut actions = stops;
+    // The link first: modules spawned next may need a remote provider.
+    actions.extend(cluster_action(
+        desired.cluster.as_ref(),
+        observed.cluster.as_ref(),
+        observed.kernel_running,
+    ));
     actions.extend(restarts);
     actions.extend(spawns);
     actions.extend(configs);
@@ -297,6 +319,81 @@ pub fn plan(desired: &Desired, observed: &Observed, opts: PlanOptions) -> Plan {
         errors: desired.errors.clone(),
         warnings: desired.warnings(),
     }
+}
+
+/// The cluster link's action: connect (a section appeared), reconnect (its fingerprint
+/// changed), disconnect (it went). The diff shows the section as written, secrets redacted.
+fn cluster_action(
+    desired: Option<&DesiredCluster>,
+    observed: Option<&ObservedCluster>,
+    kernel_running: bool,
+) -> Option<Action> {
+    let target = |c: &crate::cluster::ClusterConfig| {
+        format!(
+            "{} as node `{}` (cluster `{}`)",
+            c.urls.join(", "),
+            c.node,
+            c.name
+        )
+    };
+    let module = CLUSTER_ACTION_MODULE;
+    let mut a = match (desired, observed) {
+        (Some(d), None) => {
+            let why = if kernel_running {
+                "cluster section added"
+            } else {
+                "kernel not running"
+            };
+            let mut a = Action::new(
+                ActionKind::Cluster,
+                module,
+                "",
+                format!("{why}: connect to {}", target(&d.config)),
+            );
+            a.diff = Some(section_diff("cluster", "", &d.text));
+            a
+        }
+        (Some(d), Some(o)) if d.fingerprint != o.fingerprint => {
+            let keys = o.config.changed_keys(&d.config);
+            let what = if keys.is_empty() {
+                "a `${VAR}` value".to_string()
+            } else {
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut a = Action::new(
+                ActionKind::Cluster,
+                module,
+                "",
+                format!(
+                    "cluster section changed ({what}): reconnect to {}; no module restarts",
+                    target(&d.config)
+                ),
+            );
+            if o.text != d.text {
+                a.diff = Some(section_diff("cluster", &o.text, &d.text));
+            }
+            a
+        }
+        (None, Some(o)) => {
+            let mut a = Action::new(
+                ActionKind::Cluster,
+                module,
+                "",
+                format!(
+                    "cluster section removed: disconnect from {}",
+                    o.config.urls.join(", ")
+                ),
+            );
+            a.diff = Some(section_diff("cluster", &o.text, ""));
+            a
+        }
+        _ => return None,
+    };
+    a.sections = Some(vec!["cluster".into()]);
+    Some(a)
 }
 
 fn stop_reason(desired: &Desired, id: &str, obs: &ObservedModule) -> Reason {

@@ -12,7 +12,7 @@ fn sign(kind: ActionKind) -> char {
     match kind {
         ActionKind::Spawn => '+',
         ActionKind::Stop => '-',
-        ActionKind::Restart | ActionKind::Config => '~',
+        ActionKind::Restart | ActionKind::Config | ActionKind::Cluster => '~',
         ActionKind::Blocked => '!',
     }
 }
@@ -73,9 +73,14 @@ pub fn plan_text(plan: &Plan, desired: &Desired, kernel_running: bool) -> String
     }
     let s = plan.summary();
     if plan.has_changes() {
+        let cluster = if s.cluster > 0 {
+            ", 1 cluster link change"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "Plan: {} to spawn, {} to stop, {} to restart, {} to update config, {} blocked.",
+            "Plan: {} to spawn, {} to stop, {} to restart, {} to update config, {} blocked{cluster}.",
             s.spawn, s.stop, s.restart, s.config, s.blocked
         );
     } else if s.blocked > 0 {
@@ -130,6 +135,10 @@ pub fn plan_json(plan: &Plan, kernel_running: bool) -> Value {
     });
     if !plan.warnings.is_empty() {
         out["warnings"] = json!(plan.warnings);
+    }
+    // Additive: present only when the plan has a cluster action.
+    if s.cluster > 0 {
+        out["summary"]["cluster"] = json!(s.cluster);
     }
     out
 }

@@ -51,6 +51,8 @@ pub struct Snapshot {
     /// approved provider of one of their services may take it over (the service directory
     /// follows the processes).
     pub down: std::collections::BTreeSet<String>,
+    /// The machine's host name (the default `cluster.node`).
+    pub host_name: String,
 }
 
 /// One entry of `<home>/modules`.

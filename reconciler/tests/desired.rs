@@ -118,6 +118,7 @@ fn snapshot(mods: &[Mod], permissions: &str, config: &str) -> Snapshot {
         which,
         landlock_abi: Some(7),
         down: Default::default(),
+        host_name: String::new(),
     }
 }
 

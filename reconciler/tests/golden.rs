@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use pons_reconciler::build_desired;
 use pons_reconciler::desired::Desired;
 use pons_reconciler::manifest;
-use pons_reconciler::observed::{Observed, ObservedModule, Status};
+use pons_reconciler::observed::{Observed, ObservedCluster, ObservedModule, Status};
 use pons_reconciler::plan::{plan, ActionKind, Plan, PlanOptions};
 use pons_reconciler::render::{plan_json, plan_text};
 use pons_reconciler::snapshot::{EntryProbe, FileRead, ModuleDir, SchemaProbe, Snapshot};
@@ -181,6 +181,7 @@ fn snapshot_of(tree: &Path, case: &Path) -> Snapshot {
         which,
         landlock_abi,
         down: Default::default(),
+        host_name: String::new(),
     }
 }
 
@@ -188,6 +189,7 @@ fn observed_of(before: Option<&Desired>, case: &Path) -> Observed {
     let mut obs = Observed::default();
     if let Some(d) = before {
         obs.kernel_running = true;
+        obs.cluster = d.cluster.as_ref().map(ObservedCluster::applied);
         for (i, id) in d.order.iter().enumerate() {
             let mut o = ObservedModule::applied(&d.modules[id], Status::Ready);
             o.pid = Some(1000 + i as u32);
@@ -239,6 +241,9 @@ fn simulate_apply(desired: &Desired, observed: &Observed, p: &Plan) -> Observed 
                 let m = &desired.modules[&a.module];
                 next.modules
                     .insert(a.module.clone(), ObservedModule::applied(m, Status::Ready));
+            }
+            ActionKind::Cluster => {
+                next.cluster = desired.cluster.as_ref().map(ObservedCluster::applied);
             }
             ActionKind::Blocked => {}
         }

@@ -77,6 +77,7 @@ fn snapshot(n: usize) -> Snapshot {
         which: BTreeMap::new(),
         landlock_abi: Some(4),
         down: Default::default(),
+        host_name: String::new(),
     }
 }
 
@@ -159,10 +160,11 @@ fn plan_1000_modules() {
             .iter()
             .map(|(id, m)| (id.clone(), ObservedModule::applied(m, Status::Ready)))
             .collect(),
+        ..Observed::default()
     };
     let empty = Observed {
         kernel_running: true,
-        modules: BTreeMap::new(),
+        ..Observed::default()
     };
     let (mut scratch, mut cold, mut steady) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..20 {

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use pons_reconciler::desired::Desired;
 use pons_reconciler::manifest;
-use pons_reconciler::observed::{Observed, ObservedModule, Status};
+use pons_reconciler::observed::{Observed, ObservedCluster, ObservedModule, Status};
 use pons_reconciler::permissions::{self, Capabilities, DynamicGrant, ModuleEntry, PermissionSet};
 use pons_reconciler::plan::{plan, Action, ActionKind, Plan, PlanOptions};
 use pons_reconciler::render::{plan_json, plan_text};
@@ -612,6 +612,7 @@ fn snapshot(h: &HomeSpec) -> Snapshot {
         which,
         landlock_abi: h.landlock.then_some(6),
         down: BTreeSet::new(),
+        host_name: String::new(),
     }
 }
 
@@ -711,6 +712,9 @@ fn simulate_apply(desired: &Desired, observed: &Observed, p: &Plan) -> Observed 
                     }
                 }
                 next.modules.insert(a.module.clone(), o);
+            }
+            ActionKind::Cluster => {
+                next.cluster = desired.cluster.as_ref().map(ObservedCluster::applied);
             }
             ActionKind::Blocked => {}
         }
@@ -859,7 +863,7 @@ fn check_actions(d: &Desired, observed: &Observed, p: &Plan) -> Result<(), Strin
             return Err(format!("{:?} `{}` has no token", a.action, a.module));
         }
         match a.action {
-            ActionKind::Blocked => continue,
+            ActionKind::Blocked | ActionKind::Cluster => continue,
             ActionKind::Stop => {
                 if d.modules.contains_key(&a.module) || !observed.modules.contains_key(&a.module) {
                     return Err(format!(

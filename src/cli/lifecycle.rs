@@ -476,6 +476,7 @@ mod tests {
             modules,
             services: vec![],
             converged: true,
+            cluster: None,
             errors: vec![],
             pending: None,
         }

@@ -117,6 +117,7 @@ pub fn offline_report(home: &Home, desired: &Desired) -> StatusReport {
         modules,
         services: Vec::new(),
         converged: desired.modules.is_empty(),
+        cluster: None,
         errors: desired
             .errors
             .iter()
@@ -180,12 +181,28 @@ pub fn render(r: &StatusReport) -> String {
     }
     if !r.services.is_empty() {
         out.push('\n');
-        let rows: Vec<Vec<String>> = r
-            .services
-            .iter()
-            .map(|s| vec![s.service.clone(), s.module.clone()])
-            .collect();
-        out.push_str(&output::table(&["SERVICE", "MODULE"], &rows));
+        if r.services.iter().any(|s| s.node.is_some()) {
+            let rows: Vec<Vec<String>> = r
+                .services
+                .iter()
+                .map(|s| {
+                    let node = s.node.clone().unwrap_or_else(|| "(this node)".into());
+                    vec![s.service.clone(), s.module.clone(), node]
+                })
+                .collect();
+            out.push_str(&output::table(&["SERVICE", "MODULE", "NODE"], &rows));
+        } else {
+            let rows: Vec<Vec<String>> = r
+                .services
+                .iter()
+                .map(|s| vec![s.service.clone(), s.module.clone()])
+                .collect();
+            out.push_str(&output::table(&["SERVICE", "MODULE"], &rows));
+        }
+    }
+    if let Some(c) = &r.cluster {
+        out.push('\n');
+        out.push_str(&cluster_line(c));
     }
     if !r.errors.is_empty() {
         out.push_str("\nInput errors (the last good value is in use):\n");
@@ -196,6 +213,38 @@ pub fn render(r: &StatusReport) -> String {
     out.push('\n');
     out.push_str(&converged_line(r));
     out
+}
+
+/// One line about the cluster link: node, server, connected or why not, peers and their
+/// services, drops.
+fn cluster_line(c: &crate::cluster::status::ClusterStatus) -> String {
+    let state = if c.connected {
+        "connected".to_string()
+    } else {
+        match &c.last_error {
+            Some(e) => format!("not connected ({e})"),
+            None => "not connected".into(),
+        }
+    };
+    let peers: Vec<String> = c
+        .peers
+        .iter()
+        .map(|p| format!("{} ({})", p.node, output::list_or_dash(&p.services)))
+        .collect();
+    let peers = if peers.is_empty() {
+        "no peers".to_string()
+    } else {
+        format!("peers: {}", peers.join(", "))
+    };
+    let dropped = if c.dropped > 0 {
+        format!("; {} cross-node message(s) dropped", c.dropped)
+    } else {
+        String::new()
+    };
+    format!(
+        "Cluster: node {} of `{}` via {}, {state}; {peers}{dropped}.\n",
+        c.node, c.name, c.url
+    )
 }
 
 /// The REASON column: the reason, and the last failure's cause when the reason does not say it
@@ -285,8 +334,10 @@ mod tests {
             services: vec![ServiceEntry {
                 service: "http-router".into(),
                 module: "gateway".into(),
+                node: None,
             }],
             converged: false,
+            cluster: None,
             errors: vec!["/h/config.yaml: bad".into()],
             pending: Some(2),
         };
@@ -327,6 +378,7 @@ mod tests {
             modules: vec![off, dead, b],
             services: vec![],
             converged: true,
+            cluster: None,
             errors: vec![],
             pending: None,
         };

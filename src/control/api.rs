@@ -173,6 +173,9 @@ pub struct StatusReport {
     pub modules: Vec<ModuleStatus>,
     pub services: Vec<ServiceEntry>,
     pub converged: bool,
+    /// The cluster link (absent without a `cluster` section in config.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::status::ClusterStatus>,
     /// pons extension: input errors (file + error) and pending changes in manual mode.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -259,6 +262,9 @@ impl ModuleStatus {
 pub struct ServiceEntry {
     pub service: String,
     pub module: String,
+    /// The node providing it, for another node's provider (cluster); absent for local ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Every command the control server accepts; anything else is answered

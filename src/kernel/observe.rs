@@ -45,6 +45,7 @@ pub fn observed(kernel: &Kernel) -> Observed {
     Observed {
         kernel_running: true,
         modules,
+        cluster: crate::cluster::observed(&core),
     }
 }
 
@@ -232,14 +233,26 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
             all_ready = false;
         }
     }
-    let services = core
+    let mut services: Vec<ServiceEntry> = core
         .registered
         .iter()
         .map(|(s, m)| ServiceEntry {
             service: s.clone(),
             module: m.to_string(),
+            node: None,
         })
         .collect();
+    // Other nodes' providers of imported services, with their node.
+    let cluster = core.cluster.as_ref().map(crate::cluster::status::report);
+    if let Some(a) = &core.cluster {
+        services.extend(crate::cluster::status::remote_services(a).into_iter().map(
+            |(service, module, node)| ServiceEntry {
+                service,
+                module,
+                node: Some(node),
+            },
+        ));
+    }
     StatusReport {
         kernel: KernelStatus {
             running: true,
@@ -257,6 +270,7 @@ pub fn status_report(kernel: &Kernel, summary: bool) -> StatusReport {
         modules,
         services,
         converged: all_ready && !plan_changes,
+        cluster,
         errors,
         pending: if pending {
             kernel.state.lock().plan.as_ref().map(|p| {

@@ -207,6 +207,7 @@ pub async fn main(opts: StartOptions, log: crate::logging::LogGuard) -> anyhow::
     );
     kernel.notify.stopping();
     server.shutdown();
+    crate::cluster::shutdown(&kernel).await;
     super::shutdown::stop_all(&kernel).await;
     if let Some(w) = kernel.watchdog.lock().take() {
         w.disarm();
@@ -582,6 +583,10 @@ async fn apply_plan(
                 drop(core);
                 tracing::info!(changedSections = ?sections, affectedModules = ?[id], delivered = sent, "config.reload");
                 say(format!("~ {id}: config updated ({})", sections.join(", ")));
+            }
+            ActionKind::Cluster => {
+                crate::cluster::apply(kernel, desired.cluster.as_ref());
+                say(format!("~ {}: {}", action.module, action.reason));
             }
             ActionKind::Blocked => {}
         }

@@ -55,17 +55,18 @@ impl Core {
         }
     }
 
-    /// Required services whose provider is not ready.
+    /// Required services whose provider is not ready (here, or on another node for an imported
+    /// service).
     pub fn missing_requires(&self, requires: &[String]) -> Vec<String> {
         requires
             .iter()
-            .filter(|s| !self.registered.contains_key(s.as_str()))
+            .filter(|s| !self.registered.contains_key(s.as_str()) && !self.remote_provides(s))
             .cloned()
             .collect()
     }
 
     /// Makes a module ready and cascades to the modules waiting for it.
-    fn activate(&mut self, first: &Arc<str>) {
+    pub(super) fn activate(&mut self, first: &Arc<str>) {
         let mut queue = vec![first.clone()];
         while let Some(module) = queue.pop() {
             let Some(e) = self.modules.get_mut(&module) else {

@@ -11,6 +11,7 @@ pub mod entry;
 pub mod fasthash;
 pub mod lifecycle;
 pub mod operator;
+pub mod remote;
 pub mod rpc;
 pub mod topics;
 
@@ -121,6 +122,9 @@ pub struct Core {
     /// Modules a pass stopped for good (removed, blocked): `module.list` still shows them as
     /// `stopped`, as the reference's registry does, until they are spawned again.
     pub departed: BTreeMap<Arc<str>, Departed>,
+    /// The cluster link and the remote-service directory (`None` without a `cluster` section):
+    /// see [`remote`].
+    pub cluster: Option<crate::cluster::Attached>,
 }
 
 /// A module a pass stopped and forgot.
@@ -145,6 +149,7 @@ impl Core {
             events,
             changed,
             departed: BTreeMap::new(),
+            cluster: None,
         }
     }
 
@@ -356,6 +361,9 @@ impl Core {
                 }
             }
         });
+        if let Some(c) = &self.cluster {
+            c.link.export_topic(topic, payload, congested);
+        }
     }
 
     /// Delivers a kernel event to every ready subscriber whose capabilities allow the topic

@@ -29,11 +29,22 @@ impl Core {
         params: Option<&RawValue>,
         timeout: Option<Duration>,
     ) -> Result<oneshot::Receiver<OperatorAnswer>, &'static str> {
-        let target = self.provider_for(service)?;
+        // No local provider: another node's, if one is there (local wins).
+        let target = match self.provider_for(service) {
+            Ok(t) => Some(t),
+            Err(_) if self.remote_provides(service) => None,
+            Err(e) => return Err(e),
+        };
         let timeout = timeout.unwrap_or(self.settings.rpc_timeout);
         let now = Instant::now();
         let deadline = now.checked_add(timeout).unwrap_or(now);
         let (reply, rx) = oneshot::channel();
+        let Some(target) = target else {
+            let caller = Caller::Operator { reply, timeout };
+            let call = (service, method, params);
+            self.forward_remote(caller, OPERATOR, call, deadline, &mut Vec::new());
+            return Ok(rx);
+        };
         // The operator waits on its channel, not on the provider's outbox: a congested provider
         // only delays the answer (the outbox's hard cap still bounds it).
         self.forward(
@@ -79,6 +90,9 @@ impl Core {
                 }
             }
         });
+        if let Some(c) = &self.cluster {
+            c.link.export_topic(topic, payload, &mut Vec::new());
+        }
         tracing::info!(subscribers = delivered, "operator.publish topic={topic}");
         Ok(delivered)
     }

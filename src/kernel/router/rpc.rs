@@ -43,6 +43,11 @@ pub enum Caller {
         reply: oneshot::Sender<OperatorAnswer>,
         timeout: Duration,
     },
+    /// A module on another node (src/cluster): the answer goes back over NATS to `reply`.
+    Remote {
+        link: Arc<crate::cluster::Link>,
+        reply: String,
+    },
 }
 
 /// The operator's answer: the provider's `result` (`None` when it sent none), or the error text
@@ -55,6 +60,7 @@ impl Caller {
         match self {
             Caller::Module { id, .. } => id,
             Caller::Operator { .. } => super::operator::OPERATOR,
+            Caller::Remote { .. } => "a remote caller",
         }
     }
 
@@ -73,7 +79,7 @@ impl Caller {
 #[derive(Debug, Default)]
 pub struct PendingRpcs {
     next: u64,
-    live: super::fasthash::FastMap<u64, PendingRpc>,
+    pub(super) live: super::fasthash::FastMap<u64, PendingRpc>,
     deadlines: VecDeque<(Instant, u64)>,
     /// The deadline the timeout task sleeps until; `None`: it waits for an RPC.
     armed: Option<Instant>,
@@ -87,7 +93,7 @@ pub struct PendingRpcs {
 const ID_PREFIX: &str = "k-";
 
 impl PendingRpcs {
-    fn insert(&mut self, rpc: PendingRpc, deadline: Instant) -> u64 {
+    pub(super) fn insert(&mut self, rpc: PendingRpc, deadline: Instant) -> u64 {
         self.next += 1;
         let id = self.next;
         if let Caller::Module { id, .. } = &rpc.caller {
@@ -113,7 +119,7 @@ impl PendingRpcs {
     }
 
     /// Removes an RPC from the table (answered, timed out, a side left).
-    fn take(&mut self, kid: u64) -> Option<PendingRpc> {
+    pub(super) fn take(&mut self, kid: u64) -> Option<PendingRpc> {
         let p = self.live.remove(&kid)?;
         if let Caller::Module { id, .. } = &p.caller {
             if let Some(n) = self.per_caller.get_mut(id) {
@@ -209,18 +215,24 @@ impl Core {
             self.send(caller, |b| outbound::rpc_error(b, id, &error));
             return;
         }
-        let (provider, outbox) = match self.provider_for(service) {
-            Ok(p) => p,
-            Err(error) => {
-                self.send(caller, |b| outbound::rpc_error(b, id, error));
-                return;
-            }
-        };
         let deadline = Instant::now() + self.settings.rpc_timeout;
         let caller_kind = Caller::Module {
             id: caller.clone(),
             gen: caller_gen,
             original_id: id.to_string(),
+        };
+        let (provider, outbox) = match self.provider_for(service) {
+            Ok(p) => p,
+            // No local provider: another node's, if one is there (local wins).
+            Err(_) if self.remote_provides(service) => {
+                let call = (service, method, params);
+                self.forward_remote(caller_kind, caller, call, deadline, congested);
+                return;
+            }
+            Err(error) => {
+                self.send(caller, |b| outbound::rpc_error(b, id, error));
+                return;
+            }
         };
         let outbox = self.forward(
             caller_kind,
@@ -290,7 +302,7 @@ impl Core {
         outbox
     }
 
-    fn bus_has_rpc_monitors(&self) -> bool {
+    pub(super) fn bus_has_rpc_monitors(&self) -> bool {
         let mut any = false;
         self.bus.for_each_subscriber("system:rpc", |_| any = true);
         any
@@ -317,7 +329,18 @@ impl Core {
         let Some(p) = self.rpcs.take(kid) else {
             return;
         };
-        match p.caller {
+        self.answer(p.caller, result, error, congested);
+    }
+
+    /// Gives a provider's answer (`result` / `error` as it sent them) to the caller.
+    pub(super) fn answer(
+        &mut self,
+        caller: Caller,
+        result: Option<&RawValue>,
+        error: Option<&RawValue>,
+        congested: &mut Vec<Arc<Outbox>>,
+    ) {
+        match caller {
             Caller::Module {
                 id: caller,
                 gen,
@@ -343,6 +366,12 @@ impl Core {
                 };
                 let _ = reply.send(answer);
             }
+            Caller::Remote { link, reply } => {
+                link.answer(&reply, result, error);
+                if link.outbox.is_congested() {
+                    congested.push(link.outbox.clone());
+                }
+            }
         }
     }
 
@@ -357,7 +386,7 @@ impl Core {
             if let Some(p) = self.rpcs.take(kid) {
                 let timeout = match &p.caller {
                     Caller::Operator { timeout, .. } => *timeout,
-                    Caller::Module { .. } => self.settings.rpc_timeout,
+                    Caller::Module { .. } | Caller::Remote { .. } => self.settings.rpc_timeout,
                 };
                 tracing::warn!(
                     callerId = %p.caller.name(),
@@ -396,7 +425,7 @@ impl Core {
 
     /// Answers a caller with a kernel-generated error (a module only if its process is the one
     /// that asked).
-    fn answer_error(&self, caller: Caller, error: &str) {
+    pub(super) fn answer_error(&self, caller: Caller, error: &str) {
         match caller {
             Caller::Module {
                 id,
@@ -410,6 +439,7 @@ impl Core {
             Caller::Operator { reply, .. } => {
                 let _ = reply.send(Err(error.to_string()));
             }
+            Caller::Remote { link, reply } => link.answer_error(&reply, error),
         }
     }
 }

@@ -1,0 +1,326 @@
+//! [`Link`]: the side of the cluster connection the router sees, called under the router lock
+//! and never waiting. Outbound messages go to the link's queue (an
+//! [`Outbox`], so a publisher whose messages NATS does not take fast enough is held back like
+//! one whose subscriber is slow, and the queue is capped); the connection task's writer sends
+//! them. While the connection is down exported topic messages are dropped (and counted), not
+//! buffered: cross-node delivery is at-most-once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use pons_reconciler::cluster::ClusterConfig;
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+
+use super::subjects;
+use super::wire::{self, Kind};
+use crate::kernel::outbox::Outbox;
+use crate::kernel::router::topics::{Pattern, PatternSet};
+
+/// Counters of `pons status` (`cluster.sent`, `received`, `dropped`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Messages handed to NATS (topic messages, requests, answers).
+    pub sent: AtomicU64,
+    /// Topic messages and requests received from other nodes.
+    pub received: AtomicU64,
+    /// Outbound messages not sent: the connection was down, the queue over its cap, the topic
+    /// not a valid subject, NATS refused them.
+    pub dropped_out: AtomicU64,
+    /// Inbound messages not delivered: not one line of JSON, or NATS dropped them for a slow
+    /// subscription.
+    pub dropped_in: AtomicU64,
+}
+
+/// The connection's state as `pons status` shows it.
+#[derive(Debug, Default, Clone)]
+pub struct LinkState {
+    /// Why the last connection attempt failed, or why the connection was lost.
+    pub last_error: Option<String>,
+}
+
+pub struct Link {
+    pub config: ClusterConfig,
+    export_topics: PatternSet,
+    /// Import patterns in the order of the section: a message arriving through several of
+    /// them is delivered through the first only.
+    pub import_topics: Vec<Pattern>,
+    pub outbox: Arc<Outbox>,
+    pub(super) wake: Notify,
+    connected: AtomicBool,
+    /// This link's reply prefix (`<inbox>.<kid>`).
+    pub inbox: String,
+    pub counters: Counters,
+    pub state: parking_lot::Mutex<LinkState>,
+    /// Requests from other nodes forwarded to local providers and not answered yet (capped at
+    /// `lifecycle.maxPendingRpcs`, like a local caller's).
+    in_flight: std::sync::atomic::AtomicUsize,
+    client: std::sync::OnceLock<async_nats::Client>,
+    /// `Pons-Node: <node>`.
+    origin: async_nats::HeaderMap,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("node", &self.config.node)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl Link {
+    pub fn new(config: ClusterConfig) -> Arc<Link> {
+        let mut origin = async_nats::HeaderMap::new();
+        origin.insert(subjects::ORIGIN, config.node.as_str());
+        Arc::new(Link {
+            export_topics: PatternSet::new(config.export.topics.iter()),
+            import_topics: config
+                .import
+                .topics
+                .iter()
+                .map(|p| Pattern::parse(p))
+                .collect(),
+            inbox: subjects::inbox(&config.name, &config.node),
+            config,
+            outbox: Outbox::new(),
+            wake: Notify::new(),
+            connected: AtomicBool::new(false),
+            counters: Counters::default(),
+            state: Default::default(),
+            in_flight: Default::default(),
+            client: Default::default(),
+            origin,
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Release);
+    }
+
+    /// Outbound messages not sent, the queue's drops included.
+    pub fn dropped_out(&self) -> u64 {
+        self.counters.dropped_out.load(Ordering::Relaxed) + self.outbox.dropped()
+    }
+
+    /// Whether `service` is taken from other nodes.
+    pub fn imports_service(&self, service: &str) -> bool {
+        self.config.imports_service(service)
+    }
+
+    /// Whether `service` is offered to other nodes.
+    pub fn exports_service(&self, service: &str) -> bool {
+        self.config
+            .export
+            .services
+            .binary_search_by(|s| s.as_str().cmp(service))
+            .is_ok()
+    }
+
+    /// The index of the first import pattern matching `topic`.
+    pub fn import_index(&self, topic: &str) -> Option<usize> {
+        self.import_topics.iter().position(|p| p.matches(topic))
+    }
+
+    /// Sends one message: straight to the NATS client when nothing waits in the queue and the
+    /// client takes it at once (its channel has room), else queued for the writer (order is
+    /// kept: nothing overtakes a queued message). Wakes the writer when the queue was empty.
+    fn push(&self, kind: Kind, subject: &str, reply: &str, body: &[u8]) -> bool {
+        let was_empty = self.outbox.queued() == 0;
+        if was_empty && self.send_now(kind, subject, reply, body) {
+            return true;
+        }
+        let ok = self
+            .outbox
+            .push_with(|b| wire::push_record(b, kind, subject, reply, body));
+        if ok && was_empty {
+            self.wake.notify_one();
+        }
+        ok
+    }
+
+    /// Hands one message to the NATS client if it takes it without waiting. True when the
+    /// message is dealt with (sent, or refused by the client and counted as dropped).
+    fn send_now(&self, kind: Kind, subject: &str, reply: &str, body: &[u8]) -> bool {
+        use futures_util::FutureExt;
+        let Some(client) = self.client.get().filter(|_| self.is_connected()) else {
+            return false;
+        };
+        let body = bytes::Bytes::copy_from_slice(body);
+        let subject = subject.to_string();
+        let done = match kind {
+            Kind::Publish => client
+                .publish_with_headers(subject, self.origin.clone(), body)
+                .now_or_never(),
+            Kind::Request => client
+                .publish_with_reply_and_headers(
+                    subject,
+                    reply.to_string(),
+                    self.origin.clone(),
+                    body,
+                )
+                .now_or_never(),
+            Kind::Reply => client.publish(subject, body).now_or_never(),
+        };
+        match done {
+            Some(Ok(())) => {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Some(Err(_)) => {
+                self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The connected client (set once by the connection task).
+    pub(super) fn set_client(&self, client: async_nats::Client) {
+        let _ = self.client.set(client);
+    }
+
+    /// The header naming this node as a message's origin.
+    pub(super) fn origin(&self) -> &async_nats::HeaderMap {
+        &self.origin
+    }
+
+    fn note_congested(&self, congested: &mut Vec<Arc<Outbox>>) {
+        if self.outbox.is_congested() && !congested.iter().any(|c| Arc::ptr_eq(c, &self.outbox)) {
+            congested.push(self.outbox.clone());
+        }
+    }
+
+    /// A message published locally: sent to the other nodes when its topic is exported.
+    pub fn export_topic(
+        &self,
+        topic: &str,
+        payload: Option<&RawValue>,
+        congested: &mut Vec<Arc<Outbox>>,
+    ) {
+        if !self.export_topics.matches(topic) {
+            return;
+        }
+        let subject = match subjects::topic(&self.config.name, topic) {
+            Some(s) if self.is_connected() => s,
+            _ => {
+                self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let body = payload.map_or(&[][..], |p| p.get().as_bytes());
+        self.push(Kind::Publish, &subject, "", body);
+        self.note_congested(congested);
+    }
+
+    /// An RPC to another node; its answer arrives on `<inbox>.<kid>`. False when it could not
+    /// be queued.
+    pub fn request(
+        &self,
+        kid: u64,
+        (service, method, from): (&str, &str, &str),
+        params: Option<&RawValue>,
+        congested: &mut Vec<Arc<Outbox>>,
+    ) -> bool {
+        let subject = subjects::service(&self.config.name, service);
+        let reply = format!("{}.{kid}", self.inbox);
+        let from = format!("{from}@{}", self.config.node);
+        let body = wire::request_body(method, &from, params);
+        let ok = self.push(Kind::Request, &subject, &reply, &body);
+        self.note_congested(congested);
+        ok
+    }
+
+    /// Requests from other nodes in flight here.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// A request from another node was forwarded to a local provider.
+    pub fn started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The answer to a request counted by [`Link::started`].
+    pub fn answer(&self, reply: &str, result: Option<&RawValue>, error: Option<&RawValue>) {
+        self.finished();
+        self.reply(reply, result, error);
+    }
+
+    /// A kernel-made error answer (`timeout`, the provider stopped) to a request counted by
+    /// [`Link::started`].
+    pub fn answer_error(&self, reply: &str, error: &str) {
+        self.finished();
+        self.reply_error(reply, error);
+    }
+
+    fn finished(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// The answer to a remote caller.
+    pub fn reply(&self, reply: &str, result: Option<&RawValue>, error: Option<&RawValue>) {
+        if !self.push(Kind::Reply, reply, "", &wire::reply_body(result, error)) {
+            self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A kernel-made error answer to a remote caller (`timeout`, `service_not_found`, …).
+    pub fn reply_error(&self, reply: &str, error: &str) {
+        if !self.push(Kind::Reply, reply, "", &wire::error_body(error)) {
+            self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The kernel id of an answer's subject (`<inbox>.<kid>`).
+    pub fn kid_of(&self, subject: &str) -> Option<u64> {
+        subject
+            .strip_prefix(self.inbox.as_str())?
+            .strip_prefix('.')?
+            .parse()
+            .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(yaml: &str) -> Arc<Link> {
+        let root = pons_reconciler::config::parse(yaml.as_bytes()).unwrap();
+        let c = pons_reconciler::cluster::parse(&root, &Default::default(), "h")
+            .unwrap()
+            .unwrap();
+        Link::new(c.config)
+    }
+
+    #[test]
+    fn exports_only_what_is_exported_and_only_while_connected() {
+        let l = link("cluster: {url: nats://x, name: p, node: a, export: {topics: ['m.*'], services: [e]}, import: {topics: ['x.*', 'x.y']}}\n");
+        let mut congested = Vec::new();
+        l.export_topic("m.cpu", None, &mut congested);
+        assert_eq!(l.dropped_out(), 1, "not connected: dropped, not buffered");
+        assert_eq!(l.outbox.queued(), 0);
+        l.set_connected(true);
+        let p = RawValue::from_string("1".into()).unwrap();
+        l.export_topic("m.cpu", Some(&p), &mut congested);
+        l.export_topic("other", Some(&p), &mut congested);
+        let mut batch = Vec::new();
+        l.outbox.swap_queued(&mut batch);
+        let recs: Vec<_> = wire::records(&batch).collect();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].subject, "p.topic.m.cpu");
+        assert_eq!(recs[0].body, b"1");
+        assert!(l.exports_service("e") && !l.exports_service("f"));
+        assert_eq!(l.import_index("x.y"), Some(0));
+        assert_eq!(l.import_index("z"), None);
+        assert_eq!(l.kid_of(&format!("{}.42", l.inbox)), Some(42));
+        assert_eq!(l.kid_of("_INBOX.other.42"), None);
+    }
+}
