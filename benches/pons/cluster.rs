@@ -332,8 +332,12 @@ fn through_kernels(url: &str, n_rpc: u64, n_msgs: u64) -> (Value, Value) {
         (Some(f), Some(l)) => (l.saturating_sub(f) as f64 / 1e6).max(1e-6),
         _ => f64::NAN,
     };
-    let status = ka.request("status").unwrap_or(Value::Null);
+    let (sa, sb) = (
+        ka.request("status").unwrap_or(Value::Null),
+        kb.request("status").unwrap_or(Value::Null),
+    );
     let tp = json!({"delivered": delivered, "spanMs": secs * 1000.0, "msgsPerSec": delivered as f64 / secs,
-                    "droppedOnA": status["cluster"]["dropped"]});
+                    "droppedOnA": sa["cluster"]["dropped"], "droppedOnB": sb["cluster"]["dropped"],
+                    "receivedOnB": sb["cluster"]["received"]});
     (rpc, tp)
 }
