@@ -304,6 +304,7 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
             kernel.notify.reloading();
         }
         let outcome = pass(&kernel, apply, retry, progress).await;
+        super::memory::trim_soon();
         if boot || signalled {
             kernel.notify.settle(outcome.desired.clone());
         }
@@ -645,15 +646,20 @@ async fn router_events(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<Rout
     }
 }
 
-/// Answers timed-out RPCs.
+/// Answers timed-out RPCs: sleeps until the earliest deadline of an RPC in flight (woken when an
+/// earlier one is added, [`super::router::PendingRpcs`]), and not at all while none is.
 async fn rpc_timeouts(kernel: Arc<Kernel>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let timer = kernel.core.lock().rpcs.timer.clone();
     loop {
-        tick.tick().await;
-        let mut core = kernel.core.lock();
-        if !core.rpcs.is_empty() {
-            core.expire_rpcs(Instant::now());
+        let next = kernel.core.lock().expire_rpcs(Instant::now());
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = timer.notified() => {}
+                }
+            }
+            None => timer.notified().await,
         }
     }
 }
