@@ -23,6 +23,9 @@
 //! - A module whose id is listed in `kernel.disabled` and would otherwise run is blocked as
 //!   [`BlockReason::Disabled`] (it holds none of its services, so its dependents are blocked as
 //!   missing a provider); a module blocked for another reason keeps that reason.
+//! - A service listed in `cluster.import.services` counts as provided for `requires`: another
+//!   node may provide it (the kernel waits for a ready provider at run time). An invalid
+//!   `cluster` section keeps the previous one (error naming the key).
 //! - A manifest field of another JSON type that the reference accepts is read as it reads it and
 //!   does not block: its warning is in [`Desired::manifest_warnings`] (runnable or not).
 

@@ -196,7 +196,8 @@ async fn options(
         .ping_interval(Duration::from_millis((c.stale_ms / 2).max(500)))
         .connection_timeout(Duration::from_secs(2))
         .client_capacity(4096)
-        .subscription_capacity(8192)
+        // NATS' own default: a burst waits here while local subscribers catch up.
+        .subscription_capacity(65_536)
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((50u64 << attempts.min(6)).min(2_000))
         })
