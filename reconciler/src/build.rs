@@ -830,12 +830,13 @@ fn graph_verdicts(
 ) -> Vec<Option<BlockReason>> {
     let mut verdicts: Vec<Option<BlockReason>> = vec![None; mods.len()];
     // Sorted through indices: a `DesiredModule` is large, moving it around in a sort is not free.
+    // Each rank is computed once (set and map look-ups), not twice in every comparison.
+    let ranks: Vec<_> = mods.iter().map(|m| claims.rank(m, demoted)).collect();
     let mut idx: Vec<usize> = (0..mods.len()).collect();
     idx.sort_by(|&i, &j| {
         let (a, b) = (&mods[i], &mods[j]);
-        claims
-            .rank(a, demoted)
-            .cmp(&claims.rank(b, demoted))
+        ranks[i]
+            .cmp(&ranks[j])
             .then(a.manifest.priority().total_cmp(&b.manifest.priority()))
             .then(a.id.cmp(&b.id))
     });
