@@ -98,17 +98,7 @@ impl Core {
             );
             self.announce_services(&module, &d.manifest.provides);
             // Modules waiting for these services.
-            let waiting: Vec<Arc<str>> = self
-                .modules
-                .values()
-                .filter(|w| w.status == Status::Waiting)
-                .filter(|w| {
-                    self.missing_requires(&w.desired.manifest.requires)
-                        .is_empty()
-                })
-                .map(|w| w.id.clone())
-                .collect();
-            for w in waiting {
+            for w in self.waiting_with_requires_met() {
                 tracing::info!(module = %w, "All required services available — activating");
                 queue.push(w);
             }
@@ -154,4 +144,19 @@ fn e_topics_cover(core: &Core, module: &str, topic: &str) -> bool {
     core.modules
         .get(module)
         .is_some_and(|e| e.topics.covers(topic))
+}
+
+impl Core {
+    /// Modules waiting for services whose `requires` are all met now (locally or by another node).
+    pub(super) fn waiting_with_requires_met(&self) -> Vec<Arc<str>> {
+        self.modules
+            .values()
+            .filter(|w| w.status == Status::Waiting)
+            .filter(|w| {
+                self.missing_requires(&w.desired.manifest.requires)
+                    .is_empty()
+            })
+            .map(|w| w.id.clone())
+            .collect()
+    }
 }

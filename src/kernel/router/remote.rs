@@ -190,17 +190,7 @@ impl Core {
                 }
             }
         }
-        let waiting: Vec<Arc<str>> = self
-            .modules
-            .values()
-            .filter(|w| w.status == Status::Waiting)
-            .filter(|w| {
-                self.missing_requires(&w.desired.manifest.requires)
-                    .is_empty()
-            })
-            .map(|w| w.id.clone())
-            .collect();
-        for w in waiting {
+        for w in self.waiting_with_requires_met() {
             tracing::info!(module = %w, "All required services available (another node provides one) — activating");
             self.activate(&w);
         }
