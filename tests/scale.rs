@@ -249,8 +249,13 @@ fn an_idle_kernel_sleeps() {
         let mods = st["modules"].as_array()?.clone();
         (mods.len() == N && mods.iter().all(|m| m["status"] == "ready")).then_some(())
     });
-    // Let the boot settle (the first spawns recorded, the pass's blocking threads idle).
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait for the boot to settle (the first spawns recorded, the pass's blocking threads idle):
+    // half a second in which no thread of the kernel was switched in.
+    wait_for("the kernel idle for 0.5 s", Duration::from_secs(30), || {
+        let a = switches(kernel);
+        std::thread::sleep(Duration::from_millis(500));
+        (switches(kernel) == a).then_some(())
+    });
     let before = switches(kernel);
     std::thread::sleep(Duration::from_secs(5));
     let after = switches(kernel);
