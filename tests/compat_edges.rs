@@ -317,3 +317,40 @@ fn an_unknown_runtime_is_started_as_deno_with_one_warning() {
         "{text}"
     );
 }
+
+#[test]
+fn a_runtime_path_that_names_no_program_blocks_the_module_naming_it() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("fine"));
+    odd_module(&home);
+    let manifest = home.path().join("modules/odd/module.json");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("\"cobol\"", "\"deno\"");
+    std::fs::write(&manifest, text).unwrap();
+    let out = home.pons(&["modules", "approve", "odd", "--yes"]);
+    assert!(out.status.success(), "{out:?}");
+    let missing = home.path().join("no-such-dir/deno");
+    home.write_config(&format!(
+        "kernel:\n  runtimes:\n    deno: {}\n",
+        missing.display()
+    ));
+    let _k = home.start();
+    home.wait_status("fine", "ready", T);
+    // Blocked before any spawn (not a crash loop), saying which setting to fix.
+    let st = home.wait_status("odd", "blocked", T);
+    let reason = st["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&missing.display().to_string())
+            && reason.contains("is no executable file")
+            && reason.contains("kernel.runtimes"),
+        "{st}"
+    );
+    assert_eq!(st["restarts"], 0, "{st}");
+    home.wait_log("module not started: runtime `deno` needs", T);
+    assert!(
+        !home.kernel_log().contains("module.spawn moduleId=odd"),
+        "{}",
+        home.kernel_log()
+    );
+}
