@@ -206,7 +206,7 @@ fn read_home(r: &mut Reader<'_>, home: &Home, env: &BTreeMap<String, String>) ->
         }
     }
 
-    // `run` names of every approval (base and dynamic grants) and bare runtime overrides.
+    // `run` names of every approval (base and dynamic grants) and runtime overrides.
     if let FileRead::Bytes(b) = &permissions_yaml {
         if let Some(p) = r.permissions(b) {
             for id in p.modules.keys() {
@@ -223,8 +223,9 @@ fn read_home(r: &mut Reader<'_>, home: &Home, env: &BTreeMap<String, String>) ->
     if let FileRead::Bytes(b) = &config_yaml {
         if let Some(v) = r.config(b) {
             if let Some(rt) = v.pointer("/kernel/runtimes").and_then(|r| r.as_object()) {
+                // Absolute paths too: `which` checks that they name an executable file.
                 for p in rt.values().filter_map(|p| p.as_str()) {
-                    if !p.starts_with('/') && !p.is_empty() {
+                    if !p.is_empty() {
                         names.insert(p.to_string());
                     }
                 }

@@ -155,10 +155,16 @@ impl std::fmt::Display for BlockReason {
             {
                 write!(
                     f,
-                    "unknown runtime `{runtime}` (such modules are started with `{program}`, which is not on PATH): set `runtime` in module.json to one of {}",
+                    "unknown runtime `{runtime}` (such modules are started with `{program}`, which {}): set `runtime` in module.json to one of {}",
+                    missing_program(program),
                     crate::manifest::RUNTIMES.join(", ")
                 )
             }
+            BlockReason::RuntimeNotFound { runtime, program } if program.starts_with('/') => write!(
+                f,
+                "runtime `{runtime}` needs `{program}`, which {}: fix `kernel.runtimes` in config.yaml",
+                missing_program(program)
+            ),
             BlockReason::RuntimeNotFound { runtime, program } => write!(
                 f,
                 "runtime `{runtime}` needs `{program}`, which is not on PATH: install it or set `kernel.runtimes.{runtime}` in config.yaml"
@@ -172,6 +178,16 @@ impl std::fmt::Display for BlockReason {
             ),
             BlockReason::Disabled => f.write_str("disabled in config.yaml"),
         }
+    }
+}
+
+/// What is wrong with an interpreter that was not found: a path (`kernel.runtimes`) names no
+/// executable file, a name is not on PATH.
+fn missing_program(program: &str) -> &'static str {
+    if program.starts_with('/') {
+        "is no executable file"
+    } else {
+        "is not on PATH"
     }
 }
 

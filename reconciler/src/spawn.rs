@@ -166,8 +166,9 @@ fn interpreter(runtime: &str) -> Option<&'static str> {
     }
 }
 
-/// Finds the program of an interpreter runtime: `kernel.runtimes` override (absolute: as is;
-/// a bare name: looked up in `which`), else `which` (python falls back to python3).
+/// Finds the program of an interpreter runtime: `kernel.runtimes` override (absolute: as
+/// written, unless the snapshot probed it and found no executable file there; a bare name:
+/// looked up in `which`), else `which` (python falls back to python3).
 fn find_program(
     runtime: &str,
     name: &str,
@@ -177,7 +178,13 @@ fn find_program(
     let lookup = |n: &str| which.get(n).cloned().flatten();
     if let Some(p) = kernel.runtimes.get(runtime) {
         if p.starts_with('/') {
-            return Ok(PathBuf::from(p));
+            return match which.get(p.as_str()) {
+                Some(None) => Err(BlockReason::RuntimeNotFound {
+                    runtime: runtime.into(),
+                    program: p.clone(),
+                }),
+                _ => Ok(PathBuf::from(p)),
+            };
         }
         return lookup(p).ok_or_else(|| BlockReason::RuntimeNotFound {
             runtime: runtime.into(),
