@@ -188,6 +188,43 @@ fn system_topics_belong_to_the_kernel_whatever_the_capabilities() {
     );
 }
 
+/// `warn` mode lets a refused publish through, but never one on a `system:` topic: the forger
+/// keeps running and its fake event reaches nobody.
+#[test]
+fn system_topics_stay_the_kernels_in_warn_mode_too() {
+    let mut home = TestHome::new();
+    home.write_config("security:\n  enforcementMode: warn\n");
+    home.add(
+        ModuleSpec::new("watch")
+            .manifest(json!({"subscribes": ["system:module:crashed", "after"]})),
+    );
+    home.add(ModuleSpec::new("forger").manifest(json!({
+        "publishes": ["system:module:crashed", "after"],
+        "capabilities": {"topics": ["system:module:*", "after"], "services": []}
+    })));
+    let _k = home.start();
+    home.wait_status("watch", "ready", T);
+    home.wait_status("forger", "ready", T);
+    home.command(
+        "forger",
+        json!({"publish": {"topic": "system:module:crashed", "payload": {"moduleId": "watch"}}}),
+    );
+    // The next message of the forger travels the same way: once it arrived, the forged one
+    // would have arrived before it.
+    home.command(
+        "forger",
+        json!({"publish": {"topic": "after", "payload": 1}}),
+    );
+    wait_delivery(&home, "watch", "after", |_| true);
+    assert!(
+        deliveries(&home, "watch", "system:module:crashed").is_empty(),
+        "the forged event reached a watcher in warn mode"
+    );
+    home.wait_log("publish:system:module:crashed", T);
+    home.wait_status("forger", "ready", T);
+    assert_eq!(home.starts("forger").len(), 1, "warn mode stops nobody");
+}
+
 #[test]
 fn a_crashed_provider_hands_its_service_to_another_provider() {
     let mut home = TestHome::new();

@@ -229,12 +229,15 @@ fn sighup_with_nothing_changed_does_nothing() {
 #[test]
 fn crashed_module_is_retried_only_by_apply() {
     let mut home = TestHome::new();
-    home.write_config(
-        "lifecycle:\n  maxRestarts: 1\n  readyTimeoutMs: 1000\n  shutdownGraceMs: 1000\n",
-    );
+    let lifecycle =
+        "lifecycle:\n  maxRestarts: 1\n  readyTimeoutMs: 1000\n  shutdownGraceMs: 1000\n";
+    home.write_config(&format!("{lifecycle}cfg:\n  n: 1\n"));
     home.add(ModuleSpec::new("crashy").args(&["--never-ready"]));
+    // A bystander whose config:update shows that a pass ran.
+    home.add(ModuleSpec::new("cfg").manifest(json!({"configKey": "cfg"})));
     let k = home.start();
     home.wait_status("crashy", "crashed", T);
+    home.wait_status("cfg", "ready", T);
     assert_eq!(home.starts("crashy").len(), 1);
     // An automatic pass leaves it alone.
     k.signal(libc::SIGHUP);
@@ -244,7 +247,13 @@ fn crashed_module_is_retried_only_by_apply() {
         plan["summary"]["restart"], 1,
         "plan previews what apply would do: {plan}"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // The signal's pass, then the pass of an edit after it (passes run one at a time): once
+    // the edit reached `cfg`, the signalled pass is over.
+    home.wait_log("signal received", T);
+    home.write_config(&format!("{lifecycle}cfg:\n  n: 2\n"));
+    wait_for("cfg's config:update", T, || {
+        config_updates(&home, "cfg").pop()
+    });
     assert_eq!(home.starts("crashy").len(), 1, "not retried without apply");
     let out = home.pons(&["apply", "--timeout", "2"]);
     assert_eq!(

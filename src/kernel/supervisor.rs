@@ -650,17 +650,20 @@ impl Supervisor {
         let code = status.and_then(|s| s.code());
         let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
         let stderr = last_stderr.lock().clone();
+        let how = match (code, signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (_, Some(s)) => format!("killed by signal {s}"),
+            _ => "exited".into(),
+        };
         let detail = match (&stderr, alive < Duration::from_secs(1)) {
             (Some(line), _) => line.clone(),
+            // How it ended is said too: a module killed from outside (signal 9) is no broken
+            // entry point.
             (None, true) => format!(
-                "exited after {}ms with no output — check the module entry point (runner) and its dependencies",
+                "exited after {}ms with no output ({how}) — check the module entry point (runner) and its dependencies",
                 alive.as_millis()
             ),
-            (None, false) => match (code, signal) {
-                (Some(c), _) => format!("exit code {c}"),
-                (_, Some(s)) => format!("killed by signal {s}"),
-                _ => "exited".into(),
-            },
+            (None, false) => how,
         };
         let restarts = {
             let mut core = self.kernel.core.lock();
