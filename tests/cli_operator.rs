@@ -73,7 +73,7 @@ fn a_config_key_no_module_uses_is_warned_about() {
 fn a_module_directory_with_a_non_utf8_name_is_blocked_with_a_clear_reason() {
     use std::os::unix::ffi::OsStrExt;
     let mut home = TestHome::new();
-    home.add(ModuleSpec::new("odd"));
+    home.add(ModuleSpec::new("odd").unapproved());
     let bad = std::ffi::OsStr::from_bytes(b"odd-\xff");
     std::fs::rename(
         home.path().join("modules/odd"),
@@ -97,6 +97,17 @@ fn a_module_directory_with_a_non_utf8_name_is_blocked_with_a_clear_reason() {
             .contains("name is not valid UTF-8: rename the directory"),
         "{plan}"
     );
+    // Approving it by its manifest's id succeeds (the approval is kept for when the directory is
+    // renamed) but says at once that it will not start, and why; so does approving it again.
+    for _ in 0..2 {
+        let out = home.pons(&["modules", "approve", "odd", "--yes"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("warning: module `odd` is approved but will not start: the module directory's name is not valid UTF-8: rename the directory"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
