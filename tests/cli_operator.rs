@@ -209,3 +209,67 @@ fn status_is_coloured_only_when_asked() {
     let forced = run(&[("PONS_COLOR", "always")]);
     assert!(forced.contains("\x1b[32mready\x1b[0m"), "{forced:?}");
 }
+
+/// `2026-12-02T03:48:14.693+00:00 ` (the console's stamp: ISO 8601, milliseconds, offset).
+fn starts_with_iso_stamp(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b[i].is_ascii_digit());
+    b.len() > 30
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && (b[23] == b'+' || b[23] == b'-')
+        && digits(24..26)
+        && b[26] == b':'
+        && digits(27..29)
+        && b[29] == b' '
+}
+
+#[test]
+fn the_console_stamps_iso_8601_with_milliseconds_and_shows_every_data_key() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("m"));
+    let _k = home.start();
+    home.wait_status("m", "ready", std::time::Duration::from_secs(15));
+    home.command(
+        "m",
+        serde_json::json!({"log": {"level": "warn", "msg": "disk nearly full",
+            "data": {"path": "/var", "freePct": 3}}}),
+    );
+    let console = || std::fs::read_to_string(home.path().join("kernel.stderr")).unwrap_or_default();
+    let line = wait_for(
+        "the module's line on the console",
+        std::time::Duration::from_secs(15),
+        || {
+            console()
+                .lines()
+                .find(|l| l.contains("disk nearly full"))
+                .map(str::to_string)
+        },
+    );
+    assert!(starts_with_iso_stamp(&line), "{line}");
+    assert!(
+        line.contains("WARN") && line.contains("path=/var") && line.contains("freePct=3"),
+        "{line}"
+    );
+    // The kernel's own lines too, with their data keys (moduleId=…).
+    let text = console();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("module.spawn") && l.contains("moduleId=m")),
+        "{text}"
+    );
+    for l in text.lines().filter(|l| !l.is_empty()) {
+        assert!(starts_with_iso_stamp(l), "{l:?}\n{text}");
+    }
+}
