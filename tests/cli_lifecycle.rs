@@ -70,6 +70,15 @@ fn stop_disables_a_provider_and_blocks_its_dependent_start_brings_both_back() {
         "{web}"
     );
     assert_eq!(web["disabled"], false, "{web}");
+    // What the operator asked for is logged, but not as a warning.
+    let line = common::wait_for("the kernel's line about the disabled kv", T, || {
+        let out = home.pons(&["logs", "kv", "--json"]).stdout;
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "module not started: disabled in config.yaml")
+    });
+    assert_eq!(line["level"], "info", "{line}");
     let text = config(&home);
     assert!(
         text.starts_with(FAST_LIFECYCLE) && text.contains("kernel:\n  disabled:"),
