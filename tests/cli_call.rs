@@ -76,12 +76,18 @@ fn call_reaches_the_provider_as_the_operator_and_prints_its_answer() {
     // No provider.
     let out = home.pons(&["call", "nope", "x"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr(&out).trim(), "error: nope.x: service_not_found");
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: nope.x: service_not_found (no module provides `nope`; `pons status` lists the services and who provides them)"
+    );
 
     // A provider that never answers: the operator's own timeout.
     let out = home.pons(&["call", "sleepy", "wait", "--timeout", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert_eq!(stderr(&out).trim(), "error: sleepy.wait: timeout");
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: sleepy.wait: timeout (no answer within 1 s; a longer wait: --timeout S)"
+    );
     home.wait_log("rpc.timeout", T);
     let log = home.kernel_log();
     assert!(

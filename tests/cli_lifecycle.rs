@@ -1,6 +1,7 @@
 //! The operator's lifecycle verbs against a real kernel: `pons stop | start` (declarative:
 //! `kernel.disabled` in config.yaml, waited for), `pons restart` (waits until ready again, or
-//! not with `--no-wait`), unknown ids, and `lastError` of a module that crashed.
+//! not with `--no-wait`), unknown ids, and `lastError` of a module that crashed (and `pons apply`
+//! answering at once when its retry crashes again).
 
 mod common;
 
@@ -69,6 +70,15 @@ fn stop_disables_a_provider_and_blocks_its_dependent_start_brings_both_back() {
         "{web}"
     );
     assert_eq!(web["disabled"], false, "{web}");
+    // What the operator asked for is logged, but not as a warning.
+    let line = common::wait_for("the kernel's line about the disabled kv", T, || {
+        let out = home.pons(&["logs", "kv", "--json"]).stdout;
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "module not started: disabled in config.yaml")
+    });
+    assert_eq!(line["level"], "info", "{line}");
     let text = config(&home);
     assert!(
         text.starts_with(FAST_LIFECYCLE) && text.contains("kernel:\n  disabled:"),
@@ -226,4 +236,24 @@ fn a_crashed_module_shows_its_last_error() {
         "{err}"
     );
     assert_eq!(home.starts("db").len(), 4);
+
+    // `pons apply` retries it; crashed again, it answers at once, not at its timeout.
+    let begun = Instant::now();
+    let out = home.pons(&["apply", "--json", "--timeout", "40"]);
+    let err = failed(&out);
+    assert!(
+        begun.elapsed() < Duration::from_secs(30),
+        "apply waited {:?} for a module that crashed again",
+        begun.elapsed()
+    );
+    assert!(
+        err.contains("module(s) db crashed again after the retry")
+            && err.contains("`pons logs db`"),
+        "{err}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(report["converged"], false, "{report}");
+    assert_eq!(report["notConverged"], json!(["db"]), "{report}");
+    assert_eq!(report["crashed"], json!(["db"]), "{report}");
+    assert_eq!(home.wait_status("db", "crashed", T)["lastError"], cause);
 }

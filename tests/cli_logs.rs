@@ -169,8 +169,10 @@ fn several_ids_select_their_lines_and_the_kernel_lines_about_them() {
         lines[2],
         "2020-01-15T09:30:03.000+00:00 WARN  a                   careful topic=t stack=Error: x name=n"
     );
-    // `pons kernel logs --module` is the same command: a comma list, or repeated.
+    // `pons kernel logs --module` is the same command: a comma list, or repeated; `pons logs`
+    // takes a comma list too.
     assert_eq!(ok(&home, &["kernel", "logs", "--module", "a,b"]), out);
+    assert_eq!(ok(&home, &["logs", "b,a"]), out);
     assert_eq!(
         ok(&home, &["kernel", "logs", "--module", "b", "--module", "a"]),
         out

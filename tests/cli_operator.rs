@@ -73,7 +73,7 @@ fn a_config_key_no_module_uses_is_warned_about() {
 fn a_module_directory_with_a_non_utf8_name_is_blocked_with_a_clear_reason() {
     use std::os::unix::ffi::OsStrExt;
     let mut home = TestHome::new();
-    home.add(ModuleSpec::new("odd"));
+    home.add(ModuleSpec::new("odd").unapproved());
     let bad = std::ffi::OsStr::from_bytes(b"odd-\xff");
     std::fs::rename(
         home.path().join("modules/odd"),
@@ -97,6 +97,17 @@ fn a_module_directory_with_a_non_utf8_name_is_blocked_with_a_clear_reason() {
             .contains("name is not valid UTF-8: rename the directory"),
         "{plan}"
     );
+    // Approving it by its manifest's id succeeds (the approval is kept for when the directory is
+    // renamed) but says at once that it will not start, and why; so does approving it again.
+    for _ in 0..2 {
+        let out = home.pons(&["modules", "approve", "odd", "--yes"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("warning: module `odd` is approved but will not start: the module directory's name is not valid UTF-8: rename the directory"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -197,4 +208,68 @@ fn status_is_coloured_only_when_asked() {
     assert!(!run(&[]).contains('\x1b'));
     let forced = run(&[("PONS_COLOR", "always")]);
     assert!(forced.contains("\x1b[32mready\x1b[0m"), "{forced:?}");
+}
+
+/// `2026-12-02T03:48:14.693+00:00 ` (the console's stamp: ISO 8601, milliseconds, offset).
+fn starts_with_iso_stamp(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b[i].is_ascii_digit());
+    b.len() > 30
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && (b[23] == b'+' || b[23] == b'-')
+        && digits(24..26)
+        && b[26] == b':'
+        && digits(27..29)
+        && b[29] == b' '
+}
+
+#[test]
+fn the_console_stamps_iso_8601_with_milliseconds_and_shows_every_data_key() {
+    let mut home = TestHome::new();
+    home.add(ModuleSpec::new("m"));
+    let _k = home.start();
+    home.wait_status("m", "ready", std::time::Duration::from_secs(15));
+    home.command(
+        "m",
+        serde_json::json!({"log": {"level": "warn", "msg": "disk nearly full",
+            "data": {"path": "/var", "freePct": 3}}}),
+    );
+    let console = || std::fs::read_to_string(home.path().join("kernel.stderr")).unwrap_or_default();
+    let line = wait_for(
+        "the module's line on the console",
+        std::time::Duration::from_secs(15),
+        || {
+            console()
+                .lines()
+                .find(|l| l.contains("disk nearly full"))
+                .map(str::to_string)
+        },
+    );
+    assert!(starts_with_iso_stamp(&line), "{line}");
+    assert!(
+        line.contains("WARN") && line.contains("path=/var") && line.contains("freePct=3"),
+        "{line}"
+    );
+    // The kernel's own lines too, with their data keys (moduleId=…).
+    let text = console();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("module.spawn") && l.contains("moduleId=m")),
+        "{text}"
+    );
+    for l in text.lines().filter(|l| !l.is_empty()) {
+        assert!(starts_with_iso_stamp(l), "{l:?}\n{text}");
+    }
 }

@@ -53,7 +53,13 @@ fn render(r: &ApplyReport) -> String {
 }
 
 fn not_converged_sentence(r: &ApplyReport, timeout: u64) -> String {
-    if r.not_converged.is_empty() {
+    if !r.crashed.is_empty() && r.crashed.len() == r.not_converged.len() {
+        let ids = r.crashed.join(", ");
+        let logs = r.crashed.join(" ");
+        format!(
+            "module(s) {ids} crashed again after the retry; their last error is in `pons status`, their log in `pons logs {logs}`"
+        )
+    } else if r.not_converged.is_empty() {
         format!("the kernel did not converge within {timeout} s; see `pons status`")
     } else {
         format!(
@@ -82,6 +88,14 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(render(&done), "Nothing to do: converged.\n");
+        let again: ApplyReport = serde_json::from_value(json!({
+            "converged": false, "actions": [], "notConverged": ["db", "api"], "crashed": ["db", "api"]
+        }))
+        .unwrap();
+        assert_eq!(
+            not_converged_sentence(&again, 60),
+            "module(s) db, api crashed again after the retry; their last error is in `pons status`, their log in `pons logs db api`"
+        );
         assert_eq!(
             not_converged_sentence(&r, 5),
             "module(s) gw, db did not converge within 5 s; see `pons status` and `pons kernel logs`"

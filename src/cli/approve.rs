@@ -112,7 +112,7 @@ pub(super) fn install(
         }))?;
     } else if approved {
         println!("Module `{id}` approved; a running kernel starts it by itself.");
-        warn_if_it_will_not_start(home, &id);
+        warn_if_it_will_not_start(home, &id, &id);
     } else {
         println!("Module `{id}` is installed but not approved; approve it with `pons modules approve {id} --yes`.");
     }
@@ -138,6 +138,7 @@ pub(super) fn approve(home: &Home, key: &str, yes: bool, json: bool) -> anyhow::
         } else {
             println!("Module `{id}` is already approved and up to date.");
         }
+        warn_if_it_will_not_start(home, &id, &found.dir_name);
         return Ok(ExitCode::SUCCESS);
     }
     if !json {
@@ -164,15 +165,21 @@ pub(super) fn approve(home: &Home, key: &str, yes: bool, json: bool) -> anyhow::
     } else {
         println!("Module `{id}` approved; a running kernel picks it up by itself.");
     }
-    warn_if_it_will_not_start(home, &id);
+    warn_if_it_will_not_start(home, &id, &found.dir_name);
     Ok(ExitCode::SUCCESS)
 }
 
 /// An approval is no promise that the module runs: a missing entry point, a dependency cycle, a
-/// missing runtime still block it. Say so at once rather than leave it to `pons status`.
-fn warn_if_it_will_not_start(home: &Home, id: &str) {
+/// missing runtime still block it. Say so at once rather than leave it to `pons status`. A module
+/// blocked before its manifest was read (a directory name that is not UTF-8) is found by its
+/// directory.
+fn warn_if_it_will_not_start(home: &Home, id: &str, dir_name: &str) {
     let desired = offline::desired(home);
-    if let Some(b) = desired.blocked.iter().find(|b| b.id == id) {
+    if let Some(b) = desired
+        .blocked
+        .iter()
+        .find(|b| b.id == id || b.dir_name == dir_name)
+    {
         eprintln!(
             "warning: module `{id}` is approved but will not start: {}",
             b.reason

@@ -129,8 +129,9 @@ pub enum KernelCmd {
 /// `pons logs [ID…]`.
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
-    /// Only lines of (or about) these modules; `kernel` is the kernel's own lines. Default: all.
-    #[arg(value_name = "ID")]
+    /// Only lines of (or about) these modules (separate arguments or a comma list, as
+    /// `kernel logs --module`); `kernel` is the kernel's own lines. Default: all.
+    #[arg(value_name = "ID", value_delimiter = ',')]
     pub ids: Vec<String>,
     #[command(flatten)]
     pub flags: LogFlags,

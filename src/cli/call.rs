@@ -34,14 +34,32 @@ pub fn call(home: &Home, args: &CallArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Response { error, .. } => {
+            let error = error.as_deref().unwrap_or("no reason given");
             eprintln!(
-                "error: {}.{}: {}",
+                "error: {}.{}: {error}{}",
                 args.service,
                 args.method,
-                error.as_deref().unwrap_or("no reason given")
+                explain(error, &args.service, rpc_timeout)
             );
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// What the kernel's own error tokens mean and what to do (a provider's errors are its own).
+fn explain(error: &str, service: &str, timeout: Duration) -> String {
+    match error {
+        "service_not_found" => format!(
+            " (no module provides `{service}`; `pons status` lists the services and who provides them)"
+        ),
+        "module_not_ready" => format!(
+            " (the provider of `{service}` is not ready; see `pons status`, or retry once it is)"
+        ),
+        "timeout" => format!(
+            " (no answer within {} s; a longer wait: --timeout S)",
+            timeout.as_secs_f64()
+        ),
+        _ => String::new(),
     }
 }
 

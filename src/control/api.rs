@@ -304,6 +304,10 @@ pub struct ApplyReport {
     /// Ids of the runnable modules that were not ready (or not in their desired state) when the
     /// pass ended or timed out.
     pub not_converged: Vec<String>,
+    /// Those of `not_converged` that crashed again after the pass retried them (the answer then
+    /// comes at once instead of at the timeout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crashed: Vec<String>,
 }
 
 #[cfg(test)]

@@ -94,6 +94,13 @@ async fn apply(
                 json!({"converged": true, "actions": actions, "notConverged": []}),
             );
         }
+        // The pass retried every crashed module; one that is crashed again stays down until it is
+        // asked again, so waiting out the timeout for it would tell nothing more.
+        let crashed = crashed_of(kernel, &not_ready);
+        if crashed.len() == not_ready.len() {
+            return Response::ok(json!({"converged": false, "actions": actions,
+                "notConverged": not_ready, "crashed": crashed}));
+        }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             let not_ready = not_converged(kernel, &outcome.desired);
             if not_ready.is_empty() {
@@ -106,6 +113,19 @@ async fn apply(
             );
         }
     }
+}
+
+/// Those of `ids` that are crashed.
+fn crashed_of(kernel: &Kernel, ids: &[String]) -> Vec<String> {
+    let core = kernel.core.lock();
+    ids.iter()
+        .filter(|id| {
+            core.modules
+                .get(id.as_str())
+                .is_some_and(|e| e.status == Status::Crashed)
+        })
+        .cloned()
+        .collect()
 }
 
 /// Runnable modules that are not ready (with their status).

@@ -1,7 +1,8 @@
 //! Refusals and fallbacks a pass decides on — blocked modules (unapproved, tampered, unknown
 //! runtime, …), notes on manifests (an unknown runtime started as deno, an unsupported schema),
-//! manifest fields read leniently, a missing config.yaml — logged once at warn, and again only
-//! when they change (a manifest's warnings again when the manifest changes).
+//! manifest fields read leniently, a missing config.yaml — logged once at warn (a module disabled
+//! in config.yaml at info), and again only when they change (a manifest's warnings again when the
+//! manifest changes).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -21,7 +22,12 @@ impl Refusals {
         for b in &desired.blocked {
             let key = format!("blocked\0{}\0{}", b.id, b.reason);
             if !self.seen.contains(&key) {
-                tracing::warn!(moduleId = %b.id, reason = b.reason.token(), "module not started: {}", b.reason);
+                if matches!(b.reason, pons_reconciler::BlockReason::Disabled) {
+                    // The operator's own `pons stop`: worth a line, not a warning.
+                    tracing::info!(moduleId = %b.id, reason = b.reason.token(), "module not started: {}", b.reason);
+                } else {
+                    tracing::warn!(moduleId = %b.id, reason = b.reason.token(), "module not started: {}", b.reason);
+                }
             }
             now.insert(key);
         }
