@@ -2,12 +2,12 @@
 //!
 //! The router appends encoded lines (one JSON object + `\n` each) to a module's [`Outbox`].
 //! A stdout reader routes a whole read's worth of lines inside a [`Batch`]; when it ends, every
-//! outbox the batch made non-empty is *flushed*: if no write is in progress its bytes go straight
-//! into the module's (non-blocking) stdin from the reader's own thread, so a message costs no
-//! task hop and no wake-up of another task. What the pipe does not take at once (it is full, or
-//! a write is in progress) is left to the outbox's writer task, which swaps the whole buffer out
-//! and writes it in one call, so a burst of messages becomes a few large writes (batching per
-//! module). Bytes reach the pipe in the order they were queued: a flush writes only when the
+//! outbox the batch made non-empty is *flushed*: if no write is in progress and the bytes are few
+//! (an RPC, a small burst) they go straight into the module's (non-blocking) stdin from the
+//! reader's own thread, so a message costs no task hop and no wake-up of another task. What the
+//! pipe does not take at once (it is full, a write is in progress, or a burst queued more) is left
+//! to the outbox's writer task, which swaps the whole buffer out and writes it in one call, so a
+//! burst of messages becomes a few large writes (batching per module). Bytes reach the pipe in the order they were queued: a flush writes only when the
 //! writer holds no batch, and the writer only takes what is in the buffer.
 //!
 //! Back-pressure: an outbox above [`HIGH_WATER`] bytes is *congested*: the reader of
@@ -34,6 +34,10 @@ pub const HIGH_WATER: usize = 1 << 20;
 pub const LOW_WATER: usize = 256 << 10;
 /// Above this many queued bytes new messages are dropped (and counted).
 pub const HARD_CAP: usize = 64 << 20;
+/// At most this many bytes are written by a [`Batch`]'s end itself, under the outbox's lock
+/// (other readers pushing to the outbox wait meanwhile, holding the router): more is the
+/// writer task's job, which writes outside the lock.
+const DIRECT_MAX: usize = 16 << 10;
 
 /// The outbound queue of one module process.
 pub struct Outbox {
@@ -194,15 +198,16 @@ impl Outbox {
         q.writing = !batch.is_empty();
     }
 
-    /// Writes what is queued straight into the module's stdin if no write is in progress, as
-    /// much as the pipe takes without blocking; whatever remains is left to the writer task.
+    /// Writes what is queued straight into the module's stdin if no write is in progress and it
+    /// is at most [`DIRECT_MAX`] bytes, as much as the pipe takes without blocking; whatever
+    /// remains is left to the writer task.
     pub fn flush(&self) {
         let mut q = self.queue.lock();
         if q.buf.is_empty() {
             return;
         }
         let fd = match q.pipe {
-            Some(fd) if !q.writing && !self.is_closed() => fd,
+            Some(fd) if !q.writing && q.buf.len() <= DIRECT_MAX && !self.is_closed() => fd,
             _ => {
                 drop(q);
                 self.wake_writer.notify_one();
@@ -599,5 +604,29 @@ mod tests {
             .expect("read in time")
             .expect("read");
         assert_eq!(&got, b"A\nB\n");
+    }
+
+    /// A batch that queued more than [`DIRECT_MAX`] leaves the writing to the writer task (which
+    /// writes outside the lock pushers need).
+    #[tokio::test]
+    async fn a_large_batch_is_the_writers_job() {
+        let mut child = cat();
+        let outbox = Outbox::new();
+        let _attached = Attached::new(outbox.clone(), child.stdin.take().expect("stdin"));
+        let line = [b'x'; 1023];
+        let batch = Batch::open();
+        for _ in 0..=DIRECT_MAX / 1024 {
+            outbox.push_with(|b| {
+                b.extend_from_slice(&line);
+                b.push(b'\n');
+            });
+        }
+        drop(batch);
+        assert_eq!(
+            outbox.queued(),
+            DIRECT_MAX + 1024,
+            "nothing written by the batch"
+        );
+        assert!(writer_woken(&outbox));
     }
 }
