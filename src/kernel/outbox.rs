@@ -449,6 +449,9 @@ impl Drop for Batch {
 }
 
 #[cfg(test)]
+mod order_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
