@@ -42,11 +42,17 @@ fn signal(pid: u32, sig: rustix::process::Signal) {
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat of cat");
         // `pid (comm) S ...`: the state follows the last `)`.
-        let state = stat.rsplit(')').next().and_then(|r| r.trim_start().chars().next());
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.trim_start().chars().next());
         if state == Some('T') {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "cat never stopped: {stat}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cat never stopped: {stat}"
+        );
         std::thread::yield_now();
     }
 }
@@ -81,12 +87,18 @@ async fn a_direct_write_never_overtakes_queued_bytes() {
     assert_eq!(written(), 0, "the batch left the queue to the writer task");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while outbox.queued() > 0 {
-        assert!(std::time::Instant::now() < deadline, "the writer task never wrote");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer task never wrote"
+        );
         tokio::task::yield_now().await;
     }
     // The writer is idle (it found the queue empty): from here on batches write themselves.
     while outbox.queue.lock().writing {
-        assert!(std::time::Instant::now() < deadline, "the writer task never went idle");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer task never went idle"
+        );
         tokio::task::yield_now().await;
     }
     let by_writer = written();

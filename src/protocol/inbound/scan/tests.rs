@@ -126,6 +126,25 @@ fn what_the_general_parser_decides() {
     assert!(envelope(&deep).is_none(), "nesting past MAX_DEPTH");
     let ok = format!("{{\"d\":{}{}}}", "[".repeat(63), "]".repeat(63));
     assert!(envelope(&ok).is_some(), "nesting up to MAX_DEPTH");
+    // The same for a value read by serde_json in place (its own count of nesting differs).
+    let deep = format!("{{\"payload\":{}{}}}", "[".repeat(64), "]".repeat(64));
+    assert!(
+        envelope(&deep).is_none(),
+        "a forwarded value past MAX_DEPTH"
+    );
+    let ok = format!("{{\"payload\":{}{}}}", "[".repeat(63), "]".repeat(63));
+    let e = envelope(&ok).expect("a forwarded value up to MAX_DEPTH");
+    assert_eq!(e.payload.map(|r| r.get().len()), Some(126));
+    // Deeper than serde_json takes inside an object (127 levels), but not alone: the general
+    // parser refuses the line, so the scanner must not take it.
+    let deep = format!("{{\"result\":{}{}}}", "[".repeat(127), "]".repeat(127));
+    assert!(
+        serde_json::from_str::<&serde_json::value::RawValue>(&deep[10..deep.len() - 1]).is_ok()
+    );
+    assert!(
+        envelope(&deep).is_none(),
+        "what serde_json refuses in a line"
+    );
 }
 
 proptest! {
