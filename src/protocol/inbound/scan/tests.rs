@@ -126,7 +126,7 @@ fn what_the_general_parser_decides() {
     assert!(envelope(&deep).is_none(), "nesting past MAX_DEPTH");
     let ok = format!("{{\"d\":{}{}}}", "[".repeat(63), "]".repeat(63));
     assert!(envelope(&ok).is_some(), "nesting up to MAX_DEPTH");
-    // The same for a value read by serde_json in place (its own count of nesting differs).
+    // The same for a value the kernel forwards as it is.
     let deep = format!("{{\"payload\":{}{}}}", "[".repeat(64), "]".repeat(64));
     assert!(
         envelope(&deep).is_none(),
@@ -135,8 +135,8 @@ fn what_the_general_parser_decides() {
     let ok = format!("{{\"payload\":{}{}}}", "[".repeat(63), "]".repeat(63));
     let e = envelope(&ok).expect("a forwarded value up to MAX_DEPTH");
     assert_eq!(e.payload.map(|r| r.get().len()), Some(126));
-    // Deeper than serde_json takes inside an object (127 levels), but not alone: the general
-    // parser refuses the line, so the scanner must not take it.
+    // Deeper than serde_json takes inside an object (127 levels), though not alone: the
+    // general parser refuses the line, and so must the scanner.
     let deep = format!("{{\"result\":{}{}}}", "[".repeat(127), "]".repeat(127));
     assert!(
         serde_json::from_str::<&serde_json::value::RawValue>(&deep[10..deep.len() - 1]).is_ok()
@@ -145,6 +145,28 @@ fn what_the_general_parser_decides() {
         envelope(&deep).is_none(),
         "what serde_json refuses in a line"
     );
+}
+
+/// The serde_json in Cargo.lock still takes its private marker ([`super::marker_raw`]): forwarded
+/// values are lent as they were scanned, not read a second time. If this fails after a serde_json
+/// update, decoding is still correct (through `serde_json::from_str`), only slower: see
+/// `scan::raw`.
+#[test]
+fn raw_values_are_lent_without_a_second_read() {
+    for json in [
+        r#"{"seq":1,"pad":"xxxxxxxx"}"#,
+        "[1,2]",
+        "\"s\"",
+        "-0.5e3",
+        "null",
+        "true",
+    ] {
+        let raw = super::marker_raw(json).expect("serde_json takes the private RawValue marker");
+        assert!(
+            std::ptr::eq(raw.get(), json),
+            "borrowed, not copied: {json}"
+        );
+    }
 }
 
 proptest! {
