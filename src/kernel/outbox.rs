@@ -7,7 +7,8 @@
 //! reader's own thread, so a message costs no task hop and no wake-up of another task. What the
 //! pipe does not take at once (it is full, a write is in progress, or a burst queued more) is left
 //! to the outbox's writer task, which swaps the whole buffer out and writes it in one call, so a
-//! burst of messages becomes a few large writes (batching per module). Bytes reach the pipe in the order they were queued: a flush writes only when the
+//! burst of messages becomes a few large writes (batching per module). Bytes reach the pipe in
+//! the order they were queued: a flush writes from the head of the buffer and only when the
 //! writer holds no batch, and the writer only takes what is in the buffer.
 //!
 //! Back-pressure: an outbox above [`HIGH_WATER`] bytes is *congested*: the reader of
