@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{ChildStderr, ChildStdout};
 
+use crate::kernel::outbox::Batch;
 use crate::kernel::supervisor::SupCmd;
 use crate::kernel::Kernel;
 use crate::protocol::framing::LineReader;
@@ -28,6 +29,9 @@ pub async fn stdout_task(
     loop {
         let more = reader.fill().await;
         {
+            // What the lines queue for other modules is written when the batch ends, after the
+            // router lock is released: one write per target per read, from this thread.
+            let batch = Batch::open();
             // One lock per batch rather than per line: the readers of a publisher and of its
             // subscribers' acks would otherwise contend on every line. Waiting readers get a
             // turn every `LINES_PER_TURN` lines, so a burst never holds the router for long.
@@ -40,6 +44,8 @@ pub async fn stdout_task(
                     parking_lot::MutexGuard::bump(&mut core);
                 }
             });
+            drop(core);
+            drop(batch);
         }
         let dropped = reader.oversize_dropped();
         if dropped > dropped_seen {

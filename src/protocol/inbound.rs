@@ -20,6 +20,8 @@ use serde_json::value::RawValue;
 
 use super::MAX_FIELD_CHARS;
 
+mod scan;
+
 /// One decoded module → kernel message. Borrowed fields point into the decoded line.
 ///
 /// Optional raw fields are `None` when the key is absent and `Some` (possibly the raw text
@@ -252,9 +254,13 @@ pub fn decode(line: &[u8]) -> Result<Inbound<'_>, DecodeError> {
     let Ok(text) = std::str::from_utf8(line) else {
         return Err(invalid());
     };
-    let top = match serde_json::from_str::<Top<'_>>(text) {
-        Ok(top) => top,
-        Err(_) => return Err(invalid()),
+    // The common shape in one pass of our own; serde_json for everything else (and the errors).
+    let top = match scan::envelope(text) {
+        Some(env) => Top::Object(env),
+        None => match serde_json::from_str::<Top<'_>>(text) {
+            Ok(top) => top,
+            Err(_) => return Err(invalid()),
+        },
     };
     let env = match top {
         Top::Object(env) => env,
@@ -328,7 +334,10 @@ fn plain_ack(line: &[u8]) -> Option<Inbound<'_>> {
     let id = line
         .strip_prefix(br#"{"type":"ack","id":""#)?
         .strip_suffix(br#""}"#)?;
-    if id.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+    // One branch-free pass (the compiler vectorises it).
+    if id.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    }) {
         return None;
     }
     let id = std::str::from_utf8(id).ok()?;
@@ -356,7 +365,7 @@ pub fn utf16_len(s: &str) -> usize {
 fn required<'a>(
     ty: &'static str,
     field: &'static str,
-    raw: Option<&'a RawValue>,
+    raw: Option<&'a str>,
 ) -> Result<Cow<'a, str>, DecodeError> {
     let s = raw
         .and_then(raw_str)
@@ -370,9 +379,8 @@ fn required<'a>(
     Ok(s)
 }
 
-/// Decodes a raw JSON value that is a string; `None` for any other JSON type.
-fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let text = raw.get();
+/// Decodes the text of a JSON value that is a string; `None` for any other JSON type.
+fn raw_str(text: &str) -> Option<Cow<'_, str>> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
     if !inner.contains('\\') {
         return Some(Cow::Borrowed(inner));
@@ -381,10 +389,10 @@ fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// A string field of a log message: strings decoded, `null` absent, anything else as raw JSON.
-fn lenient_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    match raw.get() {
+fn lenient_str(text: &str) -> Option<Cow<'_, str>> {
+    match text {
         "null" => None,
-        text if text.starts_with('"') => raw_str(raw),
+        text if text.starts_with('"') => raw_str(text),
         text => Some(Cow::Borrowed(text)),
     }
 }
@@ -437,10 +445,10 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> u32 {
 }
 
 /// `String(type)` as JavaScript would print it for a non-string `type`, cut to 50 UTF-16 units.
-fn non_string_type(raw: &RawValue) -> String {
-    let text = match serde_json::from_str::<serde_json::Value>(raw.get()) {
+fn non_string_type(raw: &str) -> String {
+    let text = match serde_json::from_str::<serde_json::Value>(raw) {
         Ok(v) => js_string(&v),
-        Err(_) => raw.get().to_owned(),
+        Err(_) => raw.to_owned(),
     };
     cut_utf16(&text, 50)
 }
@@ -486,20 +494,21 @@ enum Top<'a> {
     Other,
 }
 
-/// Every field any message type uses, kept raw.
+/// Every field any message type uses, kept raw: the JSON text of those read as strings, and
+/// the payloads as [`RawValue`]s to forward.
 #[derive(Default)]
 struct Envelope<'a> {
-    ty: Option<&'a RawValue>,
-    id: Option<&'a RawValue>,
-    topic: Option<&'a RawValue>,
-    service: Option<&'a RawValue>,
-    method: Option<&'a RawValue>,
+    ty: Option<&'a str>,
+    id: Option<&'a str>,
+    topic: Option<&'a str>,
+    service: Option<&'a str>,
+    method: Option<&'a str>,
+    level: Option<&'a str>,
+    msg: Option<&'a str>,
     params: Option<&'a RawValue>,
     payload: Option<&'a RawValue>,
     result: Option<&'a RawValue>,
     error: Option<&'a RawValue>,
-    level: Option<&'a RawValue>,
-    msg: Option<&'a RawValue>,
     data: Option<&'a RawValue>,
     items: Option<&'a RawValue>,
 }
@@ -521,27 +530,29 @@ impl<'de> Visitor<'de> for TopVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
         let mut env = Envelope::default();
+        // The text of a value read as a string.
+        fn text<'de, A: MapAccess<'de>>(map: &mut A) -> Result<&'de str, A::Error> {
+            Ok(map.next_value::<&'de RawValue>()?.get())
+        }
         while let Some(key) = map.next_key::<Key>()? {
-            let slot = match key {
-                Key::Type => &mut env.ty,
-                Key::Id => &mut env.id,
-                Key::Topic => &mut env.topic,
-                Key::Service => &mut env.service,
-                Key::Method => &mut env.method,
-                Key::Params => &mut env.params,
-                Key::Payload => &mut env.payload,
-                Key::Result => &mut env.result,
-                Key::Error => &mut env.error,
-                Key::Level => &mut env.level,
-                Key::Msg => &mut env.msg,
-                Key::Data => &mut env.data,
-                Key::Items => &mut env.items,
+            match key {
+                Key::Type => env.ty = Some(text(&mut map)?),
+                Key::Id => env.id = Some(text(&mut map)?),
+                Key::Topic => env.topic = Some(text(&mut map)?),
+                Key::Service => env.service = Some(text(&mut map)?),
+                Key::Method => env.method = Some(text(&mut map)?),
+                Key::Level => env.level = Some(text(&mut map)?),
+                Key::Msg => env.msg = Some(text(&mut map)?),
+                Key::Params => env.params = Some(map.next_value()?),
+                Key::Payload => env.payload = Some(map.next_value()?),
+                Key::Result => env.result = Some(map.next_value()?),
+                Key::Error => env.error = Some(map.next_value()?),
+                Key::Data => env.data = Some(map.next_value()?),
+                Key::Items => env.items = Some(map.next_value()?),
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
-                    continue;
                 }
-            };
-            *slot = Some(map.next_value::<&'de RawValue>()?);
+            }
         }
         Ok(Top::Object(env))
     }

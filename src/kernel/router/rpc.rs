@@ -91,6 +91,25 @@ pub struct PendingRpcs {
 }
 
 const ID_PREFIX: &str = "k-";
+/// `k-` and the 20 digits of the largest u64.
+const KERNEL_ID_MAX: usize = 22;
+
+/// `k-<n>`, written into `buf` (no allocation or formatting machinery per RPC).
+fn kernel_id(mut n: u64, buf: &mut [u8; KERNEL_ID_MAX]) -> &str {
+    let mut i = KERNEL_ID_MAX;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    i -= ID_PREFIX.len();
+    buf[i..i + ID_PREFIX.len()].copy_from_slice(ID_PREFIX.as_bytes());
+    // Only ASCII was written.
+    std::str::from_utf8(&buf[i..]).unwrap_or(ID_PREFIX)
+}
 
 impl PendingRpcs {
     pub(super) fn insert(&mut self, rpc: PendingRpc, deadline: Instant) -> u64 {
@@ -288,7 +307,8 @@ impl Core {
             },
             deadline,
         );
-        let kid_str = format!("{ID_PREFIX}{kid}");
+        let mut kid_buf = [0u8; KERNEL_ID_MAX];
+        let kid_str = kernel_id(kid, &mut kid_buf);
         if self.bus_has_rpc_monitors() {
             let ts = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -298,7 +318,7 @@ impl Core {
                 &serde_json::json!({"from": from, "service": service, "method": method, "ts": ts}),
             );
         }
-        outbox.push_with(|b| outbound::rpc_request(b, &kid_str, from, service, method, params));
+        outbox.push_with(|b| outbound::rpc_request(b, kid_str, from, service, method, params));
         outbox
     }
 
@@ -461,6 +481,8 @@ mod tests {
     fn ids_round_trip() {
         for n in [0u64, 7, 10, 12345, u64::MAX] {
             assert_eq!(PendingRpcs::parse_id(&format!("{ID_PREFIX}{n}")), Some(n));
+            let mut buf = [0u8; KERNEL_ID_MAX];
+            assert_eq!(kernel_id(n, &mut buf), format!("{ID_PREFIX}{n}"));
         }
         assert_eq!(PendingRpcs::parse_id("x-1"), None);
     }
