@@ -15,29 +15,13 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(20);
 
-/// Payloads of the deliveries `id` received on `topic`.
-fn deliveries(home: &TestHome, id: &str, topic: &str) -> Vec<Value> {
-    home.received(id)
-        .into_iter()
-        .filter(|m| m["type"] == "deliver" && m["topic"] == topic)
-        .map(|m| m["payload"].clone())
-        .collect()
-}
-
 /// The first `system:module:stopped` payload `watch` received about `module`.
 fn stopped_event(home: &TestHome, module: &str) -> Value {
     wait_for(&format!("system:module:stopped of {module}"), T, || {
-        deliveries(home, "watch", "system:module:stopped")
+        home.deliveries("watch", "system:module:stopped")
             .into_iter()
             .find(|p| p["moduleId"] == module)
     })
-}
-
-fn stderr_count(home: &TestHome, needle: &str) -> usize {
-    std::fs::read_to_string(home.path().join("kernel.stderr"))
-        .unwrap_or_default()
-        .matches(needle)
-        .count()
 }
 
 #[test]
@@ -102,7 +86,7 @@ fn a_stopping_module_is_refused_new_rpcs_and_publishes() {
         json!({"rpc": {"service": "p", "method": "m", "params": 1}}),
     );
     wait_for("the first publish delivered", T, || {
-        deliveries(&home, "sub", "t")
+        home.deliveries("sub", "t")
             .contains(&json!({"n": 1}))
             .then_some(())
     });
@@ -143,7 +127,7 @@ fn a_stopping_module_is_refused_new_rpcs_and_publishes() {
         ),
         "{log}"
     );
-    assert_eq!(deliveries(&home, "sub", "t"), [json!({"n": 1})]);
+    assert_eq!(home.deliveries("sub", "t"), [json!({"n": 1})]);
     assert!(
         !home.received("svc").iter().any(|m| m["method"] == "late"),
         "the provider got a request from a stopping module"
@@ -265,7 +249,7 @@ fn an_unknown_runtime_is_logged_once_and_blocked_naming_it_without_deno() {
     assert!(out.status.success(), "{out:?}");
     let log = home.kernel_log();
     assert_eq!(
-        stderr_count(&home, "module not started: unknown runtime `cobol`"),
+        home.stderr_count("module not started: unknown runtime `cobol`"),
         1,
         "{log}"
     );

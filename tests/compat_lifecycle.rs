@@ -20,31 +20,15 @@ fn event(home: &TestHome, id: &str, event: &str, pred: impl Fn(&Value) -> bool) 
     })
 }
 
-/// Payloads of the deliveries `id` received on `topic`.
-fn deliveries(home: &TestHome, id: &str, topic: &str) -> Vec<Value> {
-    home.received(id)
-        .into_iter()
-        .filter(|m| m["type"] == "deliver" && m["topic"] == topic)
-        .map(|m| m["payload"].clone())
-        .collect()
-}
-
 fn wait_delivery(home: &TestHome, id: &str, topic: &str, pred: impl Fn(&Value) -> bool) -> Value {
     wait_for(&format!("{id}: deliver {topic}"), T, || {
-        deliveries(home, id, topic).into_iter().find(|p| pred(p))
+        home.deliveries(id, topic).into_iter().find(|p| pred(p))
     })
 }
 
 /// A module that records `system:module:stopped`.
 fn watcher() -> ModuleSpec {
     ModuleSpec::new("watch").manifest(json!({"subscribes": ["system:module:stopped"]}))
-}
-
-fn stderr_count(home: &TestHome, needle: &str) -> usize {
-    std::fs::read_to_string(home.path().join("kernel.stderr"))
-        .unwrap_or_default()
-        .matches(needle)
-        .count()
 }
 
 #[test]
@@ -183,7 +167,7 @@ fn system_topics_belong_to_the_kernel_whatever_the_capabilities() {
         "{st}"
     );
     assert!(
-        deliveries(&home, "watch", "system:module:crashed").is_empty(),
+        home.deliveries("watch", "system:module:crashed").is_empty(),
         "the forged event reached a watcher"
     );
 }
@@ -217,7 +201,7 @@ fn system_topics_stay_the_kernels_in_warn_mode_too() {
     );
     wait_delivery(&home, "watch", "after", |_| true);
     assert!(
-        deliveries(&home, "watch", "system:module:crashed").is_empty(),
+        home.deliveries("watch", "system:module:crashed").is_empty(),
         "the forged event reached a watcher in warn mode"
     );
     home.wait_log("publish:system:module:crashed", T);
@@ -356,11 +340,11 @@ fn refusals_and_fallbacks_are_logged_once_at_warn() {
     assert!(out.status.success(), "{out:?}");
     let log = std::fs::read_to_string(home.path().join("kernel.stderr")).unwrap();
     assert_eq!(
-        stderr_count(&home, "module not started: not approved"),
+        home.stderr_count("module not started: not approved"),
         1,
         "{log}"
     );
-    assert_eq!(stderr_count(&home, "config.yaml not found"), 1, "{log}");
+    assert_eq!(home.stderr_count("config.yaml not found"), 1, "{log}");
     let warn_line = log
         .lines()
         .find(|l| l.contains("module not started: not approved"))

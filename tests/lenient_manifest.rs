@@ -51,14 +51,6 @@ fn assert_three_warnings(plan: &Value) {
     }
 }
 
-/// How often the kernel's stderr (not the JSON log file, which has the same line) shows `needle`.
-fn stderr_count(home: &TestHome, needle: &str) -> usize {
-    std::fs::read_to_string(home.path().join("kernel.stderr"))
-        .unwrap_or_default()
-        .matches(needle)
-        .count()
-}
-
 #[test]
 fn lenient_manifest_runs_and_plan_warns() {
     let mut home = TestHome::new();
@@ -96,7 +88,7 @@ fn lenient_manifest_runs_and_plan_warns() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = plan_json(&home);
-    assert_eq!(stderr_count(&home, needle), 1, "{}", home.kernel_log());
+    assert_eq!(home.stderr_count(needle), 1, "{}", home.kernel_log());
     assert_eq!(
         home.module_status("lenient")
             .and_then(|m| m["pid"].as_u64()),
@@ -110,8 +102,8 @@ fn lenient_manifest_runs_and_plan_warns() {
         .manifest(json!({"description": "changed"}));
     home.add(changed);
     wait_for("the changed manifest's warnings in the log", T, || {
-        (stderr_count(&home, needle) == 2).then_some(())
+        (home.stderr_count(needle) == 2).then_some(())
     });
     home.wait_status("lenient", "ready", T);
-    assert_eq!(stderr_count(&home, needle), 2);
+    assert_eq!(home.stderr_count(needle), 2);
 }

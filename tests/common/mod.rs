@@ -231,6 +231,15 @@ impl TestHome {
             .collect()
     }
 
+    /// Payloads of the deliveries module `id` received on `topic`.
+    pub fn deliveries(&self, id: &str, topic: &str) -> Vec<Value> {
+        self.received(id)
+            .into_iter()
+            .filter(|m| m["type"] == "deliver" && m["topic"] == topic)
+            .map(|m| m["payload"].clone())
+            .collect()
+    }
+
     pub fn received_types(&self, id: &str) -> Vec<String> {
         self.received(id)
             .iter()
@@ -346,6 +355,15 @@ impl TestHome {
             self.path().join("run/kernel.sock").exists().then_some(())
         });
         k
+    }
+
+    /// How often the kernel's stderr (not the JSON log file, which has the same lines) shows
+    /// `needle`.
+    pub fn stderr_count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.path().join("kernel.stderr"))
+            .unwrap_or_default()
+            .matches(needle)
+            .count()
     }
 
     /// The kernel's stderr so far.
