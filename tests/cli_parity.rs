@@ -366,6 +366,19 @@ old:
         stdout(&out)
     );
 
+    // An invalid cluster section is the kernel's error too: named by key, no credential quoted,
+    // nothing --fix could write.
+    let before = read(&cfg);
+    let with_cluster = "cluster:\n  url: tls://x:4222\n  credentials: {token: s3cret}\n";
+    std::fs::write(&cfg, with_cluster).unwrap();
+    let out = pons(h, &["config", "doctor", "--fix", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let v = json_of(&out);
+    assert_eq!(v["issues"][0]["path"], "cluster.url", "{v}");
+    assert!(!stdout(&out).contains("s3cret"), "{v}");
+    assert_eq!(read(&cfg), with_cluster);
+    std::fs::write(&cfg, &before).unwrap();
+
     // A YAML error is one unfixable issue with line and column; --fix writes nothing.
     std::fs::write(&cfg, "a: 1\na: 2\n").unwrap();
     let out = pons(h, &["config", "doctor", "--fix", "--json"], &[]);

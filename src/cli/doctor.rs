@@ -197,6 +197,7 @@ fn diagnose(text: &str, modules: &[Found], env: &BTreeMap<String, String>) -> Ve
         }
     };
     let mut out = kernel_issues(&root);
+    out.extend(cluster_issues(&root, env));
     out.extend(module_issues(&root, modules, env));
     out.extend(unknown_sections(&root, modules));
     out
@@ -241,6 +242,24 @@ fn kernel_issues(root: &Value) -> Vec<Issue> {
                     "set a valid value with `pons config set {p} <value>`"
                 ))
             }
+        })
+        .collect()
+}
+
+/// Problems of the `cluster` section (the kernel's own check, which never quotes a credential).
+/// None is fixable: a URL or credentials have no default.
+fn cluster_issues(root: &Value, env: &BTreeMap<String, String>) -> Vec<Issue> {
+    // The host name only gives the default node name, which is always valid.
+    let Err(errors) = pons_reconciler::cluster::parse(root, env, "host") else {
+        return Vec::new();
+    };
+    errors
+        .into_iter()
+        .map(|e| {
+            let path = backticked(&e);
+            let message = e.split("; no cluster connection").next().unwrap_or(&e).to_string();
+            Issue::new("invalid", Severity::Error, path, message)
+                .hint("fix it with `pons config edit`; the kernel keeps its last good cluster section until then".into())
         })
         .collect()
 }
@@ -542,6 +561,21 @@ mod tests {
         // A whole section of the wrong type becomes an empty mapping, never removed.
         let found = issues("lifecycle: 3\n");
         assert_eq!(found[0].suggested_value, Some(json!({})));
+    }
+
+    #[test]
+    fn cluster_errors_name_their_key_never_a_credential_and_are_not_fixable() {
+        let found = issues("cluster:\n  url: tls://x:4222\n  credentials: {token: s3cret}\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        let i = &found[0];
+        assert_eq!(i.path.as_deref(), Some("cluster.url"));
+        assert_eq!(
+            (i.kind, i.severity, i.fixable),
+            ("invalid", Severity::Error, false)
+        );
+        assert!(i.message.contains("tls://"), "{i:?}");
+        assert!(!format!("{i:?}").contains("s3cret"), "{i:?}");
+        assert!(issues("cluster:\n  url: nats://x:4222\n").is_empty());
     }
 
     #[test]
