@@ -377,6 +377,16 @@ old:
     assert_eq!(v["issues"][0]["path"], "cluster.url", "{v}");
     assert!(!stdout(&out).contains("s3cret"), "{v}");
     assert_eq!(read(&cfg), with_cluster);
+    // A listing redacts the cluster's secrets; asking for one by its key prints it.
+    let out = pons(h, &["config", "list"], &[]);
+    assert!(
+        stdout(&out).contains("token: <redacted>"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("s3cret"), "{}", stdout(&out));
+    let out = pons(h, &["config", "get", "cluster.credentials.token"], &[]);
+    assert_eq!(stdout(&out).trim(), "s3cret");
     std::fs::write(&cfg, &before).unwrap();
 
     // A YAML error is one unfixable issue with line and column; --fix writes nothing.

@@ -649,6 +649,13 @@ pub fn subject_safe(s: &str) -> bool {
 /// `password`, and the user part of URLs.
 pub fn redacted_text(raw: &Value) -> String {
     let mut v = config::canonical(raw);
+    redact_secrets(&mut v);
+    config::section_text(&v)
+}
+
+/// Replaces the secrets of a `cluster` section in place: credentials' `token` and `password`,
+/// and the user part of URLs.
+pub fn redact_secrets(v: &mut Value) {
     if let Some(m) = v.as_object_mut() {
         if let Some(Value::Object(c)) = m.get_mut("credentials") {
             for k in ["token", "password"] {
@@ -664,7 +671,6 @@ pub fn redacted_text(raw: &Value) -> String {
             items.iter_mut().for_each(redact_url_value);
         }
     }
-    config::section_text(&v)
 }
 
 fn redact_url_value(v: &mut Value) {

@@ -193,7 +193,12 @@ pub(super) fn added_problems(home: &Home, old_text: &str, new_text: &str) -> Vec
 }
 
 fn list(home: &Home, section: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let config = offline::read_config(home)?;
+    let mut config = offline::read_config(home)?;
+    // A listing is read over shoulders and pasted into tickets: the cluster's secrets are shown
+    // as `<redacted>` (`pons config get cluster.credentials.token` prints one on purpose).
+    if let Some(cluster) = config.get_mut("cluster") {
+        pons_reconciler::cluster::redact_secrets(cluster);
+    }
     let shown = match section {
         Some(s) => offline::get_path(&config, s).ok_or_else(|| {
             anyhow::anyhow!(
