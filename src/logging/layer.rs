@@ -334,11 +334,11 @@ impl Visit for FieldVisitor {
     }
 }
 
-/// The file-watching crates' own log records (`unable to remove watch descriptor`, … when a
-/// watched directory is deleted) are noise to an operator: the watcher reports what matters
-/// itself (src/watch/files.rs).
-fn is_watcher_internal(target: &str) -> bool {
-    target.starts_with("notify")
+/// Other crates' own records below a warning (the NATS client's "connected"/"reconnecting"
+/// lines, the runtime's debug output) are noise to an operator: pons reports what matters in
+/// its own words (the cluster link, the watcher). Their warnings and errors still show.
+fn is_foreign_chatter(metadata: &Metadata<'_>) -> bool {
+    *metadata.level() > Level::WARN && !metadata.target().starts_with("pons")
 }
 
 impl<S: Subscriber> Layer<S> for PonsLayer {
@@ -350,7 +350,7 @@ impl<S: Subscriber> Layer<S> for PonsLayer {
     fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
         metadata.is_event()
             && *metadata.level() <= self.levels.max()
-            && !is_watcher_internal(metadata.target())
+            && !is_foreign_chatter(metadata)
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -463,6 +463,21 @@ mod tests {
         assert!(j[0].get("module").is_none());
         assert_eq!(j[1]["module"], "gw");
         assert_eq!(j[1]["level"], "warn");
+    }
+
+    #[test]
+    fn other_crates_show_only_their_warnings_and_errors() {
+        let (_l, _h, human, json, sub) = setup(LevelFilter::INFO);
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(target: "async_nats", "event: connected");
+            tracing::warn!(target: "async_nats", "connection lost");
+            tracing::info!("cluster.connected");
+        });
+        let h = human.text();
+        assert!(!h.contains("event: connected"), "{h}");
+        assert!(h.contains("connection lost"), "{h}");
+        assert!(h.contains("cluster.connected"), "{h}");
+        assert_eq!(json.text().lines().count(), 2);
     }
 
     #[test]
