@@ -503,7 +503,9 @@ fn sync_in_place(kernel: &Kernel, desired: &Desired, plan: &Plan) {
                 tracing::info!(moduleId = %id, "capabilities updated in place");
             }
             e.set_capabilities(d);
-            if e.desired.spawn_fingerprint == d.spawn_fingerprint {
+            // An unchanged module keeps its `Arc` (shared with its supervisor): a copy per pass
+            // would keep two of each module's desired state resident and churn the heap.
+            if e.desired.spawn_fingerprint == d.spawn_fingerprint && *e.desired != *d {
                 e.desired = Arc::new(d.clone());
             }
         }
