@@ -29,6 +29,16 @@ fn start_two(home: &mut TestHome, args: &[&str]) -> KernelProc {
     let k = home.start_with(args, &[]);
     home.wait_status("alpha", "ready", T);
     home.wait_status("beta", "ready", T);
+    // The kernel sends `deps_ready` right after it took `ready`: wait until each module read it,
+    // so a test's "what did it receive since" starts after the start-up messages.
+    for id in ["alpha", "beta"] {
+        wait_for(&format!("{id} received deps_ready"), T, || {
+            home.received_types(id)
+                .iter()
+                .any(|t| t == "deps_ready")
+                .then_some(())
+        });
+    }
     k
 }
 
