@@ -350,13 +350,7 @@ impl Core {
             if let Some(e) = modules.get(sub) {
                 if e.status == Status::Ready {
                     if let Some(ob) = &e.outbox {
-                        let id = uuid::Uuid::new_v4();
-                        let mut idbuf = [0u8; 36];
-                        let id = id.hyphenated().encode_lower(&mut idbuf);
-                        ob.push_with(|b| outbound::deliver(b, id, topic, payload));
-                        if ob.is_congested() && !congested.iter().any(|c| Arc::ptr_eq(c, ob)) {
-                            congested.push(ob.clone());
-                        }
+                        deliver_to(ob, topic, payload, congested);
                     }
                 }
             }
@@ -407,6 +401,30 @@ impl Core {
             }
         }
     }
+}
+
+/// Queues one `deliver` of `payload` on `topic` (with a fresh message id) for a subscriber, and
+/// notes its outbox if that made it congested.
+fn deliver_to(
+    ob: &Arc<Outbox>,
+    topic: &str,
+    payload: Option<&RawValue>,
+    congested: &mut Vec<Arc<Outbox>>,
+) {
+    let id = uuid::Uuid::new_v4();
+    let mut idbuf = [0u8; 36];
+    let id = id.hyphenated().encode_lower(&mut idbuf);
+    ob.push_with(|b| outbound::deliver(b, id, topic, payload));
+    if ob.is_congested() && !congested.iter().any(|c| Arc::ptr_eq(c, ob)) {
+        congested.push(ob.clone());
+    }
+}
+
+/// Milliseconds since the Unix epoch, for the `ts` of `system:rpc` events.
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

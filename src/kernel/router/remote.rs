@@ -52,9 +52,7 @@ impl Core {
             deadline,
         );
         if self.bus_has_rpc_monitors() {
-            let ts = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let ts = super::epoch_ms();
             self.emit(
                 "system:rpc",
                 &serde_json::json!({"from": from, "service": service, "method": method, "ts": ts, "node": link.config.node}),
@@ -158,13 +156,7 @@ impl Core {
                 return;
             }
             if let Some(ob) = &e.outbox {
-                let id = uuid::Uuid::new_v4();
-                let mut idbuf = [0u8; 36];
-                let id = id.hyphenated().encode_lower(&mut idbuf);
-                ob.push_with(|b| outbound::deliver(b, id, topic, payload));
-                if ob.is_congested() && !congested.iter().any(|c| Arc::ptr_eq(c, ob)) {
-                    congested.push(ob.clone());
-                }
+                super::deliver_to(ob, topic, payload, congested);
             }
         });
     }

@@ -310,9 +310,7 @@ impl Core {
         let mut kid_buf = [0u8; KERNEL_ID_MAX];
         let kid_str = kernel_id(kid, &mut kid_buf);
         if self.bus_has_rpc_monitors() {
-            let ts = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let ts = super::epoch_ms();
             self.emit(
                 "system:rpc",
                 &serde_json::json!({"from": from, "service": service, "method": method, "ts": ts}),
