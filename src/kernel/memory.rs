@@ -1,4 +1,5 @@
-//! The kernel's heap: two malloc arenas, and freed memory goes back to the system after every pass.
+//! The kernel's memory: two malloc arenas, freed memory and code run once go back to the system
+//! after every pass.
 //!
 //! glibc gives each thread that allocates while another holds the arena an arena of its own (up
 //! to eight per core) and keeps what is freed in it; the kernel's heap grows in bursts that it
@@ -24,9 +25,114 @@ pub fn trim() {
     unsafe {
         libc::malloc_trim(0);
     }
+    release_code();
+}
+
+/// Unmaps this executable's code pages (`MADV_DONTNEED` on its private, read-and-execute
+/// mappings, which are never written: nothing is lost, a later access maps the page again from
+/// the file). Linux only; errors are ignored (memory stays as it was).
+pub fn release_code() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(maps), Ok(exe)) = (
+            std::fs::read_to_string("/proc/self/maps"),
+            std::fs::metadata("/proc/self/exe"),
+        ) else {
+            return;
+        };
+        for (start, len) in code_ranges(&maps, exe.ino()) {
+            // SAFETY: the range is one of this process's own mappings of its executable, private
+            // and not writable: dropping its pages loses nothing (they are read again from the
+            // file on the next access), and no Rust reference points into code.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+            }
+        }
+    }
+}
+
+/// The `(start, length)` of each read-and-execute private mapping of the file with inode `ino`
+/// in a `/proc/<pid>/maps` text. Matched by inode, not path: the path gains ` (deleted)` when
+/// the executable is replaced while the kernel runs.
+fn code_ranges(maps: &str, ino: u64) -> Vec<(usize, usize)> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut f = line.split_ascii_whitespace();
+            let (range, perms, _offset, _dev, inode) =
+                (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+            if perms != "r-xp" || inode.parse::<u64>().ok()? != ino || ino == 0 {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (
+                usize::from_str_radix(a, 16).ok()?,
+                usize::from_str_radix(b, 16).ok()?,
+            );
+            (b > a).then_some((a, b - a))
+        })
+        .collect()
 }
 
 /// [`trim`] on a blocking thread, so no worker waits for it.
 pub fn trim_soon() {
     drop(tokio::task::spawn_blocking(trim));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_ranges_are_the_executables_read_execute_mappings_only() {
+        let maps = "\
+55d0a0000000-55d0a0100000 r--p 00000000 fd:01 4242 /opt/pons/bin/pons
+55d0a0100000-55d0a0900000 r-xp 00100000 fd:01 4242 /opt/pons/bin/pons (deleted)
+55d0a0900000-55d0a0a00000 rw-p 00900000 fd:01 4242 /opt/pons/bin/pons
+7f0000000000-7f0000200000 r-xp 00028000 fd:01 777 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000300000-7f0000301000 r-xp 00000000 00:00 0 
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]
+";
+        assert_eq!(code_ranges(maps, 4242), vec![(0x55d0a0100000, 0x800000)]);
+        assert_eq!(
+            code_ranges(maps, 0),
+            vec![],
+            "anonymous code is never touched"
+        );
+        assert_eq!(code_ranges("garbage\n\n", 4242), vec![]);
+    }
+
+    /// Resident KiB of this process's mappings of its executable's code (from smaps).
+    fn resident_code_kib() -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata("/proc/self/exe").unwrap().ino();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut in_code = false;
+        let mut kib = 0;
+        for line in smaps.lines() {
+            let mut f = line.split_ascii_whitespace();
+            match (f.next(), f.next()) {
+                (Some("Rss:"), Some(n)) if in_code => kib += n.parse::<u64>().unwrap(),
+                (Some(range), Some(perms)) if range.contains('-') && !range.ends_with(':') => {
+                    in_code = perms == "r-xp" && f.nth(2).and_then(|i| i.parse().ok()) == Some(ino);
+                }
+                _ => {}
+            }
+        }
+        kib
+    }
+
+    #[test]
+    fn released_code_leaves_memory_and_runs_again() {
+        let before = resident_code_kib();
+        release_code();
+        let after = resident_code_kib();
+        // Other tests of this binary run meanwhile and fault some code back in.
+        assert!(
+            before < 1024 || after < before / 2,
+            "resident code {before} KiB → {after} KiB"
+        );
+        // What was released runs again.
+        assert_eq!(format!("{}", 6 * 7), "42");
+    }
 }
