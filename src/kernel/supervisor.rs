@@ -249,6 +249,8 @@ impl Supervisor {
             }
         }
         let tag = crate::sandbox::tag::next();
+        // Every descendant starts after this instant.
+        let floor = crate::sandbox::tag::ticks_now();
         let spawned = crate::sandbox::command(&desired.spawn, tag).spawn();
         let first_spawn = self.first_spawn.take();
         let mut child = match spawned {
@@ -329,10 +331,7 @@ impl Supervisor {
             pgid,
             stdout: None,
             tag,
-            // Every descendant starts after the module process (a zombie still has its stat).
-            started: pid
-                .and_then(|p| crate::sandbox::tag::start_time(p as i32))
-                .unwrap_or(0),
+            started: floor,
             stderr: stderr_task,
         };
         if let Some(stdout) = proc.child.stdout.take() {

@@ -22,6 +22,7 @@ pub mod rules;
 pub mod ruleset;
 pub mod spec;
 pub mod support;
+mod system_fds;
 pub mod tag;
 pub mod vfork;
 pub mod watchdog;

@@ -178,8 +178,11 @@ fn build_rules(policy: &SandboxPolicy, program: Option<&Path>, probe: bool) -> V
     }
     if let Some(program) = program {
         push(program.to_path_buf(), Grant::Exec, Origin::Program);
-        for (q, g) in executable_support(program) {
-            push(q, g, Origin::Program);
+        // An approved executable's support is listed already.
+        if !policy.exec.iter().any(|p| p == program) {
+            for (q, g) in executable_support(program) {
+                push(q, g, Origin::Program);
+            }
         }
     }
     rules
@@ -219,7 +222,7 @@ pub fn executable_support(exe: &Path) -> Vec<(PathBuf, Grant)> {
 /// ones only, never for `/`, `/usr` and `/usr/local`, whose library and data directories are
 /// system defaults.
 fn prefix_dirs(exe: &Path) -> Vec<PathBuf> {
-    let Ok(real) = std::fs::canonicalize(exe) else {
+    let Some(real) = real_path(exe) else {
         return Vec::new();
     };
     let Some(bin) = real.parent() else {
@@ -244,6 +247,22 @@ fn prefix_dirs(exe: &Path) -> Vec<PathBuf> {
                 .collect()
         }
         _ => Vec::new(),
+    }
+}
+
+/// `path` with every symlink resolved: one path walk (an `O_PATH` open) and the descriptor's
+/// name in `/proc/self/fd`, where a `realpath` reads every prefix as a possible link; the
+/// `realpath` where `/proc` is not mounted.
+fn real_path(path: &Path) -> Option<PathBuf> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    match std::fs::read_link(link) {
+        // The name of an unlinked file ends in " (deleted)": not a path to use.
+        Ok(p) if p.is_absolute() && !p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)") => {
+            Some(p)
+        }
+        _ => std::fs::canonicalize(path).ok(),
     }
 }
 
@@ -398,8 +417,14 @@ mod tests {
         std::fs::write(&exe, "#!/bin/sh\n").unwrap();
         let support = executable_support(&exe);
         let lib = std::fs::canonicalize(prefix.join("lib")).unwrap();
-        assert!(support.contains(&(lib, Grant::Read)), "{support:?}");
+        assert!(support.contains(&(lib.clone(), Grant::Read)), "{support:?}");
         assert!(support.contains(&(PathBuf::from("/bin/sh"), Grant::Exec)));
+        // Reached through a symlink elsewhere: the real prefix.
+        let link = dir.path().join("tool-link");
+        std::os::unix::fs::symlink(&exe, &link).unwrap();
+        assert!(executable_support(&link).contains(&(lib, Grant::Read)));
+        assert_eq!(real_path(&link), Some(std::fs::canonicalize(&exe).unwrap()));
+        assert_eq!(real_path(&dir.path().join("missing")), None);
     }
 
     #[test]

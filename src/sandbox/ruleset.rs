@@ -4,9 +4,11 @@
 //!
 //! Filesystem rights are those of ABI 5 (up to `IOCTL_DEV`), scopes those of ABI 6 (the module can
 //! neither signal processes nor connect to abstract Unix sockets outside its sandbox); the
-//! landlock crate's best-effort mode drops what the running Linux lacks. Each rule's path is
-//! opened (`O_PATH`) while the ruleset is built and closed right after: system paths that cannot
-//! be opened are skipped silently, paths of the module's policy with a note.
+//! landlock crate's best-effort mode drops what the running Linux lacks. The system paths'
+//! descriptors are kept across spawns ([`super::system_fds`]: still the same file, or opened
+//! anew); every other rule's path is opened (`O_PATH`) while the ruleset is built and closed right
+//! after. System paths that cannot be opened are skipped silently, paths of the module's policy
+//! with a note.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -17,7 +19,8 @@ use landlock::{
 };
 use pons_reconciler::desired::SandboxPolicy;
 
-use super::rules::{module_rules_unprobed, Grant, Origin};
+use super::rules::{module_rules_unprobed, Grant, Origin, SYSTEM_READ, SYSTEM_READ_WRITE};
+use super::system_fds;
 
 /// A ruleset ready to be enforced.
 #[derive(Debug)]
@@ -61,8 +64,20 @@ pub fn build(
         .handle_access(handled_fs())?
         .scope(Scope::from_all(ABI::V6))?
         .create()?;
+    let system = SYSTEM_READ
+        .iter()
+        .map(|p| (*p, Grant::Read))
+        .chain(SYSTEM_READ_WRITE.iter().map(|p| (*p, Grant::ReadWrite)));
+    for (path, grant) in system {
+        if let Some(kept) = system_fds::open(path) {
+            ruleset = ruleset.add_rule(PathBeneath::new(kept.fd(), rights(grant, kept.dir)))?;
+        }
+    }
     let mut notes = Vec::new();
     for rule in module_rules_unprobed(policy, Some(program)) {
+        if rule.origin == Origin::System {
+            continue;
+        }
         let path = cwd.join(&rule.path);
         let fd = match PathFd::new(&path) {
             Ok(fd) => fd,

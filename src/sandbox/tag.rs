@@ -101,6 +101,20 @@ pub fn start_time(pid: i32) -> Option<u64> {
         .ok()
 }
 
+/// Now, in the unit of [`start_time`]: a process started from now on has a start time at least
+/// this (both count `CLOCK_BOOTTIME` in whole clock ticks, rounded down), without reading `/proc`.
+pub fn ticks_now() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    // SAFETY: sysconf only reads a system constant.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100);
+    let ns = u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000
+        + u64::try_from(now.tv_nsec).unwrap_or(0);
+    ns / (1_000_000_000 / hz)
+}
+
 /// The fields of `/proc/<pid>/stat` after `(comm)` (which may hold spaces and parentheses).
 fn stat_after_comm(pid: i32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -225,6 +239,20 @@ mod tests {
         assert!(!Scope::Kernel(0).matches(0));
         assert_eq!(t >> 44, MAGIC);
         assert_ne!(t, u64::MAX);
+    }
+
+    #[test]
+    fn ticks_now_is_a_floor_of_later_start_times() {
+        for _ in 0..20 {
+            let floor = ticks_now();
+            let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+            let started = start_time(child.id() as i32).unwrap();
+            child.wait().unwrap();
+            assert!(started >= floor, "{started} < {floor}");
+            assert!(started <= ticks_now(), "started after now");
+        }
+        let me = start_time(std::process::id() as i32).unwrap();
+        assert!(me <= ticks_now());
     }
 
     #[test]
