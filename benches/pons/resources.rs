@@ -49,17 +49,19 @@ impl Run {
 
 fn measure(home: &BenchHome, n: usize, opts: &Opts, idle: bool) -> Run {
     let (mut kernel, boot_ms) = kernel_boot(home, n, Duration::from_secs(120));
-    // Idle first (it also lets the start-up settle), then memory, then the CLI runs.
+    // Idle first (it also lets the start-up settle: the kernel releases its start-up code 1 s
+    // after its last pass), then memory, then the CLI runs.
     let idle = idle.then(|| {
         let (settle, window) = if opts.quick {
-            (Duration::from_millis(400), Duration::from_secs(1))
+            (Duration::from_millis(1200), Duration::from_secs(1))
         } else {
-            (Duration::from_secs(1), Duration::from_secs(8))
+            (Duration::from_millis(1200), Duration::from_secs(8))
         };
         idle_cpu(&kernel, settle, window)
     });
     if idle.is_none() {
-        std::thread::sleep(Duration::from_millis(500));
+        // The kernel releases start-up code 1 s after its last pass.
+        std::thread::sleep(Duration::from_millis(1500));
     }
     let memory = Memory::of_kernel(kernel.pid());
     let runs = if opts.quick { 10 } else { 30 };

@@ -48,15 +48,16 @@ fn measure(n: usize, opts: &Opts) -> Size {
         let _placed = p.enter();
         let direct = direct_boot(&home, n);
         let (mut kernel, boot) = kernel_boot(&home, n, timeout);
-        // The settle grows with the modules: the end of a start-up is not idle yet.
+        // The settle grows with the modules: the end of a start-up is not idle yet (and the
+        // kernel releases its start-up code 1 s after its last pass).
         let (settle, window) = if opts.quick {
             (
-                Duration::from_millis(200 + n as u64 / 2),
+                Duration::from_millis(1200 + n as u64 / 2),
                 Duration::from_secs(1),
             )
         } else {
             (
-                Duration::from_millis(500 + 2 * n as u64),
+                Duration::from_millis(1200 + 2 * n as u64),
                 Duration::from_secs(3),
             )
         };

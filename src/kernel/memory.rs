@@ -25,7 +25,28 @@ pub fn trim() {
     unsafe {
         libc::malloc_trim(0);
     }
-    release_code();
+}
+
+/// How long after the last pass the executable's code is released.
+pub const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Passes so far: a release waits for the count to stay the same for [`QUIET`].
+static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Called after every pass: [`release_code`] (and [`trim`]) once no other pass has run for
+/// [`QUIET`].
+pub fn release_code_when_quiet() {
+    use std::sync::atomic::Ordering;
+    let me = PASSES.fetch_add(1, Ordering::AcqRel) + 1;
+    drop(tokio::spawn(async move {
+        tokio::time::sleep(QUIET).await;
+        if PASSES.load(Ordering::Acquire) == me {
+            drop(tokio::task::spawn_blocking(|| {
+                trim();
+                release_code();
+            }));
+        }
+    }));
 }
 
 /// Unmaps this executable's code pages (`MADV_DONTNEED` on its private, read-and-execute

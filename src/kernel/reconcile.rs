@@ -305,6 +305,7 @@ async fn pass_loop(kernel: Arc<Kernel>, mut rx: mpsc::UnboundedReceiver<PassRequ
         }
         let outcome = pass(&kernel, apply, retry, progress).await;
         super::memory::trim_soon();
+        super::memory::release_code_when_quiet();
         if boot || signalled {
             kernel.notify.settle(outcome.desired.clone());
         }
