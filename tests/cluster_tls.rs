@@ -268,6 +268,12 @@ fn two_nodes_connect_over_tls_with_a_private_ca_and_an_rpc_crosses() {
         assert_eq!(c["url"], url, "{c}");
         assert_eq!(c["lastError"], Value::Null, "{c}");
     }
+    let human = a.pons(&["status"]);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains(&format!("via {} (TLS), connected", nats.tls_url())),
+        "{human}"
+    );
     // No key material anywhere the operator looks.
     for home in [&a, &b] {
         let status = home.pons(&["status", "--json"]);
@@ -446,8 +452,9 @@ fn invalid_tls_keys_keep_the_last_good_section() {
     wait_for("cluster block", T, || {
         cluster(&home).is_object().then_some(())
     });
+    // Another URL and a `tls` mapping: were it applied, `url` and `tls` would change.
     home.write_config(&cluster_config(
-        "nats://127.0.0.1:1",
+        "tls://127.0.0.1:2",
         "a",
         "  tls: {cert: /c.pem, bogus: 1}\n",
         "",
