@@ -183,26 +183,16 @@ fn tls_nats(test: &str, verify: bool) -> Option<(Pki, Nats)> {
     Some((pki, nats))
 }
 
-/// Waits until `home`'s cluster block has a `lastError` containing every one of `needles`.
+/// Waits until `home`'s cluster block has a `lastError` containing every one of `needles`
+/// (printed: `--nocapture` shows the sentence an operator reads).
 fn wait_last_error(home: &TestHome, needles: &[&str]) -> String {
-    wait_for(&format!("lastError with {needles:?}"), T, || {
+    let e = wait_for(&format!("lastError with {needles:?}"), T, || {
         let c = cluster(home);
         let e = c["lastError"].as_str()?.to_string();
         (c["connected"] == false && needles.iter().all(|n| e.contains(n))).then_some(e)
-    })
-    .tap_print()
-}
-
-trait TapPrint {
-    fn tap_print(self) -> Self;
-}
-
-impl TapPrint for String {
-    /// Shown with `--nocapture`: the sentence an operator reads.
-    fn tap_print(self) -> String {
-        eprintln!("lastError: {self}");
-        self
-    }
+    });
+    eprintln!("lastError: {e}");
+    e
 }
 
 fn assert_no_key_material(pki: &Pki, what: &str, text: &str) {
