@@ -369,7 +369,7 @@ old:
     // An invalid cluster section is the kernel's error too: named by key, no credential quoted,
     // nothing --fix could write.
     let before = read(&cfg);
-    let with_cluster = "cluster:\n  url: tls://x:4222\n  credentials: {token: s3cret}\n";
+    let with_cluster = "cluster:\n  url: ws://x:4222\n  credentials: {token: s3cret}\n";
     std::fs::write(&cfg, with_cluster).unwrap();
     let out = pons(h, &["config", "doctor", "--fix", "--json"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));

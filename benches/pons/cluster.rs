@@ -7,7 +7,10 @@
 //!   module on B; baseline: a plain async-nats publisher → subscriber of N messages of the same
 //!   size. Rates are measured on the receiving side, first to last receive.
 //!
-//! Skipped (no figures) without `nats-server` (`apt-get install nats-server`).
+//! As the other benches: free and pinned to one CPU (the server, both kernels, their modules and
+//! the baseline's clients alike; a server per placement), a few trials in each, the best trial
+//! of each side per placement, then best with best (`Figure::placed`). Skipped (no figures)
+//! without `nats-server` (`apt-get install nats-server`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +20,8 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::harness::{records, wait_for, wait_records, BenchHome, Spec};
-use crate::report::{quantile, Figure, Target};
+use crate::placement::BOTH;
+use crate::report::{quantile, Figure, Pick, Placed, Target};
 use crate::Opts;
 
 const TOPIC: &str = "bench.t";
@@ -26,77 +30,132 @@ const PAD: usize = 16;
 /// Payload size of the pub/sub figures.
 const BYTES: usize = 128;
 
+/// One trial's records: RPC percentiles and pub/sub streams, through the kernels and direct.
+struct Trial {
+    pons_rpc: Value,
+    direct_rpc: Value,
+    pons_tp: Value,
+    direct_tp: Value,
+}
+
+impl Trial {
+    fn json(&self) -> Value {
+        json!({"pons": {"rpc": self.pons_rpc, "pubsub": self.pons_tp},
+               "direct": {"rpc": self.direct_rpc, "pubsub": self.direct_tp}})
+    }
+}
+
 pub fn run(opts: &Opts) -> Vec<Figure> {
     let Some(bin) = nats_server() else {
         eprintln!("   cluster: skipped: no nats-server (apt-get install nats-server)");
         return Vec::new();
     };
-    let (n_rpc, n_msgs) = if opts.quick {
-        (2_000u64, 20_000u64)
+    let (n_rpc, n_msgs, trials) = if opts.quick {
+        (2_000u64, 20_000u64, 2)
     } else {
-        (20_000, 100_000)
+        (20_000, 100_000, 3)
     };
-    let server = Server::start(&bin);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let direct_rpc = rt.block_on(direct_rpc(&server.url, n_rpc));
-    let direct_tp = rt.block_on(direct_pubsub(&server.url, n_msgs));
-    let (pons_rpc, pons_tp) = through_kernels(&server.url, n_rpc, n_msgs);
-    drop(server);
+    // [placement][trial]
+    let runs: Vec<Vec<Trial>> = BOTH
+        .iter()
+        .map(|p| {
+            let _placed = p.enter();
+            // Started under the placement: the server and the runtime's worker threads inherit it.
+            let server = Server::start(&bin);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            (0..trials)
+                .map(|_| {
+                    let direct_rpc = rt.block_on(direct_rpc(&server.url, n_rpc));
+                    let direct_tp = rt.block_on(direct_pubsub(&server.url, n_msgs));
+                    let (pons_rpc, pons_tp) = through_kernels(&server.url, n_rpc, n_msgs);
+                    Trial {
+                        pons_rpc,
+                        direct_rpc,
+                        pons_tp,
+                        direct_tp,
+                    }
+                })
+                .collect()
+        })
+        .collect();
 
-    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    let details =
-        json!({"calls": n_rpc, "paramsPadBytes": PAD, "pons": pons_rpc, "direct": direct_rpc});
-    let tp_details =
-        json!({"messages": n_msgs, "payloadBytes": BYTES, "pons": pons_tp, "direct": direct_tp});
-    vec![
-        Figure {
-            bench: "cluster",
-            metric: "cross-node RPC round trip p50".into(),
-            unit: "µs",
-            pons: f(&pons_rpc, "p50_us"),
-            baseline: Some(f(&direct_rpc, "p50_us")),
-            baseline_name: "NATS request-reply",
-            target: Some(Target::RatioAtMost(1.5)),
+    // The best trial of one side in each placement.
+    let placed = |pick: Pick, get: &dyn Fn(&Trial) -> &Value, key: &str| {
+        let best = |trials: &[Trial]| {
+            trials
+                .iter()
+                .map(|t| get(t)[key].as_f64().unwrap_or(f64::NAN))
+                .fold(f64::NAN, |a, b| pick.best(a, b))
+        };
+        Placed::new(best(&runs[0]), best(&runs[1]))
+    };
+    let mut details = serde_json::Map::new();
+    details.insert("calls".into(), json!(n_rpc));
+    details.insert("paramsPadBytes".into(), json!(PAD));
+    details.insert("messages".into(), json!(n_msgs));
+    details.insert("payloadBytes".into(), json!(BYTES));
+    details.insert("trials".into(), json!(trials));
+    for (p, ts) in BOTH.iter().zip(&runs) {
+        details.insert(
+            p.name().into(),
+            Value::Array(ts.iter().map(Trial::json).collect()),
+        );
+    }
+    let rpc = |metric: &str, key: &str, target: Option<Target>, details: Value| {
+        Figure::placed(
+            "cluster",
+            metric,
+            "µs",
+            Pick::Min,
+            placed(Pick::Min, &|t| &t.pons_rpc, key),
+            Some((
+                "NATS request-reply",
+                placed(Pick::Min, &|t| &t.direct_rpc, key),
+            )),
+            target,
             details,
-            placements: None,
-        },
-        Figure {
-            bench: "cluster",
-            metric: "cross-node RPC round trip p99".into(),
-            unit: "µs",
-            pons: f(&pons_rpc, "p99_us"),
-            baseline: Some(f(&direct_rpc, "p99_us")),
-            baseline_name: "NATS request-reply",
-            target: None,
-            details: Value::Null,
-            placements: None,
-        },
-        Figure {
-            bench: "cluster",
-            metric: format!("cross-node publish→deliver 1→1, {BYTES} B"),
-            unit: "msg/s",
-            pons: f(&pons_tp, "msgsPerSec"),
-            baseline: Some(f(&direct_tp, "msgsPerSec")),
-            baseline_name: "NATS pub→sub",
-            target: Some(Target::RatioAtLeast(0.5)),
-            details: tp_details,
-            placements: None,
-        },
-        Figure {
-            bench: "cluster",
-            metric: format!("cross-node publish→deliver 1→1, {BYTES} B: delivered"),
-            unit: "msgs",
-            pons: f(&pons_tp, "delivered"),
-            baseline: Some(f(&direct_tp, "delivered")),
-            baseline_name: "NATS pub→sub",
-            target: None,
-            details: Value::Null,
-            placements: None,
-        },
+        )
+    };
+    let tp = |metric: String, unit: &'static str, pick: Pick, key: &str, target| {
+        Figure::placed(
+            "cluster",
+            metric,
+            unit,
+            pick,
+            placed(pick, &|t| &t.pons_tp, key),
+            Some(("NATS pub→sub", placed(pick, &|t| &t.direct_tp, key))),
+            target,
+            Value::Null,
+        )
+    };
+    vec![
+        rpc(
+            "cross-node RPC round trip p50",
+            "p50_us",
+            Some(Target::RatioAtMost(1.5)),
+            details.into(),
+        ),
+        rpc("cross-node RPC round trip p99", "p99_us", None, Value::Null),
+        tp(
+            format!("cross-node publish→deliver 1→1, {BYTES} B"),
+            "msg/s",
+            Pick::Max,
+            "msgsPerSec",
+            Some(Target::RatioAtLeast(0.5)),
+        ),
+        // At-most-once: the fewest delivered in any trial (a loss is never hidden by a
+        // complete trial).
+        tp(
+            format!("cross-node publish→deliver 1→1, {BYTES} B: delivered"),
+            "msgs",
+            Pick::Min,
+            "delivered",
+            None,
+        ),
     ]
 }
 

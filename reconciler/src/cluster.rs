@@ -11,6 +11,7 @@
 //!   export: {services: [echo], topics: ["metrics.*"]}
 //!   import: {services: [db], topics: ["alerts.*"]}
 //!   staleMs: 5000                   # a silent peer leaves the directory after this long
+//!   tls: {ca: ca.pem, cert: node.pem, key: node.key}   # TLS (also: `tls://` URLs)
 //! ```
 //!
 //! `${VAR}` is expanded in every string of the section. Secrets (a token, a password, the user
@@ -35,7 +36,7 @@ pub const MIN_STALE_MS: u64 = 300;
 /// What a secret looks like in every output.
 pub const REDACTED: &str = "<redacted>";
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "url",
     "urls",
     "name",
@@ -44,7 +45,11 @@ const KEYS: [&str; 8] = [
     "export",
     "import",
     "staleMs",
+    "tls",
 ];
+
+/// The keys of `cluster.tls`.
+const TLS_KEYS: [&str; 3] = ["ca", "cert", "key"];
 
 /// A credential value: never shown (Debug, Display and Serialize print [`REDACTED`]).
 #[derive(Clone, PartialEq, Eq)]
@@ -109,11 +114,47 @@ pub struct Share {
     pub topics: Vec<String>,
 }
 
+/// The `cluster.tls` mapping: files as written (`${VAR}` expanded); a relative path is taken
+/// from the home directory by the shell, which also checks that they can be read. Their
+/// contents are no part of the fingerprint: a renewed certificate under the same path is read
+/// at the next connection, it does not reconnect by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tls {
+    /// PEM file of the CA certificates to trust instead of the system's roots.
+    pub ca: Option<String>,
+    /// The client certificate and its key (PEM), both or neither.
+    pub client: Option<ClientCert>,
+}
+
+/// `cluster.tls.cert` and `cluster.tls.key`: paths only (the key file's content is the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientCert {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Tls {
+    /// The files of the mapping as (key, path as written), in the order of the section.
+    pub fn files(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::new();
+        if let Some(ca) = &self.ca {
+            out.push(("cluster.tls.ca", ca.as_str()));
+        }
+        if let Some(c) = &self.client {
+            out.push(("cluster.tls.cert", c.cert.as_str()));
+            out.push(("cluster.tls.key", c.key.as_str()));
+        }
+        out
+    }
+}
+
 /// The `cluster` section after defaults, `${VAR}` expanded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterConfig {
-    /// Server URLs (`nats://host:port`) without any user part (moved into `credentials`).
+    /// Server URLs (`nats://host:port` or `tls://host:port`) without any user part (moved into
+    /// `credentials`).
     pub urls: Vec<String>,
     /// Subject prefix.
     pub name: String,
@@ -122,9 +163,18 @@ pub struct ClusterConfig {
     pub export: Share,
     pub import: Share,
     pub stale_ms: u64,
+    /// The `tls` mapping (`None`: none was written; a `tls://` URL still requires TLS).
+    pub tls: Option<Tls>,
 }
 
 impl ClusterConfig {
+    /// Whether every connection must be encrypted: a `tls://` URL or a `tls` mapping. (Without
+    /// either, a server that requires TLS still gets it, verified against the system's roots,
+    /// as with every NATS client.)
+    pub fn requires_tls(&self) -> bool {
+        self.tls.is_some() || self.urls.iter().any(|u| u.starts_with("tls://"))
+    }
+
     /// Fingerprint of everything the connection depends on (secrets included; never printed).
     pub fn fingerprint(&self) -> String {
         let creds = match &self.credentials {
@@ -164,6 +214,9 @@ impl ClusterConfig {
         if self.stale_ms != other.stale_ms {
             out.push("staleMs");
         }
+        if self.tls != other.tls {
+            out.push("tls");
+        }
         out
     }
 
@@ -201,7 +254,7 @@ pub fn parse(
         Some(v @ Value::Object(_)) => v,
         Some(other) => {
             return Err(vec![format!(
-                "`cluster` must be a mapping (url, name, node, credentials, export, import, staleMs), found {}",
+                "`cluster` must be a mapping (url, name, node, credentials, export, import, staleMs, tls), found {}",
                 describe(other)
             )])
         }
@@ -272,7 +325,7 @@ fn validate(m: &Value, host: &str) -> Result<ClusterConfig, Vec<String>> {
             .collect(),
         (None, Some(other)) => {
             errors.push(format!(
-                "`cluster.urls` must be a non-empty list of nats:// URLs, found {}",
+                "`cluster.urls` must be a non-empty list of nats:// or tls:// URLs, found {}",
                 match other {
                     Value::Array(_) => "an empty list".to_string(),
                     v => describe_public(v),
@@ -305,7 +358,7 @@ fn validate(m: &Value, host: &str) -> Result<ClusterConfig, Vec<String>> {
             }
             Some(Err(why)) => errors.push(format!("`{key}` {why}")),
             None => errors.push(format!(
-                "`{key}` must be a nats:// URL (nats://host:port), found {}",
+                "`{key}` must be a nats:// or tls:// URL (nats://host:port), found {}",
                 describe_public(v)
             )),
         }
@@ -370,6 +423,7 @@ fn validate(m: &Value, host: &str) -> Result<ClusterConfig, Vec<String>> {
             }
         },
     };
+    let tls = tls(map.get("tls"), &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -381,7 +435,68 @@ fn validate(m: &Value, host: &str) -> Result<ClusterConfig, Vec<String>> {
         export,
         import,
         stale_ms,
+        tls,
     })
+}
+
+/// The `tls` mapping: `ca`, `cert` and `key`, each a non-empty path; `cert` and `key` both or
+/// neither. `tls: {}` requires TLS with the system's roots.
+fn tls(v: Option<&Value>, errors: &mut Vec<String>) -> Option<Tls> {
+    let m = match v {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            errors.push(format!(
+                "`cluster.tls` must be a mapping with `ca` (a PEM file of CA certificates) and/or `cert` and `key` (a client certificate and its key), found {}",
+                describe(other)
+            ));
+            return None;
+        }
+    };
+    let before = errors.len();
+    for k in m.keys() {
+        if !TLS_KEYS.contains(&k.as_str()) {
+            errors.push(format!(
+                "`cluster.tls.{k}` is not a known key (known: {})",
+                TLS_KEYS.join(", ")
+            ));
+        }
+    }
+    let mut path = |k: &str| -> Option<String> {
+        match m.get(k) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                errors.push(format!(
+                    "`cluster.tls.{k}` is empty: give the path of a PEM file, or remove the key"
+                ));
+                None
+            }
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(other) => {
+                errors.push(format!(
+                    "`cluster.tls.{k}` must be the path of a PEM file, found {}",
+                    describe(other)
+                ));
+                None
+            }
+        }
+    };
+    let ca = path("ca");
+    let cert = path("cert");
+    let key = path("key");
+    let client = match (cert, key, m.contains_key("cert"), m.contains_key("key")) {
+        (Some(cert), Some(key), _, _) => Some(ClientCert { cert, key }),
+        (Some(_), None, _, false) => {
+            errors.push("`cluster.tls.key` is missing: a client certificate (`cluster.tls.cert`) needs its private key".into());
+            None
+        }
+        (None, Some(_), false, _) => {
+            errors.push("`cluster.tls.cert` is missing: a private key (`cluster.tls.key`) needs its client certificate".into());
+            None
+        }
+        _ => None,
+    };
+    (errors.len() == before).then_some(Tls { ca, client })
 }
 
 /// Like [`describe`], without quoting a string (which could be a secret written in place).
@@ -421,17 +536,22 @@ pub fn node_from_host(host: &str) -> String {
     }
 }
 
-/// `nats://[user[:password]@]host[:port]` → (`nats://host:port`, credentials from the user
-/// part). Err: what is wrong, as the rest of a sentence (never quoting the user part).
+/// `nats://[user[:password]@]host[:port]` (or `tls://…`) → (`nats://host:port`, credentials
+/// from the user part). Err: what is wrong, as the rest of a sentence (never quoting the user
+/// part).
 fn split_url(s: &str) -> Result<(String, Option<Credentials>), String> {
-    let Some(rest) = s.strip_prefix("nats://") else {
-        let scheme = s.split_once("://").map(|(a, _)| a);
-        return Err(match scheme {
-            Some(sc) if sc.chars().all(|c| c.is_ascii_alphanumeric()) => format!(
-                "must be a nats:// URL (nats://host:port): the `{sc}://` scheme is not supported"
-            ),
-            _ => "must be a nats:// URL (nats://host:port)".into(),
-        });
+    let (scheme, rest) = match (s.strip_prefix("nats://"), s.strip_prefix("tls://")) {
+        (Some(rest), _) => ("nats", rest),
+        (None, Some(rest)) => ("tls", rest),
+        (None, None) => {
+            let scheme = s.split_once("://").map(|(a, _)| a);
+            return Err(match scheme {
+                Some(sc) if sc.chars().all(|c| c.is_ascii_alphanumeric()) => format!(
+                    "must be a nats:// or tls:// URL (nats://host:port): the `{sc}://` scheme is not supported"
+                ),
+                _ => "must be a nats:// or tls:// URL (nats://host:port)".into(),
+            });
+        }
     };
     let (userinfo, hostport) = match rest.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
@@ -439,7 +559,7 @@ fn split_url(s: &str) -> Result<(String, Option<Credentials>), String> {
     };
     let hostport = hostport.trim_end_matches('/');
     if hostport.is_empty() || hostport.contains(['/', '?', '#', ' ']) || hostport.starts_with(':') {
-        return Err("must be a nats:// URL with a host (nats://host:port)".into());
+        return Err("must be a URL with a host (nats://host:port)".into());
     }
     let port_ok = match hostport.rsplit_once(':') {
         // An IPv6 address without port ends in `]`.
@@ -456,9 +576,9 @@ fn split_url(s: &str) -> Result<(String, Option<Credentials>), String> {
         return Err("has a port that is not a number from 1 to 65535".into());
     }
     let url = if hostport.ends_with(']') || !hostport.contains(':') {
-        format!("nats://{hostport}:4222")
+        format!("{scheme}://{hostport}:4222")
     } else {
-        format!("nats://{hostport}")
+        format!("{scheme}://{hostport}")
     };
     let creds = match userinfo {
         None => None,
@@ -799,9 +919,8 @@ mod tests {
         let errs = |y: &str| parse_yaml(y).unwrap_err().join("\n");
         assert!(errs("cluster: {}\n").contains("`cluster.url` is missing"));
         assert!(errs("cluster: 3\n").contains("`cluster` must be a mapping"));
-        assert!(
-            errs("cluster: {url: 'http://x:1'}\n").contains("`cluster.url` must be a nats:// URL")
-        );
+        assert!(errs("cluster: {url: 'http://x:1'}\n")
+            .contains("`cluster.url` must be a nats:// or tls:// URL"));
         assert!(errs("cluster: {url: 'nats://x:99999'}\n").contains("`cluster.url` has a port"));
         assert!(errs("cluster: {url: nats://x, urls: [nats://y]}\n").contains("keep one"));
         assert!(errs("cluster: {url: nats://x, name: 'a.b'}\n").contains("`cluster.name`"));
@@ -875,6 +994,81 @@ mod tests {
             a.config.changed_keys(&c.config),
             ["url", "credentials", "export"]
         );
+    }
+
+    #[test]
+    fn tls_urls_and_the_tls_mapping() {
+        let c = |y: &str| parse_yaml(y).unwrap().unwrap();
+        // A tls:// URL requires TLS (system roots), keeps its scheme and gets the default port.
+        let t = c("cluster: {url: 'tls://x'}\n");
+        assert_eq!(t.config.urls, ["tls://x:4222"]);
+        assert!(t.config.requires_tls() && t.config.tls.is_none());
+        assert!(!c("cluster: {url: nats://x}\n").config.requires_tls());
+        // A tls mapping with nats:// URLs requires TLS too.
+        let t = c(
+            "cluster:\n  url: nats://x\n  tls: {ca: '${TOK}.pem', cert: certs/n.pem, key: /k/n.key}\n",
+        );
+        assert!(t.config.requires_tls());
+        let tls = t.config.tls.clone().unwrap();
+        assert_eq!(
+            tls.ca.as_deref(),
+            Some("s3cret-token.pem"),
+            "${{VAR}} expanded"
+        );
+        assert_eq!(
+            tls.files(),
+            [
+                ("cluster.tls.ca", "s3cret-token.pem"),
+                ("cluster.tls.cert", "certs/n.pem"),
+                ("cluster.tls.key", "/k/n.key")
+            ]
+        );
+        let empty = c("cluster: {url: nats://x, tls: {}}\n");
+        assert_eq!(empty.config.tls, Some(Tls::default()));
+        assert!(empty.config.requires_tls());
+        // A changed tls key is a changed section, named `tls`.
+        let plain = c("cluster: {url: nats://x}\n");
+        assert_ne!(plain.fingerprint, empty.fingerprint);
+        assert_eq!(plain.config.changed_keys(&empty.config), ["tls"]);
+        let other_ca = c("cluster: {url: nats://x, tls: {ca: /b.pem}}\n");
+        assert_eq!(empty.config.changed_keys(&other_ca.config), ["tls"]);
+        assert_ne!(empty.fingerprint, other_ca.fingerprint);
+        assert_eq!(
+            c("cluster: {url: 'tls://x'}\n")
+                .config
+                .changed_keys(&plain.config),
+            ["url"]
+        );
+    }
+
+    #[test]
+    fn tls_errors_name_their_key() {
+        let errs = |y: &str| parse_yaml(y).unwrap_err().join("\n");
+        let e = errs("cluster: {url: nats://x, tls: {cert: /c.pem}}\n");
+        assert!(e.contains("`cluster.tls.key` is missing"), "{e}");
+        let e = errs("cluster: {url: nats://x, tls: {key: /k.pem}}\n");
+        assert!(e.contains("`cluster.tls.cert` is missing"), "{e}");
+        let e = errs("cluster: {url: nats://x, tls: {ca: ''}}\n");
+        assert!(e.contains("`cluster.tls.ca` is empty"), "{e}");
+        let e = errs("cluster: {url: nats://x, tls: {cert: /c.pem, key: ' '}}\n");
+        assert!(e.contains("`cluster.tls.key` is empty"), "{e}");
+        assert!(!e.contains("is missing"), "one error for one problem: {e}");
+        let e = errs("cluster: {url: nats://x, tls: {ca: /a.pem, verify: true}}\n");
+        assert!(
+            e.contains("`cluster.tls.verify` is not a known key (known: ca, cert, key)"),
+            "{e}"
+        );
+        let e = errs("cluster: {url: nats://x, tls: {ca: 3}}\n");
+        assert!(
+            e.contains("`cluster.tls.ca` must be the path of a PEM file"),
+            "{e}"
+        );
+        let e = errs("cluster: {url: nats://x, tls: true}\n");
+        assert!(e.contains("`cluster.tls` must be a mapping"), "{e}");
+        let e = errs("cluster: {url: nats://x, tls: {ca: '${NOPE}'}}\n");
+        assert!(e.contains("`cluster.tls.ca`: `${NOPE}` is not set"), "{e}");
+        let e = errs("cluster: {url: 'ws://x'}\n");
+        assert!(e.contains("the `ws://` scheme is not supported"), "{e}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ enum Severity {
 }
 
 /// One finding. `kind` is one of `yaml`, `invalid`, `unknownKey`, `interpolation`, `schema`,
-/// `unvalidated`, `unknownSection`.
+/// `unvalidated`, `unknownSection`, `file` (a file the configuration names cannot be used).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Issue {
@@ -126,6 +126,8 @@ pub(super) fn run(home: &Home, fix: bool, json: bool) -> anyhow::Result<ExitCode
     } else {
         initial
     };
+    let mut issues = issues;
+    issues.extend(cluster_file_issues(home, &read_text(home)?, &env));
     let errors = issues
         .iter()
         .filter(|i| i.severity == Severity::Error)
@@ -260,6 +262,33 @@ fn cluster_issues(root: &Value, env: &BTreeMap<String, String>) -> Vec<Issue> {
             let message = e.split("; no cluster connection").next().unwrap_or(&e).to_string();
             Issue::new("invalid", Severity::Error, path, message)
                 .hint("fix it with `pons config edit`; the kernel keeps its last good cluster section until then".into())
+        })
+        .collect()
+}
+
+/// The `cluster.tls` files that cannot be used (missing, unreadable, without the PEM block they
+/// need): checked here and before each connection attempt, never by `config edit` (a file may
+/// be copied after the key is written).
+fn cluster_file_issues(home: &Home, text: &str, env: &BTreeMap<String, String>) -> Vec<Issue> {
+    let Ok(root) = rconfig::parse(text.as_bytes()) else {
+        return Vec::new();
+    };
+    let Ok(Some(cluster)) = pons_reconciler::cluster::parse(&root, env, "host") else {
+        return Vec::new();
+    };
+    crate::cluster::tls::check_files(&cluster.config, &home.root)
+        .into_iter()
+        .map(|p| {
+            let key = p.key;
+            Issue::new(
+                "file",
+                Severity::Error,
+                Some(key.to_string()),
+                format!("`{key}` ({}) {}", p.path.display(), p.why),
+            )
+            .hint(format!(
+                "put the PEM file there or set `{key}` to its path with `pons config set {key} <path>` (a relative path is taken from the home directory); the kernel cannot connect until then"
+            ))
         })
         .collect()
 }
@@ -565,7 +594,7 @@ mod tests {
 
     #[test]
     fn cluster_errors_name_their_key_never_a_credential_and_are_not_fixable() {
-        let found = issues("cluster:\n  url: tls://x:4222\n  credentials: {token: s3cret}\n");
+        let found = issues("cluster:\n  url: ws://x:4222\n  credentials: {token: s3cret}\n");
         assert_eq!(found.len(), 1, "{found:?}");
         let i = &found[0];
         assert_eq!(i.path.as_deref(), Some("cluster.url"));
@@ -573,7 +602,7 @@ mod tests {
             (i.kind, i.severity, i.fixable),
             ("invalid", Severity::Error, false)
         );
-        assert!(i.message.contains("tls://"), "{i:?}");
+        assert!(i.message.contains("ws://"), "{i:?}");
         assert!(!format!("{i:?}").contains("s3cret"), "{i:?}");
         assert!(issues("cluster:\n  url: nats://x:4222\n").is_empty());
     }

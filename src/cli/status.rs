@@ -241,8 +241,9 @@ fn cluster_line(c: &crate::cluster::status::ClusterStatus) -> String {
     } else {
         String::new()
     };
+    let tls = if c.tls { " (TLS)" } else { "" };
     format!(
-        "Cluster: node {} of `{}` via {}, {state}; {peers}{dropped}.\n",
+        "Cluster: node {} of `{}` via {}{tls}, {state}; {peers}{dropped}.\n",
         c.node, c.name, c.url
     )
 }

@@ -8,6 +8,7 @@
 //! task follows its events: a lost connection empties the directory at once.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,7 +41,7 @@ impl Drop for Tasks {
 /// Runs the link until `stop` changes or its sender is dropped.
 pub async fn run(kernel: Arc<Kernel>, link: Arc<Link>, mut stop: watch::Receiver<bool>) {
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
-    let Some(client) = connect(&link, ev_tx, &mut stop).await else {
+    let Some(client) = connect(&link, &kernel.home.root, ev_tx, &mut stop).await else {
         link.outbox.close();
         return;
     };
@@ -124,9 +125,11 @@ async fn sleep_until(t: Option<Instant>) {
 }
 
 /// Connects, retrying with backoff (100 ms doubling to 5 s) until connected or stopped. Every
-/// new failure is logged once and kept as the link's `lastError`.
+/// new failure is logged once and kept as the link's `lastError`. `home`: the home directory,
+/// which relative `cluster.tls` paths are taken from.
 async fn connect(
     link: &Link,
+    home: &Path,
     events: mpsc::UnboundedSender<Event>,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Client> {
@@ -136,10 +139,10 @@ async fn connect(
     let mut logged: Option<String> = None;
     loop {
         let attempt = async {
-            let opts = options(c, events.clone()).await?;
+            let opts = options(c, home, events.clone()).await?;
             opts.connect(addrs.clone())
                 .await
-                .map_err(|e| connect_error(c, &e))
+                .map_err(|e| connect_error(c, home, &e))
         };
         let result = tokio::select! {
             r = attempt => r,
@@ -164,8 +167,11 @@ async fn connect(
 }
 
 /// One sentence for a failed connection attempt (never a secret: URLs hold no credentials).
-fn connect_error(c: &ClusterConfig, e: &async_nats::ConnectError) -> String {
+fn connect_error(c: &ClusterConfig, home: &Path, e: &async_nats::ConnectError) -> String {
     use async_nats::ConnectErrorKind as K;
+    if let Some(tls) = super::tls::explain(c, home, &e.to_string()) {
+        return tls;
+    }
     match (e.kind(), &c.credentials) {
         (K::AuthorizationViolation | K::Authentication, Some(cr)) => format!(
             "the NATS server refused node `{}`'s credentials ({}): authorization violation; check `cluster.credentials` in config.yaml",
@@ -183,11 +189,12 @@ fn connect_error(c: &ClusterConfig, e: &async_nats::ConnectError) -> String {
     }
 }
 
-/// The connection options: credentials, no echo of our own messages, pings at half `staleMs`
-/// (a hung server is noticed), reconnect backoff 100 ms doubling to 2 s, bounded client and
-/// subscription buffers.
+/// The connection options: credentials, TLS (`cluster.tls`, `tls://` URLs), no echo of our own
+/// messages, pings at half `staleMs` (a hung server is noticed), reconnect backoff 100 ms
+/// doubling to 2 s, bounded client and subscription buffers.
 async fn options(
     c: &ClusterConfig,
+    home: &Path,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<ConnectOptions, String> {
     let mut o = ConnectOptions::new()
@@ -221,7 +228,7 @@ async fn options(
             o = o.user_and_password(user.clone(), password.expose().to_string())
         }
     }
-    Ok(o)
+    super::tls::options(o, c, home)
 }
 
 /// A connection event; true when a hello heartbeat should go out (reconnected).

@@ -102,6 +102,18 @@ impl Link {
         self.connected.store(up, Ordering::Release);
     }
 
+    /// Whether the link is encrypted: the section requires TLS, or the server required it for
+    /// the current connection (a `nats://` URL to a TLS server is upgraded, as by every NATS
+    /// client).
+    pub fn is_tls(&self) -> bool {
+        self.config.requires_tls()
+            || (self.is_connected()
+                && self
+                    .client
+                    .get()
+                    .is_some_and(|c| c.server_info().tls_required))
+    }
+
     /// Outbound messages not sent, the queue's drops included.
     pub fn dropped_out(&self) -> u64 {
         self.counters.dropped_out.load(Ordering::Relaxed) + self.outbox.dropped()

@@ -10,7 +10,8 @@
 //! - [`connection`]: the task that connects (with backoff), subscribes, sends heartbeats and
 //!   sweeps silent peers; [`inbound`]: its subscriptions' tasks; [`writer`]: what waits in the
 //!   link's queue, sent in order; [`subjects`] and [`wire`]: what crosses.
-//! - [`status`]: the `cluster` block of `pons status --json`.
+//! - [`status`]: the `cluster` block of `pons status --json`; [`tls`]: the `cluster.tls` files,
+//!   the TLS options they give, failed handshakes explained.
 
 pub mod connection;
 pub mod directory;
@@ -18,6 +19,7 @@ pub mod inbound;
 pub mod link;
 pub mod status;
 pub mod subjects;
+pub mod tls;
 pub mod wire;
 pub mod writer;
 

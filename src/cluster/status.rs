@@ -16,6 +16,10 @@ pub struct ClusterStatus {
     pub connected: bool,
     /// The NATS server URL(s), comma-separated (no credentials: they are never part of it).
     pub url: String,
+    /// Whether the link is encrypted: TLS required by the section (`cluster.tls`, `tls://`), or
+    /// by the server for the current connection.
+    #[serde(default)]
+    pub tls: bool,
     pub peers: Vec<PeerStatus>,
     /// Why the last connection attempt failed or the connection was lost (never a secret).
     #[serde(default)]
@@ -54,6 +58,7 @@ pub fn report(a: &Attached) -> ClusterStatus {
         name: c.name.clone(),
         connected: link.is_connected(),
         url: c.urls.join(", "),
+        tls: link.is_tls(),
         peers: a
             .dir
             .peers
