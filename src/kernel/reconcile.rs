@@ -19,7 +19,7 @@ use pons_reconciler::{build_desired, plan, ActionKind, Desired, Plan, PlanOption
 use tokio::sync::{mpsc, oneshot};
 
 use super::router::{Entry, RouterEvent};
-use super::supervisor::{SupCmd, Supervisor};
+use super::supervisor::{SpawnTurn, SupCmd, Supervisor, Turn};
 use super::{Kernel, KernelEvent, StartOptions};
 use crate::watch::Trigger;
 
@@ -526,8 +526,12 @@ async fn apply_plan(
         }
     };
     sync_in_place(kernel, desired, plan);
+    let mut spawns = Spawns::default();
     for action in &plan.actions {
         let id = action.module.as_str();
+        if !matches!(action.action, ActionKind::Restart | ActionKind::Spawn) {
+            spawns.flush(&say).await;
+        }
         match action.action {
             ActionKind::Stop => {
                 let (tx, rx) = oneshot::channel();
@@ -562,12 +566,13 @@ async fn apply_plan(
                     done: Some(tx),
                 };
                 if kernel.tell(id, restart) {
+                    spawns.flush(&say).await;
                     let _ = rx.await;
                     say(format!("~ {id}: restarted ({})", action.reason));
                 } else {
-                    // One at a time, in plan order (providers first, then priority, then id).
-                    let _ = spawn_module(kernel, d).await;
-                    say(format!("+ {id}: spawned ({})", action.reason));
+                    // Processes start in plan order (providers first, then priority, then id);
+                    // each module's sandbox is built while the one before it starts.
+                    spawns.start(kernel, d, &action.reason, &say).await;
                 }
             }
             ActionKind::Config => {
@@ -595,14 +600,61 @@ async fn apply_plan(
             ActionKind::Blocked => {}
         }
     }
+    spawns.flush(&say).await;
 }
 
-/// Creates the router entry and the supervisor task of a module; the receiver yields once its
-/// first process was spawned (or failed to).
+/// The new modules of a pass being started in plan order (see [`SpawnTurn`]).
+#[derive(Default)]
+struct Spawns {
+    /// The last one's turn: the next one spawns after it.
+    last: Option<Arc<Turn>>,
+    /// Started, not yet said: id, reason, the turn given once it spawned.
+    pending: Vec<(String, String, Arc<Turn>)>,
+}
+
+impl Spawns {
+    /// Starts a module's supervisor; returns once its sandbox is prepared (or it gave up).
+    async fn start(
+        &mut self,
+        kernel: &Arc<Kernel>,
+        d: Arc<pons_reconciler::DesiredModule>,
+        reason: &str,
+        say: &impl Fn(String),
+    ) {
+        let done = Arc::new(Turn::default());
+        let prepared = Arc::new(Turn::default());
+        let turn = SpawnTurn {
+            after: self.last.replace(done.clone()),
+            prepared: prepared.clone(),
+            done: done.clone(),
+        };
+        self.pending.push((d.id.clone(), reason.to_string(), done));
+        spawn_module(kernel, d, turn);
+        prepared.notified().await;
+        // Those spawned meanwhile are said now, in order.
+        let spawned = self.pending.iter().take_while(|p| p.2.is_given()).count();
+        for (id, reason, _) in self.pending.drain(..spawned) {
+            say(format!("+ {id}: spawned ({reason})"));
+        }
+    }
+
+    /// Waits until every module started so far spawned (or failed to), saying each in order.
+    async fn flush(&mut self, say: &impl Fn(String)) {
+        for (id, reason, done) in self.pending.drain(..) {
+            done.notified().await;
+            say(format!("+ {id}: spawned ({reason})"));
+        }
+        self.last = None;
+    }
+}
+
+/// Creates the router entry and the supervisor task of a module, which spawns its first process
+/// in its `turn`.
 pub fn spawn_module(
     kernel: &Arc<Kernel>,
     desired: Arc<pons_reconciler::DesiredModule>,
-) -> oneshot::Receiver<()> {
+    turn: SpawnTurn,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     {
         let mut core = kernel.core.lock();
@@ -610,10 +662,8 @@ pub fn spawn_module(
         core.departed.remove(&id);
         core.modules.insert(id, Entry::new(desired.clone(), tx));
     }
-    let (spawned_tx, spawned_rx) = oneshot::channel();
-    let sup = Supervisor::new(kernel.clone(), desired, rx, spawned_tx);
+    let sup = Supervisor::new(kernel.clone(), desired, rx, turn);
     tokio::spawn(sup.run());
-    spawned_rx
 }
 
 /// Forwards router requests: failures to the supervisors, kernel calls to their handler.

@@ -60,14 +60,63 @@ const RESET_AFTER: Duration = Duration::from_secs(60);
 /// Between SIGTERM to the process group and SIGKILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(2);
 
+/// A module's place in its pass's spawn order: its first process is spawned after the previous
+/// module's (`after`), and the next module's — and the pass — learn that it was spawned (or could
+/// not be) when this value is dropped (`done`). What a spawn can do ahead (the Landlock ruleset,
+/// the program's support) is done before waiting, and the pass starts the next module once this
+/// one has done it (`prepared`): the next sandbox is built while this process forks, one module
+/// ahead (not all at once, which would delay the first modules' start), and the processes still
+/// start in plan order.
+#[derive(Debug, Default)]
+pub struct SpawnTurn {
+    pub after: Option<Arc<Turn>>,
+    pub prepared: Arc<Turn>,
+    pub done: Arc<Turn>,
+}
+
+impl Drop for SpawnTurn {
+    fn drop(&mut self) {
+        self.prepared.give();
+        self.done.give();
+    }
+}
+
+/// A one-time signal that any number of tasks may wait for.
+#[derive(Debug, Default)]
+pub struct Turn {
+    given: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Turn {
+    pub fn give(&self) {
+        self.given.store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_given(&self) -> bool {
+        self.given.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub async fn notified(&self) {
+        loop {
+            let wait = self.notify.notified();
+            if self.given.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            wait.await;
+        }
+    }
+}
+
 pub struct Supervisor {
     kernel: Arc<Kernel>,
     id: Arc<str>,
     desired: Arc<DesiredModule>,
     rx: mpsc::UnboundedReceiver<SupCmd>,
     gen: u64,
-    /// Told once the first process was spawned (or failed to): passes spawn in plan order.
-    first_spawn: Option<oneshot::Sender<()>>,
+    /// The place of the first spawn in its pass's order (see [`SpawnTurn`]).
+    turn: Option<SpawnTurn>,
     /// The read paths an import-failure hint was last logged for ([`hints::StderrHint`]).
     import_hint: Arc<parking_lot::Mutex<Option<Vec<std::path::PathBuf>>>>,
 }
@@ -77,7 +126,7 @@ impl Supervisor {
         kernel: Arc<Kernel>,
         desired: Arc<DesiredModule>,
         rx: mpsc::UnboundedReceiver<SupCmd>,
-        first_spawn: oneshot::Sender<()>,
+        turn: SpawnTurn,
     ) -> Supervisor {
         Supervisor {
             kernel,
@@ -85,7 +134,7 @@ impl Supervisor {
             desired,
             rx,
             gen: 0,
-            first_spawn: Some(first_spawn),
+            turn: Some(turn),
             import_hint: Arc::default(),
         }
     }
@@ -243,20 +292,35 @@ impl Supervisor {
         let lc = self.kernel.lifecycle();
         let desired = self.current_desired();
         self.desired = desired.clone();
+        // Dropped (the next module's turn) once this one spawned, failed to, or returned early.
+        let turn = self.turn.take();
+        let after = turn.as_ref().and_then(|t| t.after.clone());
         if let Some(prep) = &desired.spawn.prepare {
+            // Runtime preparations (which may write the home's files) run one at a time.
+            if let Some(after) = &after {
+                after.notified().await;
+            }
             if let Some(ended) = self.prepare(prep, &lc).await {
                 return ended;
             }
         }
         let tag = crate::sandbox::tag::next();
+        let mut command = crate::sandbox::command(&desired.spawn, tag);
+        let prepared = command.prepare();
+        if let Some(t) = &turn {
+            t.prepared.give();
+        }
+        if let Some(after) = &after {
+            after.notified().await;
+        }
         // Every descendant starts after this instant.
         let floor = crate::sandbox::tag::ticks_now();
-        let spawned = crate::sandbox::command(&desired.spawn, tag).spawn();
-        let first_spawn = self.first_spawn.take();
+        let spawned = command.spawn_prepared(prepared);
+        // The next module of the pass may start now (it waited for this one, spawned or not).
+        drop(turn);
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                drop(first_spawn);
                 tracing::error!(moduleId = %self.id, program = %desired.spawn.program.display(), error = %e, "module.spawn failed");
                 self.set_failure(&format!(
                     "cannot start {}: {e}",
@@ -277,9 +341,6 @@ impl Supervisor {
         }
         let sandbox = crate::sandbox::support();
         tracing::info!(moduleId = %self.id, pid = pid, runtime = %desired.spawn.runtime, sandbox = sandbox.state.as_str(), abi = sandbox.landlock_abi, "module.spawn");
-        if let Some(tx) = first_spawn {
-            let _ = tx.send(());
-        }
         let spawned = Instant::now();
 
         let outbox = Outbox::new();

@@ -3,8 +3,9 @@
 //! pid, piped streams, exit, kill) and [`Spawned`] (the same without a runtime, for tests and
 //! tools).
 //!
-//! A `ModuleCommand` prepares everything when it spawns ([`Prepared`]) and drops it right after, so
-//! the module's Landlock ruleset descriptor lives only for the spawn. The exit of a
+//! A `ModuleCommand` prepares everything when it spawns ([`Prepared`], or ahead with
+//! [`ModuleCommand::prepare`]) and drops it right after, so the module's Landlock ruleset
+//! descriptor lives only until the spawn. The exit of a
 //! `ModuleChild` is awaited on its pidfd (Linux ≥ 5.2), else on `SIGCHLD`; the kernel reaps only
 //! its own module processes, by pid.
 
@@ -77,6 +78,20 @@ impl ModuleCommand {
     pub fn spawn(&mut self) -> io::Result<ModuleChild> {
         let spawned = self.spawn_raw()?;
         ModuleChild::new(spawned, self.kill_on_drop)
+    }
+
+    /// What [`ModuleCommand::spawn_prepared`] needs, computed ahead (the Landlock ruleset, the
+    /// program's support, the strings): a spawn that must wait for its turn does this part
+    /// first, while the spawns before it run.
+    pub fn prepare(&self) -> Prepared {
+        Prepared::new(&self.spec)
+    }
+
+    /// [`ModuleCommand::spawn`] with what [`ModuleCommand::prepare`] computed.
+    pub fn spawn_prepared(&mut self, prepared: Prepared) -> io::Result<ModuleChild> {
+        let raw = vfork::spawn(&prepared, self.stdio)?;
+        drop(prepared);
+        ModuleChild::new(Spawned { raw, status: None }, self.kill_on_drop)
     }
 
     /// Starts the process, reads its output to the end and waits for it (no runtime needed).
