@@ -1,7 +1,9 @@
 //! The link's subscriptions, each a task: heartbeats (the directory), answers to this node's
 //! RPCs, messages of imported topics, requests to exported services. Each takes the messages
-//! already waiting (at most [`BATCH`]) under one hold of the router lock, then waits — bounded —
-//! for local outboxes those made congested, as a module's stdout reader does.
+//! already waiting (at most [`BATCH`]) under one hold of the router lock inside a [`Batch`] (what
+//! they queue for local modules is written straight to their stdin when the batch ends, from
+//! this task: no wake-up of each module's writer task), then waits — bounded — for local
+//! outboxes those made congested, as a module's stdout reader does.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use super::connection::peer_event;
 use super::link::Link;
 use super::subjects;
 use super::wire::{self, Heartbeat, RemoteService};
-use crate::kernel::outbox::Outbox;
+use crate::kernel::outbox::{Batch, Outbox};
 use crate::kernel::Kernel;
 
 /// Messages routed per hold of the router lock.
@@ -107,6 +109,8 @@ pub(super) async fn answers(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subsc
     let mut congested = Vec::new();
     while batch(&mut sub, &mut msgs).await {
         {
+            // Written to the modules when it ends, after the router lock is released.
+            let batch = Batch::open();
             let mut core = kernel.core.lock();
             for msg in msgs.drain(..) {
                 let Some(kid) = link.kid_of(msg.subject.as_str()) else {
@@ -128,6 +132,8 @@ pub(super) async fn answers(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subsc
                     }
                 }
             }
+            drop(core);
+            drop(batch);
         }
         wait_congested(&kernel, &mut congested).await;
     }
@@ -145,6 +151,8 @@ pub(super) async fn topics(
     let mut congested = Vec::new();
     while batch(&mut sub, &mut msgs).await {
         {
+            // Written to the modules when it ends, after the router lock is released.
+            let batch = Batch::open();
             let mut core = kernel.core.lock();
             for msg in msgs.drain(..) {
                 let origin = msg.headers.as_ref().and_then(|h| h.get(subjects::ORIGIN));
@@ -165,6 +173,8 @@ pub(super) async fn topics(
                 link.counters.received.fetch_add(1, Ordering::Relaxed);
                 core.remote_deliver(topic, payload, &mut congested);
             }
+            drop(core);
+            drop(batch);
         }
         wait_congested(&kernel, &mut congested).await;
     }
@@ -181,9 +191,11 @@ pub(super) async fn requests(
     let mut congested = Vec::new();
     while batch(&mut sub, &mut msgs).await {
         {
+            // Written to the modules when it ends, after the router lock is released.
+            let batch = Batch::open();
             let mut core = kernel.core.lock();
             for msg in msgs.drain(..) {
-                let Some(reply) = msg.reply.as_ref().map(|r| r.to_string()) else {
+                let Some(reply) = msg.reply else {
                     continue;
                 };
                 link.counters.received.fetch_add(1, Ordering::Relaxed);
@@ -201,6 +213,8 @@ pub(super) async fn requests(
                     }
                 }
             }
+            drop(core);
+            drop(batch);
         }
         wait_congested(&kernel, &mut congested).await;
     }

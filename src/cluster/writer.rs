@@ -45,12 +45,7 @@ pub(super) async fn run(client: Client, link: Arc<Link>) {
                 Kind::Request => {
                     tokio::time::timeout(
                         max,
-                        client.publish_with_reply_and_headers(
-                            subject,
-                            r.reply.to_string(),
-                            origin.clone(),
-                            body,
-                        ),
+                        client.publish_with_reply(subject, r.reply.to_string(), body),
                     )
                     .await
                 }
