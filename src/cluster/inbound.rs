@@ -155,8 +155,7 @@ pub(super) async fn topics(
             let batch = Batch::open();
             let mut core = kernel.core.lock();
             for msg in msgs.drain(..) {
-                let origin = msg.headers.as_ref().and_then(|h| h.get(subjects::ORIGIN));
-                if origin.is_some_and(|o| o.as_str() == link.config.node) {
+                if from_this_node(&msg, &link.config.node) {
                     continue;
                 }
                 let Some(topic) = msg.subject.as_str().strip_prefix(prefix.as_str()) else {
@@ -178,6 +177,17 @@ pub(super) async fn topics(
         }
         wait_congested(&kernel, &mut congested).await;
     }
+}
+
+/// Whether a topic message names `node` as its origin. The headers are looked through rather
+/// than looked up: a lookup makes a header name (an allocation) and hashes it, per message.
+fn from_this_node(msg: &Message, node: &str) -> bool {
+    msg.headers.as_ref().is_some_and(|h| {
+        h.iter().any(|(name, values)| {
+            AsRef::<str>::as_ref(name) == subjects::ORIGIN
+                && values.first().is_some_and(|v| v.as_str() == node)
+        })
+    })
 }
 
 /// Requests to an exported service, forwarded to the local provider.

@@ -77,14 +77,15 @@ pub struct Link {
 /// as shared [`Bytes`] (a reference count, no allocation of its own; the buffer is reused once
 /// every message split off it is gone). A message larger than [`Arena::LARGE`] gets a buffer of
 /// its own, so the arena stays small.
-struct Arena(BytesMut);
+#[derive(Default)]
+pub(super) struct Arena(BytesMut);
 
 impl Arena {
     const BLOCK: usize = 16 << 10;
     const LARGE: usize = 4 << 10;
 
     /// `write`'s output (about `hint` bytes) as shared bytes.
-    fn carve(&mut self, hint: usize, write: impl FnOnce(&mut BytesMut)) -> Bytes {
+    pub(super) fn carve(&mut self, hint: usize, write: impl FnOnce(&mut BytesMut)) -> Bytes {
         if hint > Self::LARGE {
             let mut own = BytesMut::with_capacity(hint);
             write(&mut own);
@@ -99,7 +100,7 @@ impl Arena {
 }
 
 /// `bytes` as a subject (written from `str`s, so always UTF-8).
-fn to_subject(bytes: Bytes) -> Subject {
+pub(super) fn to_subject(bytes: Bytes) -> Subject {
     Subject::from_utf8(bytes).unwrap_or_else(|_| Subject::from_static(""))
 }
 
@@ -130,7 +131,7 @@ impl Link {
         Arc::new(Link {
             service_subjects,
             topic_prefix: subjects::topic_prefix(&config.name),
-            arena: parking_lot::Mutex::new(Arena(BytesMut::new())),
+            arena: Default::default(),
             export_topics: PatternSet::new(config.export.topics.iter()),
             import_topics: config
                 .import
