@@ -229,3 +229,37 @@ pub(super) async fn requests(
         wait_congested(&kernel, &mut congested).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(headers: Option<async_nats::HeaderMap>) -> Message {
+        Message {
+            subject: "p.topic.t".into(),
+            reply: None,
+            payload: bytes::Bytes::from_static(b"1"),
+            headers,
+            status: None,
+            description: None,
+            length: 1,
+        }
+    }
+
+    #[test]
+    fn the_origin_header_names_the_sending_node() {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Other", "a");
+        h.insert(subjects::ORIGIN, "a");
+        let m = message(Some(h));
+        assert!(from_this_node(&m, "a"));
+        assert!(!from_this_node(&m, "b"));
+        assert!(!from_this_node(&message(None), "a"));
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("pons-node", "a");
+        assert!(
+            !from_this_node(&message(Some(h)), "a"),
+            "names are exact, as a lookup"
+        );
+    }
+}

@@ -430,4 +430,51 @@ mod tests {
         assert_eq!(l.kid_of(&format!("{}.42", l.inbox)), Some(42));
         assert_eq!(l.kid_of("_INBOX.other.42"), None);
     }
+
+    #[test]
+    fn a_request_waiting_for_the_writer_names_its_caller_in_the_body() {
+        let l = link("cluster: {url: nats://x, name: p, node: b, import: {services: [e]}}\n");
+        let mut congested = Vec::new();
+        let p = RawValue::from_string("{\"a\":1}".into()).unwrap();
+        for (kid, service) in [(7, "e"), (8, "other")] {
+            assert!(l.request(kid, (service, "get", "cons"), Some(&p), &mut congested));
+        }
+        let mut batch = Vec::new();
+        l.outbox.swap_queued(&mut batch);
+        let recs: Vec<_> = wire::records(&batch).collect();
+        assert_eq!(recs.len(), 2, "not connected: queued for the writer");
+        assert_eq!(recs[0].kind, Kind::Request);
+        assert_eq!(recs[0].subject, "p.svc.e");
+        assert_eq!(recs[0].reply, format!("{}.7", l.inbox));
+        assert_eq!(recs[0].body, br#"{"m":"get","f":"cons@b","p":{"a":1}}"#);
+        assert_eq!(recs[1].subject, "p.svc.other");
+        assert_eq!(l.kid_of(recs[1].reply), Some(8));
+    }
+
+    #[test]
+    fn the_arena_hands_out_independent_shared_bytes() {
+        let mut a = Arena::default();
+        let one = a.carve(3, |b| b.extend_from_slice(b"one"));
+        let two = a.carve(3, |b| b.extend_from_slice(b"two"));
+        assert_eq!((&one[..], &two[..]), (&b"one"[..], &b"two"[..]));
+        // Many more than a block holds: every message keeps its bytes.
+        let all: Vec<Bytes> = (0..2_000)
+            .map(|i| a.carve(8, |b| b.extend_from_slice(format!("m{i:06}").as_bytes())))
+            .collect();
+        assert!(all
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m[..] == *format!("m{i:06}").as_bytes()));
+        assert_eq!(&one[..], b"one");
+        // A large message gets a buffer of its own; the arena stays small.
+        let big = a.carve(Arena::LARGE + 1, |b| {
+            b.extend_from_slice(&[b'x'; Arena::LARGE + 1])
+        });
+        assert_eq!(big.len(), Arena::LARGE + 1);
+        assert!(a.0.capacity() <= Arena::BLOCK + Arena::LARGE);
+        assert_eq!(
+            to_subject(a.carve(3, |b| b.extend_from_slice(b"a.b"))).as_str(),
+            "a.b"
+        );
+    }
 }
