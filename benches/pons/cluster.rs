@@ -238,6 +238,16 @@ async fn direct_rpc(url: &str, n: u64) -> Value {
         "{{\"m\":\"echo\",\"f\":\"client@b\",\"p\":{{\"pad\":\"{}\"}}}}",
         "x".repeat(PAD)
     ));
+    // async-nats' flush only writes the responder's SUB: the server may not know it yet when
+    // the first request comes (`no responders` on a busy machine). Wait until one is answered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = requester
+        .request("direct.svc.bench".to_string(), body.clone())
+        .await
+    {
+        assert!(Instant::now() < deadline, "no responder after 10 s: {e}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let warm = (n / 10).clamp(10, 1000);
     let mut us = Vec::with_capacity(n as usize);
     for i in 0..warm + n {

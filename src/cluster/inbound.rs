@@ -1,7 +1,9 @@
 //! The link's subscriptions, each a task: heartbeats (the directory), answers to this node's
 //! RPCs, messages of imported topics, requests to exported services. Each takes the messages
-//! already waiting (at most [`BATCH`]) under one hold of the router lock, then waits — bounded —
-//! for local outboxes those made congested, as a module's stdout reader does.
+//! already waiting (at most [`BATCH`]) under one hold of the router lock inside a [`Batch`] (what
+//! they queue for local modules is written straight to their stdin when the batch ends, from
+//! this task: no wake-up of each module's writer task), then waits — bounded — for local
+//! outboxes those made congested, as a module's stdout reader does.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use super::connection::peer_event;
 use super::link::Link;
 use super::subjects;
 use super::wire::{self, Heartbeat, RemoteService};
-use crate::kernel::outbox::Outbox;
+use crate::kernel::outbox::{Batch, Outbox};
 use crate::kernel::Kernel;
 
 /// Messages routed per hold of the router lock.
@@ -107,6 +109,8 @@ pub(super) async fn answers(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subsc
     let mut congested = Vec::new();
     while batch(&mut sub, &mut msgs).await {
         {
+            // Written to the modules when it ends, after the router lock is released.
+            let batch = Batch::open();
             let mut core = kernel.core.lock();
             for msg in msgs.drain(..) {
                 let Some(kid) = link.kid_of(msg.subject.as_str()) else {
@@ -128,6 +132,8 @@ pub(super) async fn answers(kernel: Arc<Kernel>, link: Arc<Link>, mut sub: Subsc
                     }
                 }
             }
+            drop(core);
+            drop(batch);
         }
         wait_congested(&kernel, &mut congested).await;
     }
@@ -145,10 +151,11 @@ pub(super) async fn topics(
     let mut congested = Vec::new();
     while batch(&mut sub, &mut msgs).await {
         {
+            // Written to the modules when it ends, after the router lock is released.
+            let batch = Batch::open();
             let mut core = kernel.core.lock();
             for msg in msgs.drain(..) {
-                let origin = msg.headers.as_ref().and_then(|h| h.get(subjects::ORIGIN));
-                if origin.is_some_and(|o| o.as_str() == link.config.node) {
+                if from_this_node(&msg, &link.config.node) {
                     continue;
                 }
                 let Some(topic) = msg.subject.as_str().strip_prefix(prefix.as_str()) else {
@@ -165,9 +172,22 @@ pub(super) async fn topics(
                 link.counters.received.fetch_add(1, Ordering::Relaxed);
                 core.remote_deliver(topic, payload, &mut congested);
             }
+            drop(core);
+            drop(batch);
         }
         wait_congested(&kernel, &mut congested).await;
     }
+}
+
+/// Whether a topic message names `node` as its origin. The headers are looked through rather
+/// than looked up: a lookup makes a header name (an allocation) and hashes it, per message.
+fn from_this_node(msg: &Message, node: &str) -> bool {
+    msg.headers.as_ref().is_some_and(|h| {
+        h.iter().any(|(name, values)| {
+            AsRef::<str>::as_ref(name) == subjects::ORIGIN
+                && values.first().is_some_and(|v| v.as_str() == node)
+        })
+    })
 }
 
 /// Requests to an exported service, forwarded to the local provider.
@@ -181,9 +201,11 @@ pub(super) async fn requests(
     let mut congested = Vec::new();
     while batch(&mut sub, &mut msgs).await {
         {
+            // Written to the modules when it ends, after the router lock is released.
+            let batch = Batch::open();
             let mut core = kernel.core.lock();
             for msg in msgs.drain(..) {
-                let Some(reply) = msg.reply.as_ref().map(|r| r.to_string()) else {
+                let Some(reply) = msg.reply else {
                     continue;
                 };
                 link.counters.received.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +223,43 @@ pub(super) async fn requests(
                     }
                 }
             }
+            drop(core);
+            drop(batch);
         }
         wait_congested(&kernel, &mut congested).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(headers: Option<async_nats::HeaderMap>) -> Message {
+        Message {
+            subject: "p.topic.t".into(),
+            reply: None,
+            payload: bytes::Bytes::from_static(b"1"),
+            headers,
+            status: None,
+            description: None,
+            length: 1,
+        }
+    }
+
+    #[test]
+    fn the_origin_header_names_the_sending_node() {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Other", "a");
+        h.insert(subjects::ORIGIN, "a");
+        let m = message(Some(h));
+        assert!(from_this_node(&m, "a"));
+        assert!(!from_this_node(&m, "b"));
+        assert!(!from_this_node(&message(None), "a"));
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("pons-node", "a");
+        assert!(
+            !from_this_node(&message(Some(h)), "a"),
+            "names are exact, as a lookup"
+        );
     }
 }

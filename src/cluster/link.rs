@@ -1,13 +1,20 @@
 //! [`Link`]: the side of the cluster connection the router sees, called under the router lock
-//! and never waiting. Outbound messages go to the link's queue (an
-//! [`Outbox`], so a publisher whose messages NATS does not take fast enough is held back like
-//! one whose subscriber is slow, and the queue is capped); the connection task's writer sends
-//! them. While the connection is down exported topic messages are dropped (and counted), not
-//! buffered: cross-node delivery is at-most-once.
+//! and never waiting. Outbound messages go straight to the NATS client when it takes them at
+//! once, else to the link's queue (an [`Outbox`], so a publisher whose messages NATS does not
+//! take fast enough is held back like one whose subscriber is slow, and the queue is capped);
+//! the connection task's writer sends them. While the connection is down exported topic
+//! messages are dropped (and counted), not buffered: cross-node delivery is at-most-once.
+//!
+//! A message costs no allocation of its own on the way out: its body and its subject are
+//! written into the link's [`Arena`] and handed to async-nats as shared [`Bytes`] (which it
+//! clones by reference count), and the subjects of imported services are built once.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use async_nats::Subject;
+use bytes::{Bytes, BytesMut};
 use pons_reconciler::cluster::ClusterConfig;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
@@ -56,8 +63,45 @@ pub struct Link {
     /// `lifecycle.maxPendingRpcs`, like a local caller's).
     in_flight: std::sync::atomic::AtomicUsize,
     client: std::sync::OnceLock<async_nats::Client>,
-    /// `Pons-Node: <node>`.
+    /// `Pons-Node: <node>` (topic messages only).
     origin: async_nats::HeaderMap,
+    /// `<name>.svc.<service>` of each imported service, in the (sorted) order of
+    /// `config.import.services`.
+    service_subjects: Vec<Subject>,
+    /// `<name>.topic.`
+    topic_prefix: String,
+    arena: parking_lot::Mutex<Arena>,
+}
+
+/// Where outbound bodies and subjects are written: one buffer that each message is split off
+/// as shared [`Bytes`] (a reference count, no allocation of its own; the buffer is reused once
+/// every message split off it is gone). A message larger than [`Arena::LARGE`] gets a buffer of
+/// its own, so the arena stays small.
+#[derive(Default)]
+pub(super) struct Arena(BytesMut);
+
+impl Arena {
+    const BLOCK: usize = 16 << 10;
+    const LARGE: usize = 4 << 10;
+
+    /// `write`'s output (about `hint` bytes) as shared bytes.
+    pub(super) fn carve(&mut self, hint: usize, write: impl FnOnce(&mut BytesMut)) -> Bytes {
+        if hint > Self::LARGE {
+            let mut own = BytesMut::with_capacity(hint);
+            write(&mut own);
+            return own.freeze();
+        }
+        if self.0.capacity() < hint + 64 {
+            self.0.reserve(Self::BLOCK);
+        }
+        write(&mut self.0);
+        self.0.split().freeze()
+    }
+}
+
+/// `bytes` as a subject (written from `str`s, so always UTF-8).
+pub(super) fn to_subject(bytes: Bytes) -> Subject {
+    Subject::from_utf8(bytes).unwrap_or_else(|_| Subject::from_static(""))
 }
 
 impl std::fmt::Debug for Link {
@@ -73,7 +117,21 @@ impl Link {
     pub fn new(config: ClusterConfig) -> Arc<Link> {
         let mut origin = async_nats::HeaderMap::new();
         origin.insert(subjects::ORIGIN, config.node.as_str());
+        let service_subjects = config
+            .import
+            .services
+            .iter()
+            .map(|s| {
+                let s = Subject::from(subjects::service(&config.name, s));
+                // Made shared now: every later clone is a reference count.
+                drop(s.clone());
+                s
+            })
+            .collect();
         Arc::new(Link {
+            service_subjects,
+            topic_prefix: subjects::topic_prefix(&config.name),
+            arena: Default::default(),
             export_topics: PatternSet::new(config.export.topics.iter()),
             import_topics: config
                 .import
@@ -141,14 +199,15 @@ impl Link {
     /// Sends one message: straight to the NATS client when nothing waits in the queue and the
     /// client takes it at once (its channel has room), else queued for the writer (order is
     /// kept: nothing overtakes a queued message). Wakes the writer when the queue was empty.
-    fn push(&self, kind: Kind, subject: &str, reply: &str, body: &[u8]) -> bool {
+    fn push(&self, kind: Kind, subject: &Subject, reply: Option<&Subject>, body: Bytes) -> bool {
         let was_empty = self.outbox.queued() == 0;
-        if was_empty && self.send_now(kind, subject, reply, body) {
+        if was_empty && self.send_now(kind, subject, reply, &body) {
             return true;
         }
+        let reply = reply.map_or("", |r| r.as_str());
         let ok = self
             .outbox
-            .push_with(|b| wire::push_record(b, kind, subject, reply, body));
+            .push_with(|b| wire::push_record(b, kind, subject.as_str(), reply, &body));
         if ok && was_empty {
             self.wake.notify_one();
         }
@@ -156,27 +215,30 @@ impl Link {
     }
 
     /// Hands one message to the NATS client if it takes it without waiting. True when the
-    /// message is dealt with (sent, or refused by the client and counted as dropped).
-    fn send_now(&self, kind: Kind, subject: &str, reply: &str, body: &[u8]) -> bool {
+    /// message is dealt with (sent, or refused by the client and counted as dropped). Requests
+    /// and answers carry no header: the request names its caller's node in its body.
+    fn send_now(
+        &self,
+        kind: Kind,
+        subject: &Subject,
+        reply: Option<&Subject>,
+        body: &Bytes,
+    ) -> bool {
         use futures_util::FutureExt;
         let Some(client) = self.client.get().filter(|_| self.is_connected()) else {
             return false;
         };
-        let body = bytes::Bytes::copy_from_slice(body);
-        let subject = subject.to_string();
-        let done = match kind {
-            Kind::Publish => client
+        let (subject, body) = (subject.clone(), body.clone());
+        let done = match (kind, reply) {
+            (Kind::Publish, _) => client
                 .publish_with_headers(subject, self.origin.clone(), body)
                 .now_or_never(),
-            Kind::Request => client
-                .publish_with_reply_and_headers(
-                    subject,
-                    reply.to_string(),
-                    self.origin.clone(),
-                    body,
-                )
+            (Kind::Request, Some(reply)) => client
+                .publish_with_reply(subject, reply.clone(), body)
                 .now_or_never(),
-            Kind::Reply => client.publish(subject, body).now_or_never(),
+            (Kind::Request, None) | (Kind::Reply, _) => {
+                client.publish(subject, body).now_or_never()
+            }
         };
         match done {
             Some(Ok(())) => {
@@ -217,15 +279,23 @@ impl Link {
         if !self.export_topics.matches(topic) {
             return;
         }
-        let subject = match subjects::topic(&self.config.name, topic) {
-            Some(s) if self.is_connected() => s,
-            _ => {
-                self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
+        if !self.is_connected() || !subjects::topic_safe(topic) {
+            self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let body = payload.map_or(&[][..], |p| p.get().as_bytes());
-        self.push(Kind::Publish, &subject, "", body);
+        let (subject, body) = {
+            let mut arena = self.arena.lock();
+            let subject = arena.carve(self.topic_prefix.len() + topic.len(), |b| {
+                b.extend_from_slice(self.topic_prefix.as_bytes());
+                b.extend_from_slice(topic.as_bytes());
+            });
+            (
+                subject,
+                arena.carve(body.len(), |b| b.extend_from_slice(body)),
+            )
+        };
+        self.push(Kind::Publish, &to_subject(subject), None, body);
         self.note_congested(congested);
     }
 
@@ -238,11 +308,27 @@ impl Link {
         params: Option<&RawValue>,
         congested: &mut Vec<Arc<Outbox>>,
     ) -> bool {
-        let subject = subjects::service(&self.config.name, service);
-        let reply = format!("{}.{kid}", self.inbox);
-        let from = format!("{from}@{}", self.config.node);
-        let body = wire::request_body(method, &from, params);
-        let ok = self.push(Kind::Request, &subject, &reply, &body);
+        let subject = match self
+            .config
+            .import
+            .services
+            .binary_search_by(|s| s.as_str().cmp(service))
+        {
+            Ok(i) => self.service_subjects[i].clone(),
+            Err(_) => Subject::from(subjects::service(&self.config.name, service)),
+        };
+        let (reply, body) = {
+            let mut arena = self.arena.lock();
+            let reply = arena.carve(self.inbox.len() + 21, |b| {
+                let _ = write!(b, "{}.{kid}", self.inbox);
+            });
+            let hint = 32 + method.len() + from.len() + params.map_or(0, |p| p.get().len());
+            let body = arena.carve(hint, |b| {
+                wire::request_body(b, method, (from, &self.config.node), params)
+            });
+            (reply, body)
+        };
+        let ok = self.push(Kind::Request, &subject, Some(&to_subject(reply)), body);
         self.note_congested(congested);
         ok
     }
@@ -258,14 +344,14 @@ impl Link {
     }
 
     /// The answer to a request counted by [`Link::started`].
-    pub fn answer(&self, reply: &str, result: Option<&RawValue>, error: Option<&RawValue>) {
+    pub fn answer(&self, reply: &Subject, result: Option<&RawValue>, error: Option<&RawValue>) {
         self.finished();
         self.reply(reply, result, error);
     }
 
     /// A kernel-made error answer (`timeout`, the provider stopped) to a request counted by
     /// [`Link::started`].
-    pub fn answer_error(&self, reply: &str, error: &str) {
+    pub fn answer_error(&self, reply: &Subject, error: &str) {
         self.finished();
         self.reply_error(reply, error);
     }
@@ -277,15 +363,24 @@ impl Link {
     }
 
     /// The answer to a remote caller.
-    pub fn reply(&self, reply: &str, result: Option<&RawValue>, error: Option<&RawValue>) {
-        if !self.push(Kind::Reply, reply, "", &wire::reply_body(result, error)) {
+    pub fn reply(&self, reply: &Subject, result: Option<&RawValue>, error: Option<&RawValue>) {
+        let hint = 24 + result.map_or(0, |r| r.get().len()) + error.map_or(0, |e| e.get().len());
+        let body = self
+            .arena
+            .lock()
+            .carve(hint, |b| wire::reply_body(b, result, error));
+        if !self.push(Kind::Reply, reply, None, body) {
             self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// A kernel-made error answer to a remote caller (`timeout`, `service_not_found`, …).
-    pub fn reply_error(&self, reply: &str, error: &str) {
-        if !self.push(Kind::Reply, reply, "", &wire::error_body(error)) {
+    pub fn reply_error(&self, reply: &Subject, error: &str) {
+        let body = self
+            .arena
+            .lock()
+            .carve(16 + error.len(), |b| wire::error_body(b, error));
+        if !self.push(Kind::Reply, reply, None, body) {
             self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -334,5 +429,52 @@ mod tests {
         assert_eq!(l.import_index("z"), None);
         assert_eq!(l.kid_of(&format!("{}.42", l.inbox)), Some(42));
         assert_eq!(l.kid_of("_INBOX.other.42"), None);
+    }
+
+    #[test]
+    fn a_request_waiting_for_the_writer_names_its_caller_in_the_body() {
+        let l = link("cluster: {url: nats://x, name: p, node: b, import: {services: [e]}}\n");
+        let mut congested = Vec::new();
+        let p = RawValue::from_string("{\"a\":1}".into()).unwrap();
+        for (kid, service) in [(7, "e"), (8, "other")] {
+            assert!(l.request(kid, (service, "get", "cons"), Some(&p), &mut congested));
+        }
+        let mut batch = Vec::new();
+        l.outbox.swap_queued(&mut batch);
+        let recs: Vec<_> = wire::records(&batch).collect();
+        assert_eq!(recs.len(), 2, "not connected: queued for the writer");
+        assert_eq!(recs[0].kind, Kind::Request);
+        assert_eq!(recs[0].subject, "p.svc.e");
+        assert_eq!(recs[0].reply, format!("{}.7", l.inbox));
+        assert_eq!(recs[0].body, br#"{"m":"get","f":"cons@b","p":{"a":1}}"#);
+        assert_eq!(recs[1].subject, "p.svc.other");
+        assert_eq!(l.kid_of(recs[1].reply), Some(8));
+    }
+
+    #[test]
+    fn the_arena_hands_out_independent_shared_bytes() {
+        let mut a = Arena::default();
+        let one = a.carve(3, |b| b.extend_from_slice(b"one"));
+        let two = a.carve(3, |b| b.extend_from_slice(b"two"));
+        assert_eq!((&one[..], &two[..]), (&b"one"[..], &b"two"[..]));
+        // Many more than a block holds: every message keeps its bytes.
+        let all: Vec<Bytes> = (0..2_000)
+            .map(|i| a.carve(8, |b| b.extend_from_slice(format!("m{i:06}").as_bytes())))
+            .collect();
+        assert!(all
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m[..] == *format!("m{i:06}").as_bytes()));
+        assert_eq!(&one[..], b"one");
+        // A large message gets a buffer of its own; the arena stays small.
+        let big = a.carve(Arena::LARGE + 1, |b| {
+            b.extend_from_slice(&[b'x'; Arena::LARGE + 1])
+        });
+        assert_eq!(big.len(), Arena::LARGE + 1);
+        assert!(a.0.capacity() <= Arena::BLOCK + Arena::LARGE);
+        assert_eq!(
+            to_subject(a.carve(3, |b| b.extend_from_slice(b"a.b"))).as_str(),
+            "a.b"
+        );
     }
 }

@@ -27,7 +27,12 @@ pub fn topic_prefix(name: &str) -> String {
 /// The subject a topic travels on, or `None` when the topic cannot be a subject (spaces, empty
 /// segments, `*` / `>` segments): such messages stay local (counted as dropped).
 pub fn topic(name: &str, topic: &str) -> Option<String> {
-    subject_safe(topic).then(|| format!("{name}.topic.{topic}"))
+    topic_safe(topic).then(|| format!("{name}.topic.{topic}"))
+}
+
+/// Whether `topic` can travel as (the end of) a subject; see [`topic`].
+pub fn topic_safe(topic: &str) -> bool {
+    subject_safe(topic)
 }
 
 /// The subscription subject of an import pattern: an exact topic, a prefix ending in `.`

@@ -8,6 +8,9 @@
 //! - The link's queue (an [`crate::kernel::outbox::Outbox`], for the same back-pressure and caps
 //!   as a module's) holds records `kind u8 · subject · reply · body`, each length-prefixed.
 
+use std::borrow::Cow;
+
+use bytes::BufMut;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -71,55 +74,59 @@ pub fn records(mut b: &[u8]) -> impl Iterator<Item = Record<'_>> {
     })
 }
 
-/// The body of an RPC request to another node.
-pub fn request_body(method: &str, from: &str, params: Option<&RawValue>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + method.len() + params.map_or(0, |p| p.get().len()));
-    out.extend_from_slice(b"{\"m\":");
-    let _ = serde_json::to_writer(&mut out, method);
-    out.extend_from_slice(b",\"f\":");
-    let _ = serde_json::to_writer(&mut out, from);
+/// Writes the body of an RPC request to another node; `from` is the calling module, `node`
+/// this node (`"f"` is `<from>@<node>`).
+pub fn request_body(
+    out: &mut impl BufMut,
+    method: &str,
+    (from, node): (&str, &str),
+    params: Option<&RawValue>,
+) {
+    out.put_slice(b"{\"m\":");
+    let _ = serde_json::to_writer(out.writer(), method);
+    out.put_slice(b",\"f\":");
+    // Escaped as it is written: no string of its own.
+    let _ = serde_json::to_writer(out.writer(), &format_args!("{from}@{node}"));
     if let Some(p) = params {
-        out.extend_from_slice(b",\"p\":");
-        out.extend_from_slice(p.get().as_bytes());
+        out.put_slice(b",\"p\":");
+        out.put_slice(p.get().as_bytes());
     }
-    out.push(b'}');
-    out
+    out.put_slice(b"}");
 }
 
-/// An RPC request as received from another node.
+/// An RPC request as received from another node (its strings borrowed unless escaped).
 #[derive(Debug, Deserialize)]
 pub struct RequestBody<'a> {
-    pub m: String,
-    pub f: String,
+    #[serde(borrow)]
+    pub m: Cow<'a, str>,
+    #[serde(borrow)]
+    pub f: Cow<'a, str>,
     #[serde(borrow, default)]
     pub p: Option<&'a RawValue>,
 }
 
-/// The body of an RPC answer: the provider's `result` and `error` as they came.
-pub fn reply_body(result: Option<&RawValue>, error: Option<&RawValue>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + result.map_or(0, |r| r.get().len()));
-    out.push(b'{');
+/// Writes the body of an RPC answer: the provider's `result` and `error` as they came.
+pub fn reply_body(out: &mut impl BufMut, result: Option<&RawValue>, error: Option<&RawValue>) {
+    out.put_slice(b"{");
     if let Some(r) = result {
-        out.extend_from_slice(b"\"result\":");
-        out.extend_from_slice(r.get().as_bytes());
+        out.put_slice(b"\"result\":");
+        out.put_slice(r.get().as_bytes());
     }
     if let Some(e) = error {
         if result.is_some() {
-            out.push(b',');
+            out.put_slice(b",");
         }
-        out.extend_from_slice(b"\"error\":");
-        out.extend_from_slice(e.get().as_bytes());
+        out.put_slice(b"\"error\":");
+        out.put_slice(e.get().as_bytes());
     }
-    out.push(b'}');
-    out
+    out.put_slice(b"}");
 }
 
-/// The body of a kernel-made error answer (`timeout`, `service_not_found`, …).
-pub fn error_body(error: &str) -> Vec<u8> {
-    let mut out = b"{\"error\":".to_vec();
-    let _ = serde_json::to_writer(&mut out, error);
-    out.push(b'}');
-    out
+/// Writes the body of a kernel-made error answer (`timeout`, `service_not_found`, …).
+pub fn error_body(out: &mut impl BufMut, error: &str) {
+    out.put_slice(b"{\"error\":");
+    let _ = serde_json::to_writer(out.writer(), error);
+    out.put_slice(b"}");
 }
 
 /// An RPC answer as received.
@@ -225,17 +232,27 @@ mod tests {
     #[test]
     fn bodies() {
         let p = RawValue::from_string("{\"a\":[1,2]}".into()).unwrap();
-        let b = request_body("get\"x", "cons@b", Some(&p));
+        let mut b = Vec::new();
+        request_body(&mut b, "get\"x", ("co\"ns", "b"), Some(&p));
         let r: RequestBody = serde_json::from_slice(&b).unwrap();
-        assert_eq!((r.m.as_str(), r.f.as_str()), ("get\"x", "cons@b"));
+        assert_eq!((&*r.m, &*r.f), ("get\"x", "co\"ns@b"));
         assert_eq!(r.p.unwrap().get(), "{\"a\":[1,2]}");
+        let mut b = Vec::new();
+        request_body(&mut b, "echo", ("cons", "b"), None);
+        assert_eq!(b, br#"{"m":"echo","f":"cons@b"}"#);
+        let r: RequestBody = serde_json::from_slice(&b).unwrap();
+        assert!(matches!(r.f, Cow::Borrowed("cons@b")), "not copied");
         let e = RawValue::from_string("\"Error: no\"".into()).unwrap();
-        let body = reply_body(None, Some(&e));
+        let mut body = Vec::new();
+        reply_body(&mut body, None, Some(&e));
         assert_eq!(body, b"{\"error\":\"Error: no\"}");
-        let body = reply_body(Some(&p), None);
+        let mut body = Vec::new();
+        reply_body(&mut body, Some(&p), None);
         let rb: ReplyBody = serde_json::from_slice(&body).unwrap();
         assert_eq!(rb.result.unwrap().get(), p.get());
-        assert_eq!(error_body("timeout"), b"{\"error\":\"timeout\"}");
+        let mut body = Vec::new();
+        error_body(&mut body, "timeout");
+        assert_eq!(body, b"{\"error\":\"timeout\"}");
     }
 
     #[test]

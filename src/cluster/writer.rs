@@ -1,14 +1,17 @@
 //! The link's writer task: sends what waits in the link's queue (what could not go straight
 //! to the NATS client) in order. While the connection is down, records are dropped and counted.
+//! Each record's subject and body are carved out of the task's own [`Arena`] (no allocation per
+//! message), and a record the client takes at once costs no timer.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
-use bytes::Bytes;
+use futures_util::FutureExt;
 
-use super::link::Link;
+use super::link::{to_subject, Arena, Link};
 use super::wire::{self, Kind};
 
 /// Writes the link's queue to NATS. While the connection is down, records are dropped and
@@ -17,6 +20,7 @@ pub(super) async fn run(client: Client, link: Arc<Link>) {
     let origin = link.origin().clone();
     let max = Duration::from_millis(link.config.stale_ms);
     let mut batch: Vec<u8> = Vec::with_capacity(8 << 10);
+    let mut arena = Arena::default();
     loop {
         link.outbox.swap_queued(&mut batch);
         if batch.is_empty() {
@@ -32,37 +36,34 @@ pub(super) async fn run(client: Client, link: Arc<Link>) {
                 link.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let body = Bytes::copy_from_slice(r.body);
-            let subject = r.subject.to_string();
+            let subject = arena.carve(r.subject.len(), |b| {
+                b.extend_from_slice(r.subject.as_bytes())
+            });
+            let subject = to_subject(subject);
+            let body = arena.carve(r.body.len(), |b| b.extend_from_slice(r.body));
             let sent = match r.kind {
                 Kind::Publish => {
-                    tokio::time::timeout(
+                    send(
                         max,
                         client.publish_with_headers(subject, origin.clone(), body),
                     )
                     .await
                 }
                 Kind::Request => {
-                    tokio::time::timeout(
+                    let reply =
+                        arena.carve(r.reply.len(), |b| b.extend_from_slice(r.reply.as_bytes()));
+                    send(
                         max,
-                        client.publish_with_reply_and_headers(
-                            subject,
-                            r.reply.to_string(),
-                            origin.clone(),
-                            body,
-                        ),
+                        client.publish_with_reply(subject, to_subject(reply), body),
                     )
                     .await
                 }
-                Kind::Reply => tokio::time::timeout(max, client.publish(subject, body)).await,
+                Kind::Reply => send(max, client.publish(subject, body)).await,
             };
-            match sent {
-                Ok(Ok(())) => {
-                    link.counters.sent.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {
-                    link.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
-                }
+            if sent {
+                link.counters.sent.fetch_add(1, Ordering::Relaxed);
+            } else {
+                link.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
             }
         }
         batch.clear();
@@ -71,4 +72,14 @@ pub(super) async fn run(client: Client, link: Arc<Link>) {
         }
         link.outbox.written(n);
     }
+}
+
+/// Hands one message to the client: at once when its channel has room, else waiting for room
+/// at most `max`. True when the client took it.
+async fn send<E>(max: Duration, publish: impl Future<Output = Result<(), E>>) -> bool {
+    let mut publish = std::pin::pin!(publish);
+    if let Some(done) = publish.as_mut().now_or_never() {
+        return done.is_ok();
+    }
+    matches!(tokio::time::timeout(max, publish).await, Ok(Ok(())))
 }

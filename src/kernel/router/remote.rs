@@ -100,7 +100,7 @@ impl Core {
     pub fn remote_request(
         &mut self,
         link: &Arc<Link>,
-        reply: String,
+        reply: async_nats::Subject,
         service: &str,
         method: &str,
         from: &str,

@@ -46,7 +46,7 @@ pub enum Caller {
     /// A module on another node (src/cluster): the answer goes back over NATS to `reply`.
     Remote {
         link: Arc<crate::cluster::Link>,
-        reply: String,
+        reply: async_nats::Subject,
     },
 }
 
