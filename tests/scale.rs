@@ -3,7 +3,8 @@
 //! ready, once started, with its process alive; modules keep the soft limit the kernel was given
 //! while the kernel raised its own; and stopping the kernel leaves no module process, no watchdog
 //! and nothing of the kernel's in `run/` behind. And an idle kernel sleeps: with no health ping
-//! due, its threads are woken a handful of times in seconds, not per tick and module.
+//! due, its threads are woken a handful of times in seconds, not per tick and module; once
+//! settled, it no longer holds the code its start-up ran.
 
 mod common;
 
@@ -270,4 +271,52 @@ fn an_idle_kernel_sleeps() {
         woken <= 20,
         "an idle kernel woke {woken} times in 5 s: {before:?} → {after:?}"
     );
+}
+
+/// Resident KiB of the code mappings (`r-xp`) of `pid`'s executable.
+fn resident_code_kib(pid: i64) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?.ino();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let (mut in_code, mut kib) = (false, 0);
+    for line in smaps.lines() {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        match f.as_slice() {
+            ["Rss:", n, ..] if in_code => kib += n.parse::<u64>().ok()?,
+            [range, perms, _, _, inode, ..] if range.contains('-') && !range.ends_with(':') => {
+                in_code = *perms == "r-xp" && inode.parse::<u64>().ok() == Some(ino);
+            }
+            _ => {}
+        }
+    }
+    Some(kib)
+}
+
+#[test]
+fn a_settled_kernel_releases_its_start_up_code() {
+    let home = TestHome::new();
+    trivial_modules(&home, 10);
+    let k = home.start();
+    let kernel = k.pid() as i64;
+    // The code the start-up ran stays mapped until the kernel has been quiet for a second:
+    // watched from the start, its peak is seen.
+    let mut peak = 0;
+    wait_for("10 modules ready", Duration::from_secs(60), || {
+        peak = peak.max(resident_code_kib(kernel).unwrap_or(0));
+        let st = home.status();
+        let mods = st["modules"].as_array()?.clone();
+        (mods.len() == 10 && mods.iter().all(|m| m["status"] == "ready")).then_some(())
+    });
+    assert!(peak > 0, "the kernel's code mappings were read");
+    let settled = wait_for(
+        "the start-up code released",
+        Duration::from_secs(30),
+        || {
+            let now = resident_code_kib(kernel)?;
+            (now < peak / 2).then_some(now)
+        },
+    );
+    eprintln!("kernel's resident code: {peak} KiB at start-up, {settled} KiB settled");
+    // It still runs what it needs.
+    assert_eq!(home.status()["modules"].as_array().map(Vec::len), Some(10));
 }
