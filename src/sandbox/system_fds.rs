@@ -110,16 +110,15 @@ fn lock() -> std::sync::MutexGuard<'static, Option<HashMap<&'static str, Entry>>
 mod tests {
     use super::*;
 
+    /// `path` as the `'static` string the system lists are made of.
+    fn leaked(path: &Path) -> &'static str {
+        Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+    }
+
     #[test]
     fn a_kept_path_is_reopened_once_it_names_another_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path: &'static str = Box::leak(
-            dir.path()
-                .join("f")
-                .to_string_lossy()
-                .into_owned()
-                .into_boxed_str(),
-        );
+        let path = leaked(&dir.path().join("f"));
         let open = |p| open_within(p, Duration::ZERO);
         assert!(open(path).is_none(), "a missing path is skipped");
         std::fs::write(path, "one").unwrap();
@@ -139,22 +138,13 @@ mod tests {
             open(path).is_none(),
             "gone: skipped, though a descriptor is kept"
         );
-        assert!(open(Box::leak(
-            dir.path().to_string_lossy().into_owned().into_boxed_str()
-        ))
-        .is_some_and(|k| k.dir));
+        assert!(open(leaked(dir.path())).is_some_and(|k| k.dir));
     }
 
     #[test]
     fn a_fresh_lookup_stands_for_the_next_spawns_only() {
         let dir = tempfile::tempdir().unwrap();
-        let path: &'static str = Box::leak(
-            dir.path()
-                .join("g")
-                .to_string_lossy()
-                .into_owned()
-                .into_boxed_str(),
-        );
+        let path = leaked(&dir.path().join("g"));
         let hour = Duration::from_secs(3600);
         assert!(open_within(path, hour).is_none());
         std::fs::write(path, "x").unwrap();
