@@ -1,4 +1,4 @@
-//! How a module process is started (`pons::sandbox::vfork`, `child`): the child, which shares the
+//! How a module process is started (`pons::sandbox::clone_vm`, `child`): the child, which shares the
 //! kernel's memory until it execs, never allocates (every path, failures included); the Landlock
 //! ruleset the kernel builds for a spawn is closed once the module started, and no descriptor of
 //! the kernel reaches a module — neither in-process with spawns racing on several threads, nor
@@ -301,4 +301,25 @@ fn the_kernel_keeps_no_ruleset_and_its_modules_inherit_no_descriptor() {
         );
     }
     assert!(kernel.stop().success());
+}
+
+#[test]
+fn a_module_has_its_own_process_group_when_its_spawn_returns() {
+    // The spawning thread does not wait for the child's `exec` (nor for its `setpgid(0, 0)`):
+    // the kernel makes the group itself, so stopping the group right after a spawn finds it.
+    for _ in 0..50 {
+        let mut child = sandbox::exec_command(&spec("/bin/sleep", &["30"], true))
+            .stdin(Stdio::Null)
+            .stdout(Stdio::Null)
+            .stderr(Stdio::Null)
+            .spawn_raw()
+            .expect("spawn");
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: getpgid and killpg on our own child and its group.
+        let (pgid, killed) = unsafe { (libc::getpgid(pid), libc::killpg(pid, libc::SIGKILL)) };
+        let st = child.wait().expect("wait");
+        assert_eq!(pgid, pid, "the child is not yet in a group of its own");
+        assert_eq!(killed, 0, "no process group {pid} to signal");
+        assert!(!st.success());
+    }
 }

@@ -1,10 +1,11 @@
-//! The code a module's process runs between its start ([`super::vfork`]) and `exec`: it confines
+//! The code a module's process runs between its start ([`super::clone_vm`]) and `exec`: it confines
 //! itself from a [`Prepared`] and `execve`s the module.
 //!
 //! It runs in the kernel's memory, while the kernel's other threads go on (one of them may hold
-//! any lock, the allocator's among them): only async-signal-safe system calls here — no
-//! allocation, no lock, no `std::io` printing, no write to memory but its own stack. Every value
-//! and message text was prepared before.
+//! any lock, the allocator's among them, and the thread that started it is one of them): only
+//! system calls here, made without libc ([`super::sys`], `rustix`) so that no `errno` is written —
+//! no allocation, no lock, no `std::io` printing, no write to memory but its own stack. Every
+//! value and message text was prepared before.
 //!
 //! Steps, in order (any failure writes one `pons sandbox: …` line on stderr and exits):
 //! 1. a program that is no absolute path: exit 127;
@@ -27,12 +28,11 @@
 //! Exit codes: 126 for a failure to set up the sandbox or to execute the program, 127 when the
 //! program does not exist, 1 when the kernel died before the module could start.
 
-use std::os::fd::AsRawFd;
-
 use rustix::io::Errno;
 use rustix::process::{Resource, Rlimit, Signal};
 
 use super::prepared::{LandlockStep, Prepared};
+use super::sys;
 
 /// Exit code for a failure to set up the sandbox or to execute the program.
 pub const EXIT_CANNOT_EXEC: i32 = 126;
@@ -54,21 +54,17 @@ fn say(parts: &[&[u8]]) {
         slot.iov_base = part.as_ptr() as *mut libc::c_void;
         slot.iov_len = part.len();
     }
-    // SAFETY: `iov[..n]` describes live byte slices; writev only reads them.
-    unsafe {
-        libc::writev(2, iov.as_ptr(), n as libc::c_int);
-    }
+    sys::write_stderr(&iov[..n]);
 }
 
-/// Ends the process without running anything of the (copied) kernel: no atexit handler, no
-/// buffered output.
+/// Ends the process without running anything of the kernel's: no atexit handler, no buffered
+/// output.
 fn exit(code: i32) -> ! {
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(code) }
+    sys::exit(code)
 }
 
 /// `<what>: <error> (os error N)`, as `std::io::Error` would print it, then exit with `code`.
-fn fail(code: i32, what: &[&[u8]], e: Errno) -> ! {
+pub(super) fn fail(code: i32, what: &[&[u8]], e: Errno) -> ! {
     let mut num = [0u8; 20];
     let raw = e.raw_os_error();
     let mut parts: [&[u8]; 12] = [b""; 12];
@@ -85,11 +81,6 @@ fn fail(code: i32, what: &[&[u8]], e: Errno) -> ! {
     parts[n + 4] = b")\n";
     say(&parts[..n + 5]);
     exit(code)
-}
-
-/// [`fail`] with the error of the last failed libc call.
-pub(super) fn fail_errno(code: i32, what: &[&[u8]]) -> ! {
-    fail(code, what, last_errno())
 }
 
 /// `n` in decimal, written into `buf`.
@@ -134,13 +125,6 @@ fn errno_text(raw: i32) -> &'static str {
     }
 }
 
-fn last_errno() -> Errno {
-    Errno::from_raw_os_error(
-        // SAFETY: reading the calling thread's errno.
-        unsafe { *libc::__errno_location() },
-    )
-}
-
 impl Prepared {
     /// Runs the steps of the module docs in the new process and `execve`s the module; never
     /// returns. Async-signal-safe.
@@ -180,8 +164,7 @@ impl Prepared {
             );
         }
 
-        // SAFETY: `cwd` is a NUL-terminated string owned by `self`.
-        if unsafe { libc::chdir(self.cwd.as_ptr()) } != 0 {
+        if let Err(e) = sys::chdir(&self.cwd) {
             fail(
                 EXIT_CANNOT_EXEC,
                 &[
@@ -191,7 +174,7 @@ impl Prepared {
                     program,
                     b"`",
                 ],
-                last_errno(),
+                e,
             );
         }
 
@@ -201,19 +184,11 @@ impl Prepared {
         match &self.landlock {
             LandlockStep::Off => {}
             LandlockStep::Restrict(fd) => {
-                // SAFETY: landlock_restrict_self(ruleset_fd, flags) reads no memory of ours.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_landlock_restrict_self,
-                        fd.as_raw_fd() as libc::c_long,
-                        0 as libc::c_long,
-                    )
-                };
-                if r != 0 {
+                if let Err(e) = sys::landlock_restrict_self(*fd) {
                     fail(
                         EXIT_CANNOT_EXEC,
                         &[b"cannot apply the Landlock ruleset for `", program, b"`"],
-                        last_errno(),
+                        e,
                     );
                 }
             }
@@ -282,29 +257,14 @@ impl Prepared {
 
         // Nothing the kernel holds reaches the module (best effort: `close_range` needs Linux ≥
         // 5.11; the kernel opens its own descriptors close-on-exec anyway).
-        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets descriptor flags.
-        unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                3 as libc::c_long,
-                libc::c_long::from(u32::MAX),
-                libc::CLOSE_RANGE_CLOEXEC as libc::c_long,
-            );
-        }
+        let _ = sys::cloexec_from_3();
 
         if let Some(msg) = &self.unexecutable {
             say(&[msg]);
             exit(EXIT_CANNOT_EXEC);
         }
         // SAFETY: NUL-terminated strings and null-terminated pointer arrays owned by `self`.
-        unsafe {
-            libc::execve(
-                self.program.as_ptr(),
-                self.argv.as_ptr(),
-                self.envp.as_ptr(),
-            );
-        }
-        let e = last_errno();
+        let e = unsafe { sys::execve(&self.program, self.argv.as_ptr(), self.envp.as_ptr()) };
         let code = if e == Errno::NOENT {
             EXIT_NOT_FOUND
         } else {

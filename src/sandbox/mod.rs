@@ -1,5 +1,5 @@
 //! Process hygiene and confinement of modules. The kernel starts every module with one `clone` +
-//! `exec` ([`vfork`]: the child shares the kernel's memory until it execs, so nothing is copied):
+//! `exec` ([`clone_vm`]: the child shares the kernel's memory until it execs, so nothing is copied):
 //! before, it prepares everything ([`prepared`]: argument and environment strings, the Landlock
 //! ruleset from [`rules`] built by [`ruleset`], rlimits, the tag, the capability drop), and the
 //! child only makes system calls ([`child`]): `PR_SET_PDEATHSIG`, `no_new_privs`, `chdir`,
@@ -14,6 +14,7 @@
 
 pub mod caps;
 pub mod child;
+pub mod clone_vm;
 pub mod kill;
 pub mod prepared;
 pub mod process;
@@ -22,19 +23,19 @@ pub mod rules;
 pub mod ruleset;
 pub mod spec;
 pub mod support;
+mod sys;
 mod system_fds;
 pub mod tag;
-pub mod vfork;
 pub mod watchdog;
 
 use pons_reconciler::desired::SpawnSpec;
 
+pub use clone_vm::Stdio;
 pub use prepared::Prepared;
 pub use process::{ModuleChild, ModuleCommand, Spawned};
 pub use report::module_sandbox_report;
 pub use spec::ExecSpec;
 pub use support::{support, SandboxState, SandboxSupport};
-pub use vfork::Stdio;
 pub use watchdog::{watchdog_main, Watchdog};
 
 /// How [`command_with`] prepares a module's start.

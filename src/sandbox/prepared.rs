@@ -1,15 +1,15 @@
 //! [`Prepared`]: everything a module's process needs between its start and its `exec`, computed
 //! in the kernel before the start, so the child only makes system calls ([`super::child`]).
 //!
-//! The child runs in the kernel's memory while the kernel's other threads go on ([`super::vfork`]):
+//! The child runs in the kernel's memory while the kernel's other threads go on ([`super::clone_vm`]):
 //! any lock (the allocator's among them) may be held by one of them, so it may neither allocate
 //! nor take a lock. What it needs is therefore built here: the program, argument and environment strings and their
 //! pointer arrays, the working directory, the Landlock ruleset (a close-on-exec descriptor, closed
-//! in the kernel when the `Prepared` is dropped after the spawn), the rlimit values, the tag, what
+//! in the kernel as soon as the child has its copy), the rlimit values, the tag, what
 //! the capability drop does, and the text of every message the child may write.
 
 use std::ffi::{c_char, CString};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use pons_reconciler::desired::Limits;
 use rustix::process::{Resource, Rlimit};
@@ -82,8 +82,8 @@ impl Rlimits {
 pub(super) enum LandlockStep {
     /// Not asked for (`security.enforcementMode: off`, no `"sandbox": "required"`).
     Off,
-    /// Enforce this ruleset.
-    Restrict(OwnedFd),
+    /// Enforce the ruleset open as this descriptor (the child's copy of [`Prepared::ruleset`]).
+    Restrict(RawFd),
     /// Asked for, but this Linux has no Landlock: a note, or (`required`) a refusal.
     Unavailable { required: bool },
     /// The ruleset could not be built: this sentence, and exit.
@@ -108,6 +108,10 @@ pub struct Prepared {
     pub(super) unexecutable: Option<Vec<u8>>,
     pub(super) kernel_pid: u32,
     pub(super) landlock: LandlockStep,
+    /// The kernel's descriptor of the ruleset [`LandlockStep::Restrict`] names. The spawn takes
+    /// it out and closes it as soon as the child has its own copy (its descriptor table is a
+    /// copy made by `clone`), so the kernel holds no ruleset while the child prepares its `exec`.
+    pub(super) ruleset: Option<OwnedFd>,
     /// Notes written before the Landlock step (policy paths that do not exist).
     pub(super) notes: Vec<u8>,
     pub rlimits: Rlimits,
@@ -188,6 +192,7 @@ impl Prepared {
             ))
         });
 
+        let mut ruleset = None;
         let (landlock, notes) = if !(spec.landlock || spec.policy.required) {
             (LandlockStep::Off, Vec::new())
         } else if cwd_nul {
@@ -202,7 +207,11 @@ impl Prepared {
                         .flat_map(|n| line(&format!("note: {n}")))
                         .collect();
                     let step = match built.fd {
-                        Some(fd) => LandlockStep::Restrict(fd),
+                        Some(fd) => {
+                            let step = LandlockStep::Restrict(fd.as_raw_fd());
+                            ruleset = Some(fd);
+                            step
+                        }
                         None => LandlockStep::Unavailable {
                             required: spec.policy.required,
                         },
@@ -230,6 +239,7 @@ impl Prepared {
             unexecutable,
             kernel_pid: spec.kernel_pid,
             landlock,
+            ruleset,
             notes,
             rlimits: Rlimits::from_policy(&spec.policy.limits, spec.nofile_soft),
             tag: spec.tag,
@@ -239,7 +249,7 @@ impl Prepared {
 
     /// Whether a Landlock ruleset descriptor is held (closed when this is dropped).
     pub fn holds_ruleset(&self) -> bool {
-        matches!(self.landlock, LandlockStep::Restrict(_))
+        self.ruleset.is_some()
     }
 }
 

@@ -17,9 +17,9 @@ use std::process::{ExitStatus, Output};
 use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncReadExt;
 
+use super::clone_vm::{self, Raw, Stdio};
 use super::prepared::Prepared;
 use super::spec::ExecSpec;
-use super::vfork::{self, Raw, Stdio};
 
 /// A module process to start (see the module docs).
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ impl ModuleCommand {
     /// Starts the process without a runtime.
     pub fn spawn_raw(&self) -> io::Result<Spawned> {
         let prepared = Prepared::new(&self.spec);
-        let raw = vfork::spawn(&prepared, self.stdio)?;
+        let raw = clone_vm::spawn(prepared, self.stdio)?;
         Ok(Spawned { raw, status: None })
     }
 
@@ -89,8 +89,7 @@ impl ModuleCommand {
 
     /// [`ModuleCommand::spawn`] with what [`ModuleCommand::prepare`] computed.
     pub fn spawn_prepared(&mut self, prepared: Prepared) -> io::Result<ModuleChild> {
-        let raw = vfork::spawn(&prepared, self.stdio)?;
-        drop(prepared);
+        let raw = clone_vm::spawn(prepared, self.stdio)?;
         ModuleChild::new(Spawned { raw, status: None }, self.kill_on_drop)
     }
 
