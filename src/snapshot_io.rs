@@ -4,6 +4,7 @@
 //! reconciler reports. Every file is read whole and unchanged under the read ([`stable`]); the
 //! kernel's passes ([`read_inputs`]) also keep a file that another process is still writing out.
 
+mod module_dir;
 mod stable;
 
 use std::borrow::Cow;
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use pons_reconciler::digest::sha256_hex;
 use pons_reconciler::manifest::Manifest;
 use pons_reconciler::permissions::PermissionsFile;
-use pons_reconciler::snapshot::{EntryProbe, FileRead, ModuleDir, SchemaProbe};
+use pons_reconciler::snapshot::FileRead;
 use pons_reconciler::{config, manifest, permissions, Desired, Snapshot};
 use serde_json::Value;
 
@@ -145,26 +146,6 @@ impl<'c> Reader<'c> {
         manifest::parse(bytes).ok().map(Cow::Owned)
     }
 
-    fn permissions(&self, bytes: &[u8]) -> Option<Cow<'c, PermissionsFile>> {
-        if let Some(p) = self
-            .previous
-            .filter(|p| p.digests.permissions.as_deref() == Some(sha256_hex(bytes).as_str()))
-        {
-            return Some(Cow::Borrowed(&p.permissions));
-        }
-        permissions::parse(bytes).ok().map(Cow::Owned)
-    }
-
-    fn config(&self, bytes: &[u8]) -> Option<Cow<'c, Value>> {
-        if let Some(p) = self
-            .previous
-            .filter(|p| p.digests.config.as_deref() == Some(sha256_hex(bytes).as_str()))
-        {
-            return Some(Cow::Borrowed(&p.config_raw));
-        }
-        config::parse(bytes).ok().map(Cow::Owned)
-    }
-
     /// A config schema or a deno configuration file: while it is being written, its last complete
     /// read stands in for it.
     fn cached_file(&mut self, path: &Path) -> FileRead {
@@ -189,61 +170,144 @@ impl<'c> Reader<'c> {
     }
 }
 
+/// permissions.yaml and config.yaml as a pass takes them; `None` for a file that is missing,
+/// unreadable or does not parse.
+struct Parsed<'c> {
+    permissions: Option<Cow<'c, PermissionsFile>>,
+    config: Option<Cow<'c, Value>>,
+}
+
+/// One of permissions.yaml and config.yaml as read: its bytes, and the previous pass's value
+/// when it was parsed from the same bytes (then it is not parsed again, as `build_desired` does).
+struct ToParse<'a, 'c, T> {
+    bytes: &'a [u8],
+    /// The bytes' digest, when there was a previous value to compare.
+    digest: Option<String>,
+    reused: Option<&'c T>,
+}
+
+impl<'a, 'c, T: Clone> ToParse<'a, 'c, T> {
+    /// `None` when `file` has no bytes; `field`: the value and its digest in a previous state.
+    fn new(
+        file: &'a FileRead,
+        previous: Option<&'c Desired>,
+        field: impl Fn(&'c Desired) -> (&'c T, &'c Option<String>),
+    ) -> Option<Self> {
+        let FileRead::Bytes(bytes) = file else {
+            return None;
+        };
+        let digest = previous.map(|_| sha256_hex(bytes));
+        let reused = previous
+            .map(field)
+            .filter(|(_, d)| d.is_some() && *d == &digest)
+            .map(|(v, _)| v);
+        Some(ToParse {
+            bytes,
+            digest,
+            reused,
+        })
+    }
+
+    /// Whether `file` has bytes that were not parsed before.
+    fn unparsed(file: &Option<Self>) -> bool {
+        file.as_ref().is_some_and(|f| f.reused.is_none())
+    }
+
+    /// The previous value, or `parse` of the bytes.
+    fn parsed(&self, parse: impl FnOnce(&[u8]) -> Option<T>) -> Option<Cow<'c, T>> {
+        match self.reused {
+            Some(v) => Some(Cow::Borrowed(v)),
+            None => parse(self.bytes).map(Cow::Owned),
+        }
+    }
+
+    /// The bytes' digest.
+    fn digest(&self) -> String {
+        self.digest
+            .clone()
+            .unwrap_or_else(|| sha256_hex(self.bytes))
+    }
+}
+
 fn read_home(r: &mut Reader<'_>, home: &Home, env: &BTreeMap<String, String>) -> Snapshot {
     let config_yaml = r.file(&home.config_yaml());
     let permissions_yaml = r.file(&home.permissions_yaml());
+    let previous = r.previous;
+    let permissions = ToParse::new(&permissions_yaml, previous, |p| {
+        (&p.permissions, &p.digests.permissions)
+    });
+    let config = ToParse::new(&config_yaml, previous, |p| {
+        (&p.config_raw, &p.digests.config)
+    });
+    let parse = || Parsed {
+        permissions: permissions
+            .as_ref()
+            .and_then(|f| f.parsed(|b| permissions::parse(b).ok())),
+        config: config
+            .as_ref()
+            .and_then(|f| f.parsed(|b| config::parse(b).ok())),
+    };
     let mut names: BTreeSet<String> = INTERPRETERS.iter().map(|s| s.to_string()).collect();
-
-    let mut modules = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(home.modules_dir()) {
-        let mut entries: Vec<(String, PathBuf)> = rd
-            .flatten()
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-            .collect();
-        entries.sort();
-        for (name, path) in entries {
-            modules.push(read_module_dir(r, name, path, &mut names));
+    let path_var = env.get("PATH").cloned().unwrap_or_default();
+    let lookup = |names: BTreeSet<String>, which_map: &mut BTreeMap<String, Option<PathBuf>>| {
+        for n in names {
+            if let std::collections::btree_map::Entry::Vacant(v) = which_map.entry(n) {
+                let found = which(v.key(), &path_var);
+                v.insert(found);
+            }
         }
-    }
+    };
+    // A file to parse (the boot pass's, or one that changed) is parsed on a thread of its own
+    // while the directories are read: everything up to the join needs nothing of it.
+    let (modules, home_deno_json, home_deno_jsonc, mut which_map, parsed) =
+        std::thread::scope(|s| {
+            let parsing = (ToParse::unparsed(&permissions) || ToParse::unparsed(&config))
+                .then(|| {
+                    std::thread::Builder::new()
+                        .name("pons-parse".into())
+                        .spawn_scoped(s, parse)
+                        .ok()
+                })
+                .flatten();
+            let modules = module_dir::read_all(r, &home.modules_dir(), &mut names);
+            let home_deno_json = module_dir::read_deno_config(r, &home.root.join("deno.json"));
+            let home_deno_jsonc = module_dir::read_deno_config(r, &home.root.join("deno.jsonc"));
+            let mut which_map = BTreeMap::new();
+            lookup(std::mem::take(&mut names), &mut which_map);
+            let parsed = match parsing {
+                Some(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                None => parse(),
+            };
+            (modules, home_deno_json, home_deno_jsonc, which_map, parsed)
+        });
 
     // `run` names of every approval (base and dynamic grants) and runtime overrides.
-    if let FileRead::Bytes(b) = &permissions_yaml {
-        if let Some(p) = r.permissions(b) {
-            for id in p.modules.keys() {
-                if let Some(eff) = p.effective(id) {
-                    names.extend(eff.run);
-                }
-            }
-            if let (Some(seed), Cow::Owned(p)) = (&mut r.seed, p) {
-                seed.permissions = p;
-                seed.digests.permissions = Some(sha256_hex(b));
+    if let Some(p) = parsed.permissions {
+        for id in p.modules.keys() {
+            if let Some(eff) = p.effective(id) {
+                names.extend(eff.run);
             }
         }
-    }
-    if let FileRead::Bytes(b) = &config_yaml {
-        if let Some(v) = r.config(b) {
-            if let Some(rt) = v.pointer("/kernel/runtimes").and_then(|r| r.as_object()) {
-                // Absolute paths too: `which` checks that they name an executable file.
-                for p in rt.values().filter_map(|p| p.as_str()) {
-                    if !p.is_empty() {
-                        names.insert(p.to_string());
-                    }
-                }
-            }
-            if let (Some(seed), Cow::Owned(v)) = (&mut r.seed, v) {
-                seed.config_raw = v;
-                seed.digests.config = Some(sha256_hex(b));
-            }
+        if let (Some(seed), Cow::Owned(p), Some(f)) = (&mut r.seed, p, &permissions) {
+            seed.permissions = p;
+            seed.digests.permissions = Some(f.digest());
         }
     }
-    let path_var = env.get("PATH").cloned().unwrap_or_default();
-    let which = names
-        .into_iter()
-        .map(|n| {
-            let found = which(&n, &path_var);
-            (n, found)
-        })
-        .collect();
+    if let Some(v) = parsed.config {
+        if let Some(rt) = v.pointer("/kernel/runtimes").and_then(|r| r.as_object()) {
+            // Absolute paths too: `which` checks that they name an executable file.
+            for p in rt.values().filter_map(|p| p.as_str()) {
+                if !p.is_empty() {
+                    names.insert(p.to_string());
+                }
+            }
+        }
+        if let (Some(seed), Cow::Owned(v), Some(f)) = (&mut r.seed, v, &config) {
+            seed.config_raw = v;
+            seed.digests.config = Some(f.digest());
+        }
+    }
+    lookup(names, &mut which_map);
 
     Snapshot {
         home: home.root.clone(),
@@ -253,10 +317,10 @@ fn read_home(r: &mut Reader<'_>, home: &Home, env: &BTreeMap<String, String>) ->
         env: env.clone(),
         config_yaml,
         permissions_yaml,
-        home_deno_json: read_deno_config(r, &home.root.join("deno.json")),
-        home_deno_jsonc: read_deno_config(r, &home.root.join("deno.jsonc")),
+        home_deno_json,
+        home_deno_jsonc,
         modules,
-        which,
+        which: which_map,
         landlock_abi: crate::sandbox::support()
             .landlock_abi
             .and_then(|abi| u32::try_from(abi).ok()),
@@ -278,85 +342,6 @@ pub fn host_name() -> String {
 /// `Error`. A file another process is writing is read as it is.
 pub fn read_file(path: &Path) -> FileRead {
     stable::read(path).file
-}
-
-/// A deno configuration file (`deno.json`, `deno.jsonc`): like [`read_file`], but a directory of
-/// that name is no configuration file (deno would not take it either).
-fn read_deno_config(r: &mut Reader<'_>, path: &Path) -> FileRead {
-    if path.is_dir() {
-        return FileRead::Missing;
-    }
-    r.cached_file(path)
-}
-
-/// One entry of `modules/`; the `run` names of its manifest go to `names`.
-fn read_module_dir(
-    r: &mut Reader<'_>,
-    dir_name: String,
-    path: PathBuf,
-    names: &mut BTreeSet<String>,
-) -> ModuleDir {
-    let is_symlink = std::fs::symlink_metadata(&path)
-        .map(|m| m.file_type().is_symlink())
-        .unwrap_or(false);
-    let is_dir = std::fs::metadata(&path)
-        .map(|m| m.is_dir())
-        .unwrap_or(false);
-    let mut md = ModuleDir {
-        dir_name,
-        path: path.clone(),
-        real_path: None,
-        is_symlink,
-        is_dir,
-        manifest: FileRead::Missing,
-        entry: None,
-        deno_json: FileRead::Missing,
-        deno_jsonc: FileRead::Missing,
-        schema: None,
-    };
-    if !is_dir {
-        return md;
-    }
-    md.real_path = std::fs::canonicalize(&path).ok();
-    md.manifest = r.file(&path.join("module.json"));
-    md.deno_json = read_deno_config(r, &path.join("deno.json"));
-    md.deno_jsonc = read_deno_config(r, &path.join("deno.jsonc"));
-    let FileRead::Bytes(bytes) = &md.manifest else {
-        return md;
-    };
-    let Some(m) = r.manifest(bytes) else {
-        return md;
-    };
-    names.extend(m.permissions.run.iter().cloned());
-    let base = md.real_path.clone().unwrap_or_else(|| path.clone());
-    let requested = manifest::entry_request(&m);
-    let real_file = |rel: &str| -> Option<PathBuf> {
-        let p = std::fs::canonicalize(base.join(rel)).ok()?;
-        p.is_file().then_some(p)
-    };
-    let js_sibling = requested
-        .strip_suffix(".ts")
-        .and_then(|stem| real_file(&format!("{stem}.js")));
-    md.entry = Some(EntryProbe {
-        real: real_file(&requested),
-        js_sibling,
-        requested,
-    });
-    if let Some(schema) = &m.config_schema {
-        let real = std::fs::canonicalize(base.join(schema)).ok();
-        let readable = real.as_ref().is_some_and(|r| {
-            r.starts_with(&base) && r.extension().is_some_and(|e| e == "json") && r.is_file()
-        });
-        md.schema = Some(SchemaProbe {
-            requested: schema.clone(),
-            bytes: match (&real, readable) {
-                (Some(real), true) => r.cached_file(real),
-                _ => FileRead::Missing,
-            },
-            real,
-        });
-    }
-    md
 }
 
 /// Looks `name` up like `which`: a name with a `/` is checked as a path, anything else in each
@@ -557,6 +542,136 @@ mod tests {
             schema_read(&after),
             FileRead::Bytes(br#"{"type":"object","title":"s"}"#.to_vec())
         );
+    }
+
+    /// Real paths and entry/schema probes are what `canonicalize` (+ `is_file`) says, whether the
+    /// shortcut for plain names applies or not: a home reached through a symlink, a module dir
+    /// that is a symlink, entries and schemas that are symlinks, directories, dangling, missing,
+    /// or written with `./` or a subdirectory.
+    #[test]
+    fn probes_are_what_canonicalize_says() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let real_home = t.path().join("real");
+        symlink(&real_home, t.path().join("home")).unwrap();
+        let home = Home::new(t.path().join("home"));
+        let m = real_home.join("modules");
+        let manifest = |entry: &str, schema: &str| {
+            format!(
+                r#"{{"id":"x","name":"X","entrypoint":"{entry}","configSchema":"{schema}","permissions":{{}}}}"#
+            )
+        };
+        let cases = [
+            ("plain", "run", "s.json"),
+            ("entry-link", "run", "link.json"),
+            ("entry-dir", "run", "dir.json"),
+            ("entry-missing", "run", "missing.json"),
+            ("entry-dangling", "run", "dangling.json"),
+            ("dotted", "./run", "./s.json"),
+            ("nested", "sub/run", "sub/s.json"),
+            ("up", "../plain/run", "../plain/s.json"),
+            ("ts", "runner.ts", "s.json"),
+            ("ts-link", "runner.ts", "s.json"),
+        ];
+        for (dir, entry, schema) in cases {
+            write(&m.join(dir).join("module.json"), &manifest(entry, schema));
+        }
+        for dir in ["plain", "dotted", "up", "ts", "ts-link"] {
+            write(&m.join(dir).join("run"), "");
+            write(&m.join(dir).join("s.json"), "{}");
+        }
+        write(&m.join("nested/sub/run"), "");
+        write(&m.join("nested/sub/s.json"), "{}");
+        write(&m.join("entry-link/bin/real-run"), "");
+        write(&t.path().join("outside.json"), "{}");
+        symlink("bin/real-run", m.join("entry-link/run")).unwrap();
+        symlink(
+            t.path().join("outside.json"),
+            m.join("entry-link/link.json"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(m.join("entry-dir/run")).unwrap();
+        std::fs::create_dir_all(m.join("entry-dir/dir.json")).unwrap();
+        symlink("nowhere", m.join("entry-dangling/run")).unwrap();
+        symlink("nowhere.json", m.join("entry-dangling/dangling.json")).unwrap();
+        write(&m.join("ts/runner.ts"), "");
+        write(&m.join("ts/runner.js"), "");
+        write(&m.join("ts-link/runner.ts"), "");
+        symlink("../ts/runner.js", m.join("ts-link/runner.js")).unwrap();
+        // A module directory that is a symlink to a directory outside the home, and one that
+        // dangles; deno configuration files that dangle or are directories.
+        write(
+            &t.path().join("elsewhere/mod/module.json"),
+            &manifest("run", "s.json"),
+        );
+        write(&t.path().join("elsewhere/mod/run"), "");
+        symlink(t.path().join("elsewhere/mod"), m.join("linked")).unwrap();
+        symlink("gone", m.join("dangling")).unwrap();
+        symlink("nowhere.json", m.join("plain/deno.json")).unwrap();
+        std::fs::create_dir_all(m.join("plain/deno.jsonc")).unwrap();
+
+        let s = read_snapshot(&home, &BTreeMap::new());
+        assert_eq!(s.modules.len(), cases.len() + 2);
+        let real_file = |p: PathBuf| std::fs::canonicalize(p).ok().filter(|p| p.is_file());
+        for md in &s.modules {
+            let name = &md.dir_name;
+            assert!(md.path.starts_with(home.modules_dir()), "{name}");
+            assert_eq!(md.real_path, std::fs::canonicalize(&md.path).ok(), "{name}");
+            if name == "dangling" {
+                assert!(md.is_symlink && !md.is_dir && md.entry.is_none());
+                continue;
+            }
+            assert!(md.is_dir, "{name}");
+            assert_eq!(md.is_symlink, name == "linked", "{name}");
+            let base = md.real_path.clone().unwrap();
+            let e = md.entry.as_ref().unwrap();
+            assert_eq!(e.real, real_file(base.join(&e.requested)), "{name}");
+            let sibling = e
+                .requested
+                .strip_suffix(".ts")
+                .and_then(|stem| real_file(base.join(format!("{stem}.js"))));
+            assert_eq!(e.js_sibling, sibling, "{name}");
+            let schema = md.schema.as_ref().unwrap();
+            let real = std::fs::canonicalize(base.join(&schema.requested)).ok();
+            assert_eq!(schema.real, real, "{name}");
+            let inside = real
+                .as_ref()
+                .is_some_and(|r| r.starts_with(&base) && r.is_file());
+            assert_eq!(matches!(schema.bytes, FileRead::Bytes(_)), inside, "{name}");
+            assert_eq!(md.deno_json, FileRead::Missing, "{name}");
+            assert_eq!(md.deno_jsonc, FileRead::Missing, "{name}");
+        }
+        let by_name = |n: &str| s.modules.iter().find(|m| m.dir_name == n).unwrap();
+        // The cases are what they say.
+        assert!(by_name("plain").entry.as_ref().unwrap().real.is_some());
+        assert!(by_name("entry-link")
+            .entry
+            .as_ref()
+            .unwrap()
+            .real
+            .as_ref()
+            .unwrap()
+            .ends_with("bin/real-run"));
+        assert!(by_name("entry-dir").entry.as_ref().unwrap().real.is_none());
+        assert!(by_name("entry-dir").schema.as_ref().unwrap().real.is_some());
+        assert!(by_name("ts-link")
+            .entry
+            .as_ref()
+            .unwrap()
+            .js_sibling
+            .as_ref()
+            .unwrap()
+            .ends_with("ts/runner.js"));
+        assert!(by_name("linked")
+            .real_path
+            .as_ref()
+            .unwrap()
+            .ends_with("elsewhere/mod"));
+        assert!(by_name("plain")
+            .real_path
+            .as_ref()
+            .unwrap()
+            .starts_with(std::fs::canonicalize(&real_home).unwrap()));
     }
 
     #[test]
