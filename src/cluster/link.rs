@@ -63,12 +63,10 @@ pub struct Link {
     /// `lifecycle.maxPendingRpcs`, like a local caller's).
     in_flight: std::sync::atomic::AtomicUsize,
     client: std::sync::OnceLock<async_nats::Client>,
-    /// `Pons-Node: <node>` (topic messages only).
-    origin: async_nats::HeaderMap,
     /// `<name>.svc.<service>` of each imported service, in the (sorted) order of
     /// `config.import.services`.
     service_subjects: Vec<Subject>,
-    /// `<name>.topic.`
+    /// `<name>.topic.<node>.`: this node's topic messages name it as their origin.
     topic_prefix: String,
     arena: parking_lot::Mutex<Arena>,
 }
@@ -115,8 +113,6 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     pub fn new(config: ClusterConfig) -> Arc<Link> {
-        let mut origin = async_nats::HeaderMap::new();
-        origin.insert(subjects::ORIGIN, config.node.as_str());
         let service_subjects = config
             .import
             .services
@@ -130,7 +126,7 @@ impl Link {
             .collect();
         Arc::new(Link {
             service_subjects,
-            topic_prefix: subjects::topic_prefix(&config.name),
+            topic_prefix: subjects::origin_prefix(&config.name, &config.node),
             arena: Default::default(),
             export_topics: PatternSet::new(config.export.topics.iter()),
             import_topics: config
@@ -148,7 +144,6 @@ impl Link {
             state: Default::default(),
             in_flight: Default::default(),
             client: Default::default(),
-            origin,
         })
     }
 
@@ -215,8 +210,9 @@ impl Link {
     }
 
     /// Hands one message to the NATS client if it takes it without waiting. True when the
-    /// message is dealt with (sent, or refused by the client and counted as dropped). Requests
-    /// and answers carry no header: the request names its caller's node in its body.
+    /// message is dealt with (sent, or refused by the client and counted as dropped). Nothing
+    /// carries a header: a topic message names its origin node in its subject, a request its
+    /// caller's node in its body.
     fn send_now(
         &self,
         kind: Kind,
@@ -230,13 +226,10 @@ impl Link {
         };
         let (subject, body) = (subject.clone(), body.clone());
         let done = match (kind, reply) {
-            (Kind::Publish, _) => client
-                .publish_with_headers(subject, self.origin.clone(), body)
-                .now_or_never(),
             (Kind::Request, Some(reply)) => client
                 .publish_with_reply(subject, reply.clone(), body)
                 .now_or_never(),
-            (Kind::Request, None) | (Kind::Reply, _) => {
+            (Kind::Publish, _) | (Kind::Request, None) | (Kind::Reply, _) => {
                 client.publish(subject, body).now_or_never()
             }
         };
@@ -256,11 +249,6 @@ impl Link {
     /// The connected client (set once by the connection task).
     pub(super) fn set_client(&self, client: async_nats::Client) {
         let _ = self.client.set(client);
-    }
-
-    /// The header naming this node as a message's origin.
-    pub(super) fn origin(&self) -> &async_nats::HeaderMap {
-        &self.origin
     }
 
     fn note_congested(&self, congested: &mut Vec<Arc<Outbox>>) {
@@ -422,7 +410,7 @@ mod tests {
         l.outbox.swap_queued(&mut batch);
         let recs: Vec<_> = wire::records(&batch).collect();
         assert_eq!(recs.len(), 1);
-        assert_eq!(recs[0].subject, "p.topic.m.cpu");
+        assert_eq!(recs[0].subject, "p.topic.a.m.cpu", "named after its origin");
         assert_eq!(recs[0].body, b"1");
         assert!(l.exports_service("e") && !l.exports_service("f"));
         assert_eq!(l.import_index("x.y"), Some(0));
