@@ -17,7 +17,6 @@ use async_nats::Subject;
 use bytes::{Bytes, BytesMut};
 use pons_reconciler::cluster::ClusterConfig;
 use serde_json::value::RawValue;
-use tokio::sync::Notify;
 
 use super::subjects;
 use super::wire::{self, Kind};
@@ -53,7 +52,6 @@ pub struct Link {
     /// them is delivered through the first only.
     pub import_topics: Vec<Pattern>,
     pub outbox: Arc<Outbox>,
-    pub(super) wake: Notify,
     connected: AtomicBool,
     /// This link's reply prefix (`<inbox>.<kid>`).
     pub inbox: String,
@@ -138,7 +136,6 @@ impl Link {
             inbox: subjects::inbox(&config.name, &config.node),
             config,
             outbox: Outbox::new(),
-            wake: Notify::new(),
             connected: AtomicBool::new(false),
             counters: Counters::default(),
             state: Default::default(),
@@ -193,20 +190,18 @@ impl Link {
 
     /// Sends one message: straight to the NATS client when nothing waits in the queue and the
     /// client takes it at once (its channel has room), else queued for the writer (order is
-    /// kept: nothing overtakes a queued message). Wakes the writer when the queue was empty.
+    /// kept: nothing overtakes a queued message). The queue itself wakes the writer when this
+    /// push makes it non-empty ([`Outbox::push_with`] decides that under its lock: a decision
+    /// taken from `queued()` read before the push could miss the writer finishing its batch in
+    /// between, and leave the record, and every later one, unsent).
     fn push(&self, kind: Kind, subject: &Subject, reply: Option<&Subject>, body: Bytes) -> bool {
         let was_empty = self.outbox.queued() == 0;
         if was_empty && self.send_now(kind, subject, reply, &body) {
             return true;
         }
         let reply = reply.map_or("", |r| r.as_str());
-        let ok = self
-            .outbox
-            .push_with(|b| wire::push_record(b, kind, subject.as_str(), reply, &body));
-        if ok && was_empty {
-            self.wake.notify_one();
-        }
-        ok
+        self.outbox
+            .push_with(|b| wire::push_record(b, kind, subject.as_str(), reply, &body))
     }
 
     /// Hands one message to the NATS client if it takes it without waiting. True when the
@@ -437,6 +432,39 @@ mod tests {
         assert_eq!(recs[0].body, br#"{"m":"get","f":"cons@b","p":{"a":1}}"#);
         assert_eq!(recs[1].subject, "p.svc.other");
         assert_eq!(l.kid_of(recs[1].reply), Some(8));
+    }
+
+    #[test]
+    fn the_writer_is_woken_by_the_push_that_makes_the_queue_non_empty() {
+        use futures_util::FutureExt;
+        let l = link("cluster: {url: nats://x, name: p, node: b, import: {services: [e]}}\n");
+        let mut congested = Vec::new();
+        let p = RawValue::from_string("1".into()).unwrap();
+        let mut req = |kid| assert!(l.request(kid, ("e", "get", "c"), Some(&p), &mut congested));
+        let woken = |l: &Link| l.outbox.writer_wake().now_or_never().is_some();
+        assert!(!woken(&l), "nothing queued yet");
+        req(1);
+        assert!(woken(&l), "not connected: queued, and the writer woken");
+        // The writer takes the batch; what is pushed while it writes waits for its next swap.
+        let mut batch = Vec::new();
+        l.outbox.swap_queued(&mut batch);
+        req(2);
+        assert!(!woken(&l));
+        l.outbox.written(batch.len());
+        batch.clear();
+        l.outbox.swap_queued(&mut batch);
+        assert_eq!(
+            wire::records(&batch).count(),
+            1,
+            "request 2, on the next swap"
+        );
+        l.outbox.written(batch.len());
+        batch.clear();
+        l.outbox.swap_queued(&mut batch);
+        assert!(batch.is_empty());
+        // Written out: the next push makes the queue non-empty again and wakes the writer.
+        req(3);
+        assert!(woken(&l));
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub(super) async fn run(client: Client, link: Arc<Link>) {
             if link.outbox.is_closed() {
                 return;
             }
-            link.wake.notified().await;
+            // A push that made the queue non-empty since the swap left a permit: no lost wake.
+            link.outbox.writer_wake().await;
             continue;
         }
         let n = batch.len();
