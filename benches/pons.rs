@@ -31,6 +31,8 @@ mod placement;
 mod plan;
 #[path = "pons/procs.rs"]
 mod procs;
+#[path = "pons/relay.rs"]
+mod relay;
 #[path = "pons/report.rs"]
 mod report;
 #[path = "pons/resources.rs"]
@@ -140,6 +142,11 @@ const USAGE: &str = "usage: cargo bench --bench pons -- [--quick] [--json] [NAME
 ";
 
 fn main() {
+    // The cluster bench's relay processes (`relay.rs`): this binary re-executed.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(relay::ARG) {
+        relay::main(&args[2..]);
+    }
     let mut opts = Opts {
         quick: false,
         json: false,

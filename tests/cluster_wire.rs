@@ -1,8 +1,10 @@
 //! What a node sends over NATS, seen by a plain NATS client that plays another node (specs/
 //! cluster.md "Subjects"): a request to another node's service carries its caller in its body
 //! (`{"m","f","p"}`) and no header, its answer is `{"result"}` on the request's reply subject;
-//! an exported topic message carries the payload and the `Pons-Node` header. Without
-//! `nats-server` the test fails under `CI` and prints `SKIP <test>: …` elsewhere.
+//! an exported topic message carries the payload and no header, its origin node in its subject
+//! (`pons.topic.<node>.<topic>`), and a node delivers what other nodes publish so, never what
+//! names itself as origin. Without `nats-server` the tests fail under `CI` and print
+//! `SKIP <test>: …` elsewhere.
 
 mod common;
 
@@ -36,10 +38,11 @@ fn requests_carry_their_caller_in_the_body_and_no_header() {
             .queue_subscribe("pons.svc.echo".to_string(), "pons.svc.echo".to_string())
             .await
             .expect("subscribe pons.svc.echo");
+        // As an importing node subscribes: from any node.
         let mut topic = c
-            .subscribe("pons.topic.t.x".to_string())
+            .subscribe("pons.topic.*.t.x".to_string())
             .await
-            .expect("subscribe pons.topic.t.x");
+            .expect("subscribe pons.topic.*.t.x");
         c.flush().await.expect("flush");
         let answer = c.clone();
         let tx = seen_tx.clone();
@@ -111,9 +114,88 @@ fn requests_carry_their_caller_in_the_body_and_no_header() {
     let msg = seen_rx
         .recv_timeout(T)
         .expect("node x got the topic message");
-    assert_eq!(msg.subject.as_str(), "pons.topic.t.x");
+    assert_eq!(
+        msg.subject.as_str(),
+        "pons.topic.b.t.x",
+        "named after node b"
+    );
     assert_eq!(&msg.payload[..], br#"{"n":1}"#);
-    let origin = msg.headers.as_ref().and_then(|h| h.get("Pons-Node"));
-    assert_eq!(origin.map(|v| v.as_str()), Some("b"), "{:?}", msg.headers);
+    assert!(
+        msg.headers.as_ref().is_none_or(|h| h.is_empty()),
+        "a topic message carries no header: {:?}",
+        msg.headers
+    );
+    drop(client);
+}
+
+/// The origin check on its own (a node's own messages never reach it through NATS anyway: its
+/// connection has no echo): a plain client publishes on B's imported topic as node `x` and as
+/// node `b`; B delivers `x`'s messages under their topic, never those naming B.
+#[test]
+fn a_node_delivers_what_other_nodes_publish_never_what_names_itself() {
+    let Some(bin) =
+        nats_or_skip("a_node_delivers_what_other_nodes_publish_never_what_names_itself")
+    else {
+        return;
+    };
+    let nats = Nats::start(&bin, &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let client = rt
+        .block_on(async_nats::connect(nats.url()))
+        .expect("connect node x");
+    let publish = |subject: &str, payload: Value| {
+        rt.block_on(async {
+            client
+                .publish(subject.to_string(), payload.to_string().into())
+                .await
+                .expect("publish");
+            client.flush().await.expect("flush");
+        })
+    };
+
+    let mut b = node_home(
+        &nats.url(),
+        "b",
+        "  import: {topics: ['t.*']}
+",
+        "",
+    );
+    b.add(ModuleSpec::new("bsub").manifest(json!({"subscribes": ["t.*"]})));
+    let _kb = b.start();
+    b.wait_status("bsub", "ready", T);
+    let delivered = |b: &TestHome| -> Vec<Value> {
+        b.received("bsub")
+            .into_iter()
+            .filter(|m| m["type"] == "deliver")
+            .map(|m| json!([m["topic"], m["payload"]]))
+            .collect()
+    };
+    // Until B's import is in place: `x`'s messages, one every 50 ms.
+    let mut k = 0;
+    wait_for("node b to deliver what node x publishes", T, || {
+        k += 1;
+        publish("pons.topic.x.t.y", json!({"warm": k}));
+        std::thread::sleep(Duration::from_millis(50));
+        (!delivered(&b).is_empty()).then_some(())
+    });
+    // In order from one connection on one subscription: once `last` is delivered, the message
+    // naming B before it was dealt with.
+    publish("pons.topic.b.t.y", json!({"own": true}));
+    publish("pons.topic.x.t.y", json!({"last": true}));
+    wait_for("node b: the last message", T, || {
+        delivered(&b)
+            .contains(&json!(["t.y", {"last": true}]))
+            .then_some(())
+    });
+    let got = delivered(&b);
+    assert!(
+        got.iter()
+            .all(|m| m[0] == "t.y" && m[1].get("own").is_none()),
+        "only x's messages, under their topic: {got:?}"
+    );
     drop(client);
 }

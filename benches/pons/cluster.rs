@@ -2,7 +2,10 @@
 //! - RPC: a client module on node B makes N sequential RPCs to an echo module on node A
 //!   (module → kernel B → NATS → kernel A → module and back); baseline: N sequential
 //!   request-replies between two plain async-nats clients (a requester and an echoing
-//!   responder) through the same server, in the same run.
+//!   responder) through the same server, in the same run. A second baseline, "relayed NATS
+//!   request-reply" (`relay.rs`), puts a relay process between each plain client and NATS so a
+//!   round trip wakes as many processes as one through pons (8, the direct one 4): an extra
+//!   figure without target, to tell the structural cost of the extra hops from the kernels' own.
 //! - Pub/sub: a publisher module on A bursts N messages of an exported topic to a subscriber
 //!   module on B; baseline: a plain async-nats publisher → subscriber of N messages of the same
 //!   size. Rates are measured on the receiving side, first to last receive.
@@ -34,6 +37,7 @@ const BYTES: usize = 128;
 struct Trial {
     pons_rpc: Value,
     direct_rpc: Value,
+    relayed_rpc: Value,
     pons_tp: Value,
     direct_tp: Value,
 }
@@ -41,7 +45,8 @@ struct Trial {
 impl Trial {
     fn json(&self) -> Value {
         json!({"pons": {"rpc": self.pons_rpc, "pubsub": self.pons_tp},
-               "direct": {"rpc": self.direct_rpc, "pubsub": self.direct_tp}})
+               "direct": {"rpc": self.direct_rpc, "pubsub": self.direct_tp},
+               "relayed": {"rpc": self.relayed_rpc}})
     }
 }
 
@@ -70,11 +75,17 @@ pub fn run(opts: &Opts) -> Vec<Figure> {
             (0..trials)
                 .map(|_| {
                     let direct_rpc = rt.block_on(direct_rpc(&server.url, n_rpc));
+                    let relayed_rpc = rt.block_on(crate::relay::relayed_rpc(
+                        &server.url,
+                        n_rpc,
+                        rpc_body().as_bytes(),
+                    ));
                     let direct_tp = rt.block_on(direct_pubsub(&server.url, n_msgs));
                     let (pons_rpc, pons_tp) = through_kernels(&server.url, n_rpc, n_msgs);
                     Trial {
                         pons_rpc,
                         direct_rpc,
+                        relayed_rpc,
                         pons_tp,
                         direct_tp,
                     }
@@ -140,6 +151,20 @@ pub fn run(opts: &Opts) -> Vec<Figure> {
             details.into(),
         ),
         rpc("cross-node RPC round trip p99", "p99_us", None, Value::Null),
+        // The same round trip against plain clients that wake as many processes: no target.
+        Figure::placed(
+            "cluster",
+            "cross-node RPC round trip p50 vs relayed",
+            "µs",
+            Pick::Min,
+            placed(Pick::Min, &|t| &t.pons_rpc, "p50_us"),
+            Some((
+                "relayed NATS request-reply",
+                placed(Pick::Min, &|t| &t.relayed_rpc, "p50_us"),
+            )),
+            None,
+            Value::Null,
+        ),
         tp(
             format!("cross-node publish→deliver 1→1, {BYTES} B"),
             "msg/s",
@@ -209,7 +234,7 @@ impl Drop for Server {
 }
 
 /// Percentiles of round trips in microseconds, in the shape the test module records.
-fn percentiles(mut us: Vec<f64>) -> Value {
+pub fn percentiles(mut us: Vec<f64>) -> Value {
     let n = us.len();
     let mean = us.iter().sum::<f64>() / n.max(1) as f64;
     json!({"n": n, "p50_us": quantile(&mut us, 0.5), "p90_us": quantile(&mut us, 0.9),
@@ -234,10 +259,7 @@ async fn direct_rpc(url: &str, n: u64) -> Value {
         }
     });
     responder.flush().await.expect("flush");
-    let body = bytes::Bytes::from(format!(
-        "{{\"m\":\"echo\",\"f\":\"client@b\",\"p\":{{\"pad\":\"{}\"}}}}",
-        "x".repeat(PAD)
-    ));
+    let body = bytes::Bytes::from(rpc_body());
     // async-nats' flush only writes the responder's SUB: the server may not know it yet when
     // the first request comes (`no responders` on a busy machine). Wait until one is answered.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -262,6 +284,14 @@ async fn direct_rpc(url: &str, n: u64) -> Value {
     }
     task.abort();
     percentiles(us)
+}
+
+/// A request body like the one pons sends (`{"m","f","p"}`, [`PAD`] bytes of padding).
+fn rpc_body() -> String {
+    format!(
+        "{{\"m\":\"echo\",\"f\":\"client@b\",\"p\":{{\"pad\":\"{}\"}}}}",
+        "x".repeat(PAD)
+    )
 }
 
 /// A plain publisher → subscriber of `n` messages of [`BYTES`] bytes.

@@ -155,10 +155,7 @@ pub(super) async fn topics(
             let batch = Batch::open();
             let mut core = kernel.core.lock();
             for msg in msgs.drain(..) {
-                if from_this_node(&msg, &link.config.node) {
-                    continue;
-                }
-                let Some(topic) = msg.subject.as_str().strip_prefix(prefix.as_str()) else {
+                let Some(topic) = imported_topic(&msg, &prefix, &link.config.node) else {
                     continue;
                 };
                 // Several import patterns may match: delivered through the first only.
@@ -179,15 +176,13 @@ pub(super) async fn topics(
     }
 }
 
-/// Whether a topic message names `node` as its origin. The headers are looked through rather
-/// than looked up: a lookup makes a header name (an allocation) and hashes it, per message.
-fn from_this_node(msg: &Message, node: &str) -> bool {
-    msg.headers.as_ref().is_some_and(|h| {
-        h.iter().any(|(name, values)| {
-            AsRef::<str>::as_ref(name) == subjects::ORIGIN
-                && values.first().is_some_and(|v| v.as_str() == node)
-        })
-    })
+/// The topic of a message from another node: its subject is `<prefix><origin>.<topic>`, and
+/// `None` when the origin is `node` (this node never delivers its own messages) or the subject
+/// is not a topic message's.
+fn imported_topic<'m>(msg: &'m Message, prefix: &str, node: &str) -> Option<&'m str> {
+    let rest = msg.subject.as_str().strip_prefix(prefix)?;
+    let (origin, topic) = subjects::origin_and_topic(rest)?;
+    (origin != node).then_some(topic)
 }
 
 /// Requests to an exported service, forwarded to the local provider.
@@ -234,12 +229,12 @@ pub(super) async fn requests(
 mod tests {
     use super::*;
 
-    fn message(headers: Option<async_nats::HeaderMap>) -> Message {
+    fn message(subject: &str) -> Message {
         Message {
-            subject: "p.topic.t".into(),
+            subject: subject.into(),
             reply: None,
             payload: bytes::Bytes::from_static(b"1"),
-            headers,
+            headers: None,
             status: None,
             description: None,
             length: 1,
@@ -247,19 +242,20 @@ mod tests {
     }
 
     #[test]
-    fn the_origin_header_names_the_sending_node() {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Other", "a");
-        h.insert(subjects::ORIGIN, "a");
-        let m = message(Some(h));
-        assert!(from_this_node(&m, "a"));
-        assert!(!from_this_node(&m, "b"));
-        assert!(!from_this_node(&message(None), "a"));
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("pons-node", "a");
-        assert!(
-            !from_this_node(&message(Some(h)), "a"),
-            "names are exact, as a lookup"
+    fn a_node_takes_the_topic_of_other_nodes_messages_only() {
+        let m = message("p.topic.a.metrics.cpu");
+        assert_eq!(imported_topic(&m, "p.topic.", "b"), Some("metrics.cpu"));
+        assert_eq!(imported_topic(&m, "p.topic.", "a"), None, "its own");
+        assert_eq!(
+            imported_topic(&m, "p.topic.", "a-1"),
+            Some("metrics.cpu"),
+            "names are compared whole"
+        );
+        assert_eq!(imported_topic(&m, "q.topic.", "b"), None);
+        assert_eq!(
+            imported_topic(&message("p.topic.metrics"), "p.topic.", "b"),
+            None,
+            "no node token"
         );
     }
 }

@@ -17,7 +17,6 @@ use async_nats::Subject;
 use bytes::{Bytes, BytesMut};
 use pons_reconciler::cluster::ClusterConfig;
 use serde_json::value::RawValue;
-use tokio::sync::Notify;
 
 use super::subjects;
 use super::wire::{self, Kind};
@@ -53,7 +52,6 @@ pub struct Link {
     /// them is delivered through the first only.
     pub import_topics: Vec<Pattern>,
     pub outbox: Arc<Outbox>,
-    pub(super) wake: Notify,
     connected: AtomicBool,
     /// This link's reply prefix (`<inbox>.<kid>`).
     pub inbox: String,
@@ -63,12 +61,10 @@ pub struct Link {
     /// `lifecycle.maxPendingRpcs`, like a local caller's).
     in_flight: std::sync::atomic::AtomicUsize,
     client: std::sync::OnceLock<async_nats::Client>,
-    /// `Pons-Node: <node>` (topic messages only).
-    origin: async_nats::HeaderMap,
     /// `<name>.svc.<service>` of each imported service, in the (sorted) order of
     /// `config.import.services`.
     service_subjects: Vec<Subject>,
-    /// `<name>.topic.`
+    /// `<name>.topic.<node>.`: this node's topic messages name it as their origin.
     topic_prefix: String,
     arena: parking_lot::Mutex<Arena>,
 }
@@ -115,8 +111,6 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     pub fn new(config: ClusterConfig) -> Arc<Link> {
-        let mut origin = async_nats::HeaderMap::new();
-        origin.insert(subjects::ORIGIN, config.node.as_str());
         let service_subjects = config
             .import
             .services
@@ -130,7 +124,7 @@ impl Link {
             .collect();
         Arc::new(Link {
             service_subjects,
-            topic_prefix: subjects::topic_prefix(&config.name),
+            topic_prefix: subjects::origin_prefix(&config.name, &config.node),
             arena: Default::default(),
             export_topics: PatternSet::new(config.export.topics.iter()),
             import_topics: config
@@ -142,13 +136,11 @@ impl Link {
             inbox: subjects::inbox(&config.name, &config.node),
             config,
             outbox: Outbox::new(),
-            wake: Notify::new(),
             connected: AtomicBool::new(false),
             counters: Counters::default(),
             state: Default::default(),
             in_flight: Default::default(),
             client: Default::default(),
-            origin,
         })
     }
 
@@ -198,25 +190,24 @@ impl Link {
 
     /// Sends one message: straight to the NATS client when nothing waits in the queue and the
     /// client takes it at once (its channel has room), else queued for the writer (order is
-    /// kept: nothing overtakes a queued message). Wakes the writer when the queue was empty.
+    /// kept: nothing overtakes a queued message). The queue itself wakes the writer when this
+    /// push makes it non-empty ([`Outbox::push_with`] decides that under its lock: a decision
+    /// taken from `queued()` read before the push could miss the writer finishing its batch in
+    /// between, and leave the record, and every later one, unsent).
     fn push(&self, kind: Kind, subject: &Subject, reply: Option<&Subject>, body: Bytes) -> bool {
         let was_empty = self.outbox.queued() == 0;
         if was_empty && self.send_now(kind, subject, reply, &body) {
             return true;
         }
         let reply = reply.map_or("", |r| r.as_str());
-        let ok = self
-            .outbox
-            .push_with(|b| wire::push_record(b, kind, subject.as_str(), reply, &body));
-        if ok && was_empty {
-            self.wake.notify_one();
-        }
-        ok
+        self.outbox
+            .push_with(|b| wire::push_record(b, kind, subject.as_str(), reply, &body))
     }
 
     /// Hands one message to the NATS client if it takes it without waiting. True when the
-    /// message is dealt with (sent, or refused by the client and counted as dropped). Requests
-    /// and answers carry no header: the request names its caller's node in its body.
+    /// message is dealt with (sent, or refused by the client and counted as dropped). Nothing
+    /// carries a header: a topic message names its origin node in its subject, a request its
+    /// caller's node in its body.
     fn send_now(
         &self,
         kind: Kind,
@@ -230,13 +221,10 @@ impl Link {
         };
         let (subject, body) = (subject.clone(), body.clone());
         let done = match (kind, reply) {
-            (Kind::Publish, _) => client
-                .publish_with_headers(subject, self.origin.clone(), body)
-                .now_or_never(),
             (Kind::Request, Some(reply)) => client
                 .publish_with_reply(subject, reply.clone(), body)
                 .now_or_never(),
-            (Kind::Request, None) | (Kind::Reply, _) => {
+            (Kind::Publish, _) | (Kind::Request, None) | (Kind::Reply, _) => {
                 client.publish(subject, body).now_or_never()
             }
         };
@@ -256,11 +244,6 @@ impl Link {
     /// The connected client (set once by the connection task).
     pub(super) fn set_client(&self, client: async_nats::Client) {
         let _ = self.client.set(client);
-    }
-
-    /// The header naming this node as a message's origin.
-    pub(super) fn origin(&self) -> &async_nats::HeaderMap {
-        &self.origin
     }
 
     fn note_congested(&self, congested: &mut Vec<Arc<Outbox>>) {
@@ -422,7 +405,7 @@ mod tests {
         l.outbox.swap_queued(&mut batch);
         let recs: Vec<_> = wire::records(&batch).collect();
         assert_eq!(recs.len(), 1);
-        assert_eq!(recs[0].subject, "p.topic.m.cpu");
+        assert_eq!(recs[0].subject, "p.topic.a.m.cpu", "named after its origin");
         assert_eq!(recs[0].body, b"1");
         assert!(l.exports_service("e") && !l.exports_service("f"));
         assert_eq!(l.import_index("x.y"), Some(0));
@@ -449,6 +432,39 @@ mod tests {
         assert_eq!(recs[0].body, br#"{"m":"get","f":"cons@b","p":{"a":1}}"#);
         assert_eq!(recs[1].subject, "p.svc.other");
         assert_eq!(l.kid_of(recs[1].reply), Some(8));
+    }
+
+    #[test]
+    fn the_writer_is_woken_by_the_push_that_makes_the_queue_non_empty() {
+        use futures_util::FutureExt;
+        let l = link("cluster: {url: nats://x, name: p, node: b, import: {services: [e]}}\n");
+        let mut congested = Vec::new();
+        let p = RawValue::from_string("1".into()).unwrap();
+        let mut req = |kid| assert!(l.request(kid, ("e", "get", "c"), Some(&p), &mut congested));
+        let woken = |l: &Link| l.outbox.writer_wake().now_or_never().is_some();
+        assert!(!woken(&l), "nothing queued yet");
+        req(1);
+        assert!(woken(&l), "not connected: queued, and the writer woken");
+        // The writer takes the batch; what is pushed while it writes waits for its next swap.
+        let mut batch = Vec::new();
+        l.outbox.swap_queued(&mut batch);
+        req(2);
+        assert!(!woken(&l));
+        l.outbox.written(batch.len());
+        batch.clear();
+        l.outbox.swap_queued(&mut batch);
+        assert_eq!(
+            wire::records(&batch).count(),
+            1,
+            "request 2, on the next swap"
+        );
+        l.outbox.written(batch.len());
+        batch.clear();
+        l.outbox.swap_queued(&mut batch);
+        assert!(batch.is_empty());
+        // Written out: the next push makes the queue non-empty again and wakes the writer.
+        req(3);
+        assert!(woken(&l));
     }
 
     #[test]

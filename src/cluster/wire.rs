@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 /// A record of the link's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A topic message (with the origin header).
+    /// A topic message (its subject names the origin node).
     Publish = 0,
     /// An RPC request (with a reply subject).
     Request = 1,

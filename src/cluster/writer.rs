@@ -17,7 +17,6 @@ use super::wire::{self, Kind};
 /// Writes the link's queue to NATS. While the connection is down, records are dropped and
 /// counted: nothing waits for a server that is gone.
 pub(super) async fn run(client: Client, link: Arc<Link>) {
-    let origin = link.origin().clone();
     let max = Duration::from_millis(link.config.stale_ms);
     let mut batch: Vec<u8> = Vec::with_capacity(8 << 10);
     let mut arena = Arena::default();
@@ -27,7 +26,8 @@ pub(super) async fn run(client: Client, link: Arc<Link>) {
             if link.outbox.is_closed() {
                 return;
             }
-            link.wake.notified().await;
+            // A push that made the queue non-empty since the swap left a permit: no lost wake.
+            link.outbox.writer_wake().await;
             continue;
         }
         let n = batch.len();
@@ -42,13 +42,6 @@ pub(super) async fn run(client: Client, link: Arc<Link>) {
             let subject = to_subject(subject);
             let body = arena.carve(r.body.len(), |b| b.extend_from_slice(r.body));
             let sent = match r.kind {
-                Kind::Publish => {
-                    send(
-                        max,
-                        client.publish_with_headers(subject, origin.clone(), body),
-                    )
-                    .await
-                }
                 Kind::Request => {
                     let reply =
                         arena.carve(r.reply.len(), |b| b.extend_from_slice(r.reply.as_bytes()));
@@ -58,7 +51,7 @@ pub(super) async fn run(client: Client, link: Arc<Link>) {
                     )
                     .await
                 }
-                Kind::Reply => send(max, client.publish(subject, body)).await,
+                Kind::Publish | Kind::Reply => send(max, client.publish(subject, body)).await,
             };
             if sent {
                 link.counters.sent.fetch_add(1, Ordering::Relaxed);

@@ -212,6 +212,12 @@ impl Outbox {
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Resolves once a push makes the queue non-empty (or at once if one did since the last
+    /// wait), or the outbox closes: for a writer task of its own (the cluster link's queue).
+    pub fn writer_wake(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake_writer.notified()
+    }
+
     /// Waits until the queue is below [`LOW_WATER`] or the outbox is closed, at most `max`.
     /// Returns false on timeout.
     pub async fn wait_drained(&self, max: Duration) -> bool {
