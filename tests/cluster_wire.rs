@@ -17,17 +17,22 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(20);
 
+/// A runtime for the plain NATS clients that play other nodes.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 #[test]
 fn requests_carry_their_caller_in_the_body_and_no_header() {
     let Some(bin) = nats_or_skip("requests_carry_their_caller_in_the_body_and_no_header") else {
         return;
     };
     let nats = Nats::start(&bin, &[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime();
     let url = nats.url();
     // Node `x`: a plain client advertising `echo` in its heartbeats, answering each request and
     // reporting what it received.
@@ -139,11 +144,7 @@ fn a_node_delivers_what_other_nodes_publish_never_what_names_itself() {
         return;
     };
     let nats = Nats::start(&bin, &[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime();
     let client = rt
         .block_on(async_nats::connect(nats.url()))
         .expect("connect node x");
